@@ -1,0 +1,455 @@
+"""Panoptic postprocessing: semantic logits + center heatmap + offsets -> panoptic ids.
+
+Follows Panoptic-DeepLab (Cheng et al. 2020, arXiv:1911.10194) as adapted by empanada-dl 0.1.7
+(``empanada/inference/postprocess.py`` and ``PanopticDeepLabRenderEngine`` in ``engines.py``):
+centers are heatmap peaks kept by max-pool NMS, every thing pixel joins the center nearest to where
+its offset points, instances take the majority thing class of their pixels, and stuff classes are
+kept when their area reaches ``stuff_area``. Unlike empanada, the work here is done only for thing
+pixels, without Python loops over instances or classes, so it runs on any torch device.
+
+Panoptic ids are ``class_id * label_divisor + instance_id`` (instance ids from 1, 0 is background).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+__all__ = [
+    "panoptic_postprocess",
+    "panoptic_postprocess_batch",
+    "harden_semantic",
+    "find_centers",
+    "group_pixels",
+    "split_fragments",
+    "fill_instance_holes",
+]
+
+ArrayLike = Union[torch.Tensor, np.ndarray]
+
+# Coarse grouping works on 1/4 resolution, the stride at which empanada's render engine groups
+# pixels when coarse_boundaries=True (the decoder's native output stride).
+COARSE_STRIDE = 4
+# Largest pixels x centers distance block computed at once (float32 elements, ~16 MB), so that
+# 1024^2 frames with hundreds of centers stay within a bounded memory footprint.
+GROUP_BLOCK_ELEMENTS = 1 << 22
+
+
+def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    return x
+
+
+def _drop_batch(x: torch.Tensor, name: str, channels: int | None) -> torch.Tensor:
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise ValueError(
+                f"{name} has batch size {x.shape[0]}; pass one image (C, H, W) or use panoptic_postprocess_batch"
+            )
+        x = x[0]
+    if x.ndim != 3:
+        raise ValueError(f"{name} must be (C, H, W) or (1, C, H, W), got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[0] != channels:
+        raise ValueError(f"{name} must have {channels} channel(s), got shape {tuple(x.shape)}")
+    return x
+
+
+def harden_semantic(sem_logits: ArrayLike, seg_thr: float = 0.5) -> torch.Tensor:
+    """Turn semantic logits ``(S, H, W)`` into class ids ``(H, W)`` (long, 0 = background).
+
+    S == 1: ``sigmoid >= seg_thr`` gives class 1 (empanada's ``_harden_seg``).
+    S > 1: a pixel is foreground when ``1 - p(background) >= seg_thr`` and then takes the argmax
+    of the foreground channels. empanada ignores its confidence threshold for multi-class models
+    (plain argmax); thresholding the foreground probability keeps one meaning for ``seg_thr`` in
+    both cases, and for S == 2 at seg_thr=0.5 it is exactly the argmax.
+    """
+    x = _as_tensor(sem_logits, "sem_logits")
+    if x.ndim == 4:
+        x = _drop_batch(x, "sem_logits", None)
+    if x.ndim != 3:
+        raise ValueError(f"sem_logits must be (S, H, W), got shape {tuple(x.shape)}")
+    x = x.float()
+    if x.shape[0] == 1:
+        return (torch.sigmoid(x[0]) >= seg_thr).long()
+    p_fg = 1.0 - torch.softmax(x, dim=0)[0]
+    cls = x[1:].argmax(dim=0) + 1
+    return torch.where(p_fg >= seg_thr, cls, torch.zeros_like(cls))
+
+
+def find_centers(
+    ctr_hmp: ArrayLike, center_thr: float = 0.1, nms_kernel: int = 3, top_k: int | None = None
+) -> torch.Tensor:
+    """Peaks of a center heatmap ``(H, W)`` or ``(1, H, W)`` as a ``(K, 2)`` long tensor of (y, x).
+
+    Matches empanada's ``find_instance_center``: values at or below ``center_thr`` are discarded and a
+    pixel is a peak when it equals the max-pool of size ``nms_kernel`` around it (plateaus keep every
+    tied pixel). ``top_k`` keeps the highest peaks (Panoptic-DeepLab's option). Peaks are returned in
+    raster order, which fixes the instance numbering.
+    """
+    h = _as_tensor(ctr_hmp, "ctr_hmp")
+    while h.ndim > 2 and h.shape[0] == 1:
+        h = h[0]
+    if h.ndim != 2:
+        raise ValueError(f"ctr_hmp must be (H, W) or (1, H, W), got shape {tuple(h.shape)}")
+    if int(nms_kernel) < 1:
+        raise ValueError(f"nms_kernel must be >= 1, got {nms_kernel}")
+    k = int(nms_kernel)
+    h = h.float()
+    h = torch.where(h > center_thr, h, torch.full_like(h, -1.0))
+    pooled = F.max_pool2d(h[None, None], kernel_size=k, stride=1, padding=k // 2)[0, 0]
+    if k % 2 == 0:
+        # even kernels pad one pixel too many; empanada clips the last row and column
+        pooled = pooled[:-1, :-1]
+    keep = (h == pooled) & (h > 0)
+    ctr = torch.nonzero(keep)
+    if top_k is not None and ctr.shape[0] > top_k:
+        scores = h[ctr[:, 0], ctr[:, 1]]
+        idx = torch.topk(scores, int(top_k)).indices.sort().values
+        ctr = ctr[idx]
+    return ctr
+
+
+def group_pixels(points: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Index (0..K-1) of the nearest center for each point, in bounded-memory blocks.
+
+    ``points`` ``(P, 2)`` are the pixel coordinates plus their predicted offsets, ``centers``
+    ``(K, 2)``; both float and in the same units. Ties go to the lower center index (like argmin
+    in empanada's ``group_pixels``).
+    """
+    n_pts, n_ctr = points.shape[0], centers.shape[0]
+    out = torch.empty(n_pts, dtype=torch.long, device=points.device)
+    if n_pts == 0:
+        return out
+    cy, cx = centers[:, 0], centers[:, 1]
+    step = max(1, GROUP_BLOCK_ELEMENTS // max(n_ctr, 1))
+    for start in range(0, n_pts, step):
+        blk = points[start : start + step]
+        dy = blk[:, 0:1] - cy
+        d = dy.mul_(dy)
+        dx = blk[:, 1:2] - cx
+        d.addcmul_(dx, dx)
+        out[start : start + step] = d.argmin(dim=1)
+    return out
+
+
+def _coarse_grid(n: int, stride: int, device: torch.device) -> torch.Tensor:
+    # mean full-res coordinate of each stride block; the last block may be partial
+    start = torch.arange(0, n, stride, device=device, dtype=torch.float32)
+    end = torch.clamp(start + stride - 1, max=n - 1)
+    return (start + end) / 2
+
+
+def _instance_map(
+    thing: torch.Tensor,
+    ctr_hmp: torch.Tensor,
+    offsets: torch.Tensor,
+    center_thr: float,
+    nms_kernel: int,
+    top_k: int | None,
+    fine: bool,
+) -> torch.Tensor:
+    """Class-agnostic instance ids (H, W) for thing pixels, 0 elsewhere."""
+    H, W = thing.shape
+    dev = thing.device
+    ins = torch.zeros((H, W), dtype=torch.long, device=dev)
+    if not bool(thing.any()):
+        return ins
+    if fine:
+        ctr = find_centers(ctr_hmp, center_thr, nms_kernel, top_k)
+        if ctr.shape[0] == 0:
+            return ins
+        py, px = torch.nonzero(thing, as_tuple=True)
+        pts = torch.stack((py.float() + offsets[0, py, px], px.float() + offsets[1, py, px]), dim=1)
+        ins[py, px] = group_pixels(pts, ctr.float()) + 1
+        return ins
+    # Coarse boundaries (empanada's default): centers and grouping at 1/4 resolution, then the
+    # instance cells are nearest-upsampled and cut by the full-resolution semantic mask. empanada
+    # groups the decoder's native 1/4-resolution offsets; from full-resolution outputs each cell
+    # instead votes with the mean center location (pixel + offset) of its thing pixels, so cells on
+    # an object's rim are not pulled off by the background pixels' offsets.
+    s = COARSE_STRIDE
+    hmp_c = F.avg_pool2d(ctr_hmp[None], s, s, ceil_mode=True)[0, 0]
+    ctr = find_centers(hmp_c, center_thr, nms_kernel, top_k)
+    if ctr.shape[0] == 0:
+        return ins
+    gy, gx = _coarse_grid(H, s, dev), _coarse_grid(W, s, dev)
+    ctr_f = torch.stack((gy[ctr[:, 0]], gx[ctr[:, 1]]), dim=1)
+    w = thing.float()
+    ys = torch.arange(H, device=dev, dtype=torch.float32)[:, None]
+    xs = torch.arange(W, device=dev, dtype=torch.float32)[None, :]
+    votes = torch.stack(((ys + offsets[0]) * w, (xs + offsets[1]) * w, w))
+    pooled = F.avg_pool2d(votes[None], s, s, ceil_mode=True)[0]
+    need = pooled[2] > 0
+    cy, cx = torch.nonzero(need, as_tuple=True)
+    cnt = pooled[2, cy, cx]
+    pts = torch.stack((pooled[0, cy, cx] / cnt, pooled[1, cy, cx] / cnt), dim=1)
+    cells = torch.zeros(need.shape, dtype=torch.long, device=dev)
+    cells[cy, cx] = group_pixels(pts, ctr_f) + 1
+    py, px = torch.nonzero(thing, as_tuple=True)
+    ins[py, px] = cells[py // s, px // s]
+    return ins
+
+
+def _merge(
+    sem: torch.Tensor,
+    ins: torch.Tensor,
+    thing_list: Sequence[int],
+    label_divisor: int,
+    stuff_area: int,
+) -> torch.Tensor:
+    """Panoptic ids from class ids and class-agnostic instance ids (empanada's
+    ``merge_semantic_and_instance``, vectorized with bincount instead of a loop per instance)."""
+    dev = sem.device
+    n_cls = int(sem.max()) + 1
+    pan = torch.zeros_like(sem)
+    things = torch.as_tensor(list(thing_list), dtype=torch.long, device=dev)
+    is_thing_cls = torch.zeros(max(n_cls, int(things.max()) + 1 if len(things) else 1), dtype=torch.bool, device=dev)
+    if len(things):
+        is_thing_cls[things] = True
+    thing_px = ins > 0
+    n_ins = int(ins.max())
+    if n_ins > 0:
+        # class histogram per instance; ins > 0 only on thing-class pixels, so the vote is among things
+        key = ins[thing_px] * n_cls + sem[thing_px]
+        hist = torch.bincount(key, minlength=(n_ins + 1) * n_cls).view(n_ins + 1, n_cls)
+        present = hist.sum(dim=1) > 0
+        present[0] = False
+        cls = hist.argmax(dim=1)  # ties go to the lower class id, like torch.mode in empanada
+        # instances are numbered per class in order of their center, starting at 1
+        onehot = F.one_hot(cls, n_cls) * present[:, None].long()
+        number = onehot.cumsum(dim=0).gather(1, cls[:, None])[:, 0]
+        if n_ins and int(number.max()) >= label_divisor:
+            raise ValueError(
+                f"{int(number.max())} instances of one class do not fit label_divisor={label_divisor}; increase label_divisor"
+            )
+        lut = torch.where(present, cls * label_divisor + number, torch.zeros_like(cls))
+        pan = lut[ins]
+    # stuff: every non-thing class whose total area (outside thing instances) reaches stuff_area
+    stuff_px = ~thing_px & ~is_thing_cls[sem]
+    area = torch.bincount(sem[stuff_px], minlength=n_cls)
+    keep = area >= stuff_area
+    keep[0] = False
+    stuff_px &= keep[sem]
+    pan[stuff_px] = sem[stuff_px] * label_divisor
+    return pan
+
+
+def panoptic_postprocess(
+    sem_logits: ArrayLike,
+    ctr_hmp: ArrayLike,
+    offsets: ArrayLike,
+    *,
+    thing_list: Sequence[int] = (1,),
+    label_divisor: int = 1000,
+    seg_thr: float = 0.5,
+    center_thr: float = 0.1,
+    min_distance: int = 3,
+    stuff_area: int = 64,
+    semantic_only: bool = False,
+    fine_boundaries: bool = False,
+    fill_holes: bool = False,
+    nms_kernel: int | None = None,
+    top_k: int | None = None,
+) -> torch.Tensor:
+    """Panoptic segmentation ``(H, W)`` (torch.long, on the inputs' device) of one image.
+
+    Inputs are the model outputs at full resolution: ``sem_logits`` (S, H, W), ``ctr_hmp`` (1, H, W)
+    and ``offsets`` (2, H, W) as (dy, dx) from each pixel to its center, each optionally with a
+    leading batch dimension of 1. See :func:`harden_semantic` for ``seg_thr``.
+
+    The center NMS window is ``nms_kernel`` pixels, or ``min_distance`` when not given: empanada-napari
+    passes its "Centers Min Distance" straight through as the max-pool kernel size. With
+    ``fine_boundaries=False`` (empanada's default) centers are found and pixels grouped at 1/4
+    resolution, so the window then spans ``4 * kernel`` full-resolution pixels; ``True`` groups at
+    full resolution. Stuff classes (and all classes when ``semantic_only``) get ids
+    ``class * label_divisor`` when their total area reaches ``stuff_area`` (as in empanada).
+    ``fill_holes`` fills background holes enclosed by a single instance (:func:`fill_instance_holes`,
+    on CPU).
+    """
+    sem_logits = _drop_batch(_as_tensor(sem_logits, "sem_logits"), "sem_logits", None)
+    ctr_hmp = _drop_batch(_as_tensor(ctr_hmp, "ctr_hmp"), "ctr_hmp", 1)
+    offsets = _drop_batch(_as_tensor(offsets, "offsets"), "offsets", 2)
+    shape = sem_logits.shape[-2:]
+    if ctr_hmp.shape[-2:] != shape or offsets.shape[-2:] != shape:
+        raise ValueError(
+            f"spatial sizes differ: sem_logits {tuple(shape)}, ctr_hmp {tuple(ctr_hmp.shape[-2:])}, "
+            f"offsets {tuple(offsets.shape[-2:])}; pass outputs of the same image at full resolution"
+        )
+    if label_divisor < 1:
+        raise ValueError(f"label_divisor must be >= 1, got {label_divisor}")
+    kernel = int(min_distance if nms_kernel is None else nms_kernel)
+    if kernel < 1:
+        raise ValueError(f"min_distance / nms_kernel must be >= 1, got {kernel}")
+    n_cls = max(sem_logits.shape[0] - 1, 1)
+    things = [int(c) for c in thing_list]
+    bad = [c for c in things if not 1 <= c <= n_cls]
+    if bad and not semantic_only:
+        raise ValueError(f"thing_list {things} has classes outside 1..{n_cls} for a model with {sem_logits.shape[0]} semantic channel(s)")
+    if semantic_only:
+        things = []
+
+    with torch.no_grad():
+        sem = harden_semantic(sem_logits, seg_thr)
+        dev = sem.device
+        if things:
+            thing = torch.isin(sem, torch.as_tensor(things, device=dev))
+            ins = _instance_map(
+                thing, ctr_hmp.float(), offsets.float(), center_thr, kernel, top_k, fine_boundaries
+            )
+        else:
+            ins = torch.zeros_like(sem)
+        pan = _merge(sem, ins, things, label_divisor, stuff_area)
+    if fill_holes and things:
+        filled = fill_instance_holes(pan.cpu().numpy(), label_divisor=label_divisor)
+        pan = torch.from_numpy(filled).to(dev)
+    return pan
+
+
+def panoptic_postprocess_batch(
+    sem_logits: ArrayLike, ctr_hmp: ArrayLike, offsets: ArrayLike, **kwargs
+) -> torch.Tensor:
+    """:func:`panoptic_postprocess` for each image of ``(N, ...)`` outputs; returns ``(N, H, W)``."""
+    sem_logits = _as_tensor(sem_logits, "sem_logits")
+    ctr_hmp = _as_tensor(ctr_hmp, "ctr_hmp")
+    offsets = _as_tensor(offsets, "offsets")
+    for name, x in (("sem_logits", sem_logits), ("ctr_hmp", ctr_hmp), ("offsets", offsets)):
+        if x.ndim != 4:
+            raise ValueError(f"{name} must be (N, C, H, W), got shape {tuple(x.shape)}")
+    if not sem_logits.shape[0] == ctr_hmp.shape[0] == offsets.shape[0]:
+        raise ValueError(
+            f"batch sizes differ: {sem_logits.shape[0]}, {ctr_hmp.shape[0]}, {offsets.shape[0]}"
+        )
+    if sem_logits.shape[0] == 0:
+        return torch.zeros((0, *sem_logits.shape[-2:]), dtype=torch.long, device=sem_logits.device)
+    return torch.stack(
+        [panoptic_postprocess(s, c, o, **kwargs) for s, c, o in zip(sem_logits, ctr_hmp, offsets)]
+    )
+
+
+def _to_numpy(labels: ArrayLike) -> tuple[np.ndarray, torch.device | None]:
+    if isinstance(labels, torch.Tensor):
+        return labels.detach().cpu().numpy(), labels.device
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"labels must be a numpy array or torch.Tensor, got {type(labels).__name__}")
+    return labels, None
+
+
+def _back(arr: np.ndarray, device: torch.device | None) -> ArrayLike:
+    return arr if device is None else torch.from_numpy(arr).to(device)
+
+
+def split_fragments(
+    labels: ArrayLike, *, label_divisor: int | None = None, connectivity: int | None = None
+) -> ArrayLike:
+    """Give each disconnected piece of a label its own id (2D or 3D; numpy in, numpy out; torch likewise).
+
+    Like empanada's ``force_connected`` (``inference/rle.py``), which relabels connected components
+    per class; here the largest piece keeps the original id so unsplit objects keep theirs, and the
+    other pieces get the next free ids (of the same class when ``label_divisor`` is given; stuff ids
+    ``class * label_divisor`` are then left whole). ``connectivity`` as in ``skimage.measure.label``
+    (default: full, 8 in 2D / 26 in 3D, as empanada). One labelling pass over the whole array.
+    """
+    from skimage.measure import label as cc_label
+
+    arr, dev = _to_numpy(labels)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"labels must be an integer array, got {arr.dtype}")
+    if arr.size == 0 or not arr.any():
+        return _back(arr.copy(), dev)
+    # skimage labels regions of equal value, so touching different ids stay apart
+    comp = cc_label(arr, background=0, connectivity=connectivity)
+    n = int(comp.max())
+    flat_c, flat_l = comp.ravel(), arr.ravel()
+    orig = np.zeros(n + 1, dtype=np.int64)
+    orig[flat_c] = flat_l
+    size = np.bincount(flat_c, minlength=n + 1)
+    ids = np.arange(1, n + 1)
+    if label_divisor is not None:
+        stuff = orig[ids] % label_divisor == 0
+    else:
+        stuff = np.zeros(n, dtype=bool)
+    # the largest component per original id keeps the id (stuff keeps it for every piece)
+    order = np.lexsort((-size[ids], orig[ids]))
+    first = np.ones(n, dtype=bool)
+    first[1:] = orig[ids][order][1:] != orig[ids][order][:-1]
+    keep = np.empty(n, dtype=bool)
+    keep[order] = first
+    keep |= stuff
+    lut = orig.copy()
+    extra = ids[~keep]
+    if extra.size:
+        if label_divisor is None:
+            lut[extra] = int(arr.max()) + 1 + np.arange(extra.size)
+        else:
+            cls = orig[extra] // label_divisor
+            srt = np.argsort(cls, kind="stable")
+            extra, cls = extra[srt], cls[srt]
+            starts = np.r_[0, np.flatnonzero(np.diff(cls)) + 1]
+            rank = np.arange(extra.size) - np.repeat(starts, np.diff(np.r_[starts, extra.size]))
+            # highest id already used by each class
+            u = np.unique(flat_l[flat_l > 0])
+            ucls = u // label_divisor
+            top = np.zeros(int(ucls.max()) + 1, dtype=np.int64)
+            np.maximum.at(top, ucls, u)
+            new = top[cls] + 1 + rank
+            if np.any(new // label_divisor != cls):
+                raise ValueError(f"splitting fragments overflows label_divisor={label_divisor}; increase label_divisor")
+            lut[extra] = new
+    if int(lut.max()) > np.iinfo(arr.dtype).max:
+        raise ValueError(f"new ids up to {int(lut.max())} do not fit {arr.dtype}; cast labels to a wider integer type first")
+    return _back(lut.astype(arr.dtype)[comp], dev)
+
+
+def fill_instance_holes(labels: np.ndarray, *, label_divisor: int | None = None) -> np.ndarray:
+    """Fill background (0) holes that are enclosed by a single label, for all labels at once.
+
+    A hole is a 0-region (face-connected, as ``scipy.ndimage.binary_fill_holes``) that does not touch
+    the array border and whose face neighbours all carry one label. With ``label_divisor``, stuff ids
+    (``class * label_divisor``) are not filled. Vectorized: one ``ndimage.label`` pass plus a
+    neighbour-pair table, instead of ``binary_fill_holes`` per instance. Returns a new array.
+    """
+    arr = np.asarray(labels)
+    out = arr.copy()
+    bg = arr == 0
+    if not bg.any() or bg.all():
+        return out
+    comp, n = ndimage.label(bg)
+    if n == 0:
+        return out
+    # components touching the border are not enclosed
+    border = np.zeros(n + 1, dtype=bool)
+    for ax in range(arr.ndim):
+        border[np.take(comp, 0, axis=ax).ravel()] = True
+        border[np.take(comp, -1, axis=ax).ravel()] = True
+    pairs_c, pairs_l = [], []
+    for ax in range(arr.ndim):
+        a = [slice(None)] * arr.ndim
+        b = [slice(None)] * arr.ndim
+        a[ax], b[ax] = slice(None, -1), slice(1, None)
+        for s, t in ((tuple(a), tuple(b)), (tuple(b), tuple(a))):
+            c, lab = comp[s], arr[t]
+            m = (c > 0) & (lab != 0)
+            pairs_c.append(c[m])
+            pairs_l.append(lab[m])
+    pc = np.concatenate(pairs_c)
+    pl = np.concatenate(pairs_l)
+    if pc.size == 0:
+        return out
+    pairs = np.unique(np.stack([pc, pl.astype(np.int64)], axis=1), axis=0)
+    n_nb = np.bincount(pairs[:, 0], minlength=n + 1)
+    fill = np.zeros(n + 1, dtype=arr.dtype)
+    single = pairs[n_nb[pairs[:, 0]] == 1]
+    fill[single[:, 0]] = single[:, 1]
+    fill[border] = 0
+    if label_divisor is not None:
+        fill[fill % label_divisor == 0] = 0
+    fill[0] = 0
+    holes = bg & (fill[comp] != 0)
+    out[holes] = fill[comp[holes]]
+    return out

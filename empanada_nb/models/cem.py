@@ -41,7 +41,11 @@ def load_encoder_weights(encoder: nn.Module, source: Union[str, os.PathLike]) ->
     if key in sd and sd[key].shape[1] != first.weight.shape[1]:
         # RGB-pretrained first conv on greyscale input: sum over colour channels keeps activations equal
         sd[key] = sd[key].sum(1, keepdim=True)
-    missing, unexpected = encoder.body.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = encoder.body.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatches: weights of another encoder
+        raise ValueError(f"{source}: weights do not fit encoder {getattr(encoder, 'name', '?')}: "
+                         f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise ValueError(f"{source}: weights do not fit encoder {getattr(encoder, 'name', '?')}: "

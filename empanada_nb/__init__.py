@@ -1,0 +1,12 @@
+"""empanada_nb: panoptic segmentation of organelles in EM, in Jupyter.
+
+One torch core (models, data, training, inference, metrics, label tools) with thin faces over
+it: anywidget widgets for notebooks and the ``empanada-nb`` CLI.
+"""
+__version__ = "0.1.0"
+
+from .data import find_pairs, make_synthetic_dataset, normalize_image, read_image, synthetic_image, synthetic_volume
+from .model_io import ModelCard, list_models, load_model, register_model, save_model
+from .models import (ARCHITECTURES, CEM_URLS, ENCODERS, FINETUNABLE_LAYERS, build_model, check_patch_size,
+                     count_parameters, set_finetunable)
+from .training import TrainConfig, TrainingHandle, finetune, train

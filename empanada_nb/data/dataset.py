@@ -1,0 +1,160 @@
+"""The training layout and the dataset that samples patches from it.
+
+Layout (as empanada's): ``DATASET/<name>/images/*.tif(f)`` and ``DATASET/<name>/masks/*.tif(f)``
+with identical file names, any number of ``<name>`` subfolders at any depth. Files are paired by
+name (never by listing order, which is what empanada's glob pairing relied on).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .augment import AugmentConfig, random_patch
+from .io import IMAGE_SUFFIXES, intensity_range, read_image
+from .targets import panoptic_targets
+
+IGNORED = {"thumbs.db", ".ds_store", "desktop.ini"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    image: Path
+    mask: Path
+    group: str  # the <name> folder, for per-group sampling weights
+
+
+def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
+    """All (image, mask) pairs under ``root``, paired by file name within each images/masks folder.
+
+    Non-image files are ignored with a warning; unpaired files are all listed in one error.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist")
+    pairs: List[Pair] = []
+    problems: List[str] = []
+    ignored: List[str] = []
+    image_dirs = sorted(p for p in root.rglob("images") if p.is_dir())
+    if (root / "images").is_dir() and root / "images" not in image_dirs:
+        image_dirs.insert(0, root / "images")
+    for idir in image_dirs:
+        mdir = idir.parent / "masks"
+        if not mdir.is_dir():
+            problems.append(f"{idir} has no sibling masks/ folder")
+            continue
+        group = str(idir.parent.relative_to(root)) if idir.parent != root else root.name
+
+        def listing(d: Path) -> Dict[str, Path]:
+            out = {}
+            for f in d.iterdir():
+                if f.is_dir():
+                    continue
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    out[f.stem] = f
+                else:
+                    ignored.append(str(f))
+            return out
+
+        imgs, msks = listing(idir), listing(mdir)
+        for stem in sorted(set(imgs) - set(msks)):
+            problems.append(f"image {imgs[stem]} has no mask {mdir / imgs[stem].name}")
+        for stem in sorted(set(msks) - set(imgs)):
+            problems.append(f"mask {msks[stem]} has no image {idir / msks[stem].name}")
+        pairs += [Pair(imgs[s], msks[s], group) for s in sorted(set(imgs) & set(msks))]
+    visible = [f for f in ignored if Path(f).name.lower() not in IGNORED]
+    if ignored:
+        warnings.warn(f"ignoring {len(ignored)} non-TIFF file(s) in {root}"
+                      + (f": {', '.join(visible[:5])}" if visible else ""), stacklevel=2)
+    if problems:
+        raise ValueError(f"{len(problems)} problem(s) in dataset {root}:\n  " + "\n  ".join(problems))
+    if not pairs:
+        raise ValueError(f"no image/mask pairs found under {root}; expected {root}/<name>/images/*.tif "
+                         f"and {root}/<name>/masks/*.tif with identical file names")
+    return pairs
+
+
+def load_pair(pair: Pair) -> Tuple[np.ndarray, np.ndarray]:
+    """Read and check one pair: 2D, same shape, integer mask."""
+    img, msk = read_image(pair.image), read_image(pair.mask)
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        raise ValueError(f"{pair.image}: has a colour/channel axis {img.shape}; save greyscale 2D images")
+    if img.ndim != 2:
+        raise ValueError(f"{pair.image}: expected a 2D image, got shape {img.shape}; "
+                         "split volumes into 2D slices or patches first")
+    if msk.ndim != 2 or msk.shape != img.shape:
+        raise ValueError(f"{pair.mask}: mask shape {msk.shape} does not match image shape {img.shape}")
+    if not (np.issubdtype(msk.dtype, np.integer) or msk.dtype == bool):
+        if not np.all(np.mod(msk, 1) == 0):
+            raise ValueError(f"{pair.mask}: mask has non-integer values ({msk.dtype}); masks hold label ids")
+    return img, msk.astype(np.int64)
+
+
+def group_weights(pairs: Sequence[Pair], gamma: float = 0.3) -> np.ndarray:
+    """Sampling probability per pair: (1/count of its group)^gamma, normalized (empanada's scheme)."""
+    groups = [p.group for p in pairs]
+    counts = {g: groups.count(g) for g in set(groups)}
+    w = np.array([(1.0 / counts[g]) ** gamma for g in groups])
+    return w / w.sum()
+
+
+class PanopticDataset(torch.utils.data.Dataset):
+    """Batches of augmented patches with Panoptic-DeepLab targets.
+
+    Item ``i`` is the whole batch of iteration ``i``, drawn from a generator seeded by
+    ``(seed, i)``, so batches do not depend on worker count or on where a run resumed.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], *, patch_size: int, batch_size: int, iterations: int,
+                 label_divisor: Optional[int] = None, thing_list: Sequence[int] = (1,), num_classes: int = 1,
+                 connected_components: bool = False, sigma: float = 8.0, augment: Optional[AugmentConfig] = None,
+                 gamma: float = 0.3, seed: int = 0):
+        self.pairs = list(pairs)
+        self.patch_size, self.batch_size, self.iterations = patch_size, batch_size, iterations
+        self.label_divisor, self.thing_list, self.num_classes = label_divisor, list(thing_list), num_classes
+        self.sigma, self.seed = sigma, seed
+        self.augment = augment if augment is not None else AugmentConfig()
+        self.weights = group_weights(self.pairs, gamma)
+        self.images, self.masks = [], []
+        for p in self.pairs:
+            img, msk = load_pair(p)
+            lo, hi = intensity_range(img)
+            self.images.append(np.clip((img.astype(np.float32) - lo) / (hi - lo), 0, 1))
+            if connected_components:
+                msk = ndimage.label(msk > 0)[0].astype(np.int64)
+            elif label_divisor is None and msk.max() == 1 and (msk == 1).sum() > 0:
+                n = ndimage.label(msk > 0)[1]
+                if n > 1:
+                    warnings.warn(f"{p.mask} is a binary mask with {n} separate objects, which would train as one "
+                                  "instance; pass connected_components=True to make each object an instance",
+                                  stacklevel=2)
+            self.masks.append(msk)
+
+    def __len__(self) -> int:
+        return self.iterations
+
+    def sample(self, rng: np.random.Generator, augment: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+        k = int(rng.choice(len(self.pairs), p=self.weights))
+        return random_patch(self.images[k], self.masks[k], self.patch_size, rng, self.augment, augment)
+
+    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(i)])
+        imgs, sems, hmps, offs, things = [], [], [], [], []
+        for _ in range(self.batch_size):
+            img, msk = self.sample(rng)
+            t = panoptic_targets(msk, label_divisor=self.label_divisor, thing_list=self.thing_list,
+                                 num_classes=self.num_classes, sigma=self.sigma)
+            imgs.append(img[None])
+            sems.append(t["sem"])
+            hmps.append(t["ctr_hmp"])
+            offs.append(t["offsets"])
+            things.append(t["thing"])
+        return {"image": torch.from_numpy(np.stack(imgs)), "sem": torch.from_numpy(np.stack(sems)),
+                "ctr_hmp": torch.from_numpy(np.stack(hmps)), "offsets": torch.from_numpy(np.stack(offs)),
+                "thing": torch.from_numpy(np.stack(things))}

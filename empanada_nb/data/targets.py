@@ -1,0 +1,99 @@
+"""Panoptic-DeepLab training targets (Cheng et al. 2020, arXiv:1911.10194, section 3.2).
+
+From a panoptic mask: the semantic map, a center heatmap (a Gaussian of peak 1 at each thing
+instance's center) and (dy, dx) offsets from every thing pixel to its instance's center.
+
+Center choice: the paper and empanada use the centroid, which falls outside curved objects
+(a U-shaped mitochondrion) and then points offsets at background. Here the center is the
+object's own pixel closest to its centroid: the centroid itself for convex objects, and always
+inside the object.
+
+Cost is O(pixels + instances * window), never instances x pixels.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+
+def split_panoptic(mask: np.ndarray, label_divisor: Optional[int], thing_list: Sequence[int] = (1,),
+                   num_classes: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    """Return (semantic class map, thing instance map) from a mask.
+
+    ``label_divisor=None``: every nonzero id is an instance of class 1. Otherwise ids are
+    ``class * label_divisor + instance``; stuff classes contribute to semantics only.
+    """
+    mask = np.asarray(mask)
+    if label_divisor is None:
+        sem = (mask > 0).astype(np.int64)
+        inst = mask.astype(np.int64, copy=False)
+        return sem, inst
+    sem = (mask // label_divisor).astype(np.int64)
+    bad = np.unique(sem[(sem > num_classes) | (sem < 0)])
+    if bad.size:
+        raise ValueError(f"mask has class ids {bad.tolist()} beyond num_classes={num_classes} "
+                         f"(label_divisor={label_divisor}); check label_divisor or num_classes")
+    inst = np.where(np.isin(sem, list(thing_list)), mask, 0).astype(np.int64)
+    return sem, inst
+
+
+def instance_centers(inst: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Ids and (y, x) centers of the instances: each instance's pixel nearest its centroid."""
+    ids = np.unique(inst)
+    ids = ids[ids != 0]
+    if ids.size == 0:
+        return ids, np.zeros((0, 2), np.int64)
+    centroids = np.asarray(ndimage.center_of_mass(np.ones_like(inst, np.float32), inst, ids), np.float64).reshape(-1, 2)
+    # distance of each pixel to its own instance's centroid, via a compact id lookup table
+    lut = np.zeros(int(inst.max()) + 1, np.int64)
+    lut[ids] = np.arange(ids.size)
+    yy, xx = np.indices(inst.shape, dtype=np.float64)
+    k = lut[inst]
+    d = (yy - centroids[k, 0]) ** 2 + (xx - centroids[k, 1]) ** 2
+    pos = ndimage.minimum_position(d, inst, ids)
+    return ids, np.asarray(pos, np.int64).reshape(-1, 2)
+
+
+def center_heatmap(shape: Tuple[int, int], centers: np.ndarray, sigma: float = 8.0) -> np.ndarray:
+    """Max over instances of exp(-d^2 / 2 sigma^2), drawn in a 6-sigma window around each center."""
+    h, w = shape
+    heat = np.zeros(shape, np.float32)
+    if len(centers) == 0:
+        return heat
+    r = int(3 * sigma + 1)
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    g = np.exp(-(dy ** 2 + dx ** 2) / (2 * sigma ** 2)).astype(np.float32).ravel()
+    ys = (centers[:, 0, None] + dy.ravel()[None]).ravel()
+    xs = (centers[:, 1, None] + dx.ravel()[None]).ravel()
+    vals = np.tile(g, len(centers))
+    ok = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    np.maximum.at(heat, (ys[ok], xs[ok]), vals[ok])
+    return heat
+
+
+def center_offsets(inst: np.ndarray, ids: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """(2, H, W) float32: center minus pixel coordinate for thing pixels, 0 elsewhere."""
+    off = np.zeros((2,) + inst.shape, np.float32)
+    if ids.size == 0:
+        return off
+    lut = np.zeros((int(inst.max()) + 1, 2), np.float32)
+    lut[ids] = centers
+    fg = inst > 0
+    yy, xx = np.nonzero(fg)
+    c = lut[inst[fg]]
+    off[0][fg] = c[:, 0] - yy
+    off[1][fg] = c[:, 1] - xx
+    return off
+
+
+def panoptic_targets(mask: np.ndarray, *, label_divisor: Optional[int] = None, thing_list: Sequence[int] = (1,),
+                     num_classes: int = 1, sigma: float = 8.0) -> Dict[str, np.ndarray]:
+    """Targets for one 2D mask: ``sem`` (H,W) int64, ``ctr_hmp`` (1,H,W), ``offsets`` (2,H,W), ``thing`` (H,W) bool."""
+    if mask.ndim != 2:
+        raise ValueError(f"expected a 2D mask, got shape {mask.shape}")
+    sem, inst = split_panoptic(mask, label_divisor, thing_list, num_classes)
+    ids, centers = instance_centers(inst)
+    return {"sem": sem, "ctr_hmp": center_heatmap(mask.shape, centers, sigma)[None],
+            "offsets": center_offsets(inst, ids, centers), "thing": inst > 0}

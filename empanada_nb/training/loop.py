@@ -1,0 +1,279 @@
+"""The one training loop behind train() and finetune().
+
+Iterations, not epochs, drive training (item i of the dataset is the batch of iteration i),
+so tiny datasets work (sampled with replacement) and a resumed run sees the same batches it
+would have seen. AdamW without decay on biases and norm layers, OneCycle LR, mixed precision
+and channels_last on CUDA, atomic checkpoints, and a model that is always saved at the end,
+whether the run finished, was stopped, was interrupted with Ctrl-C or died of an error.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..data.augment import AugmentConfig
+from ..data.dataset import PanopticDataset, find_pairs
+from ..losses import PanopticLoss
+from ..model_io import ModelCard, card_for, load_model, save_model
+from ..models import build_model, check_patch_size, set_finetunable
+from .checkpoint import checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
+from .config import TrainConfig
+from .handle import TrainingHandle
+from .validate import load_validation_set, validate
+
+PathLike = Union[str, os.PathLike]
+Callback = Callable[[Dict], None]
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device:
+        return torch.device(cfg.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; biases, norm layers and other 1-D parameters get no weight decay."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def set_train_mode(model: nn.Module, freeze_all_bn: bool) -> None:
+    """Train mode, but BatchNorm layers of frozen parts (or all, for small batches) keep their statistics."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
+            if freeze_all_bn or frozen:
+                m.eval()
+
+
+def _check_out(out: Path, overwrite: bool, resume) -> None:
+    if out.exists() and not overwrite and not resume:
+        raise FileExistsError(f"{out} exists; choose another out= path or pass overwrite=True")
+
+
+def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, cfg: TrainConfig, *,
+                 val_dir: Optional[PathLike] = None, resume: Optional[PathLike] = None,
+                 is_finetune: bool = False) -> TrainingHandle:
+    """Run the loop to completion (or stop/interrupt/error), emitting events on ``handle``."""
+    device = _device(cfg)
+    out = handle.out
+    ckpt_file = checkpoint_path(out)
+    state = load_checkpoint(resume) if resume else None
+    if state is not None:
+        cfg = TrainConfig.from_dict(state["config"])
+        model.load_state_dict(state["model"]["state_dict"])
+    set_finetunable(model, cfg.finetunable_layers)
+    check_patch_size(cfg.patch_size, model)
+    card = card_for(model)
+    card.label_divisor = cfg.label_divisor or cfg.output_label_divisor
+    if not is_finetune:
+        card.class_names, card.thing_list = dict(cfg.class_names), list(cfg.thing_list)
+    card.config = cfg.to_dict()
+
+    pairs = find_pairs(train_dir)
+    val_pairs = find_pairs(val_dir) if val_dir else []
+    if not val_pairs and cfg.val_fraction > 0 and len(pairs) > 1:
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(pairs))
+        n_val = max(1, int(round(cfg.val_fraction * len(pairs))))
+        val_pairs = [pairs[i] for i in order[:n_val]]
+        pairs = [pairs[i] for i in sorted(order[n_val:])]
+    if len(pairs) < cfg.batch_size:
+        warnings.warn(f"{len(pairs)} training image(s) for batch size {cfg.batch_size}: images are sampled "
+                      "with replacement (each batch repeats images under different augmentations)", stacklevel=3)
+    freeze_bn = cfg.batch_size < cfg.min_bn_batch
+    if freeze_bn:
+        warnings.warn(f"batch size {cfg.batch_size} < {cfg.min_bn_batch}: BatchNorm statistics from so few "
+                      "images are too noisy to update, so they stay frozen (scale and shift still train)"
+                      + ("" if is_finetune else "; training from scratch with frozen statistics converges "
+                         "poorly, use batch size 16 where memory allows"), stacklevel=3)
+    dataset = PanopticDataset(
+        pairs, patch_size=cfg.patch_size, batch_size=cfg.batch_size, iterations=cfg.iterations,
+        label_divisor=cfg.label_divisor, thing_list=card.thing_list, num_classes=model.num_classes,
+        connected_components=cfg.connected_components, sigma=cfg.heatmap_sigma,
+        augment=AugmentConfig(tuple(cfg.scale), cfg.rotate, cfg.flip, cfg.brightness, cfg.contrast),
+        gamma=cfg.group_gamma, seed=cfg.seed)
+    val_set = load_validation_set(val_pairs, cfg, card) if val_pairs else None
+
+    model.to(device)
+    cuda = device.type == "cuda"
+    if cuda and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    criterion = PanopticLoss(cfg.ce_weight, cfg.mse_weight, cfg.l1_weight, cfg.pr_weight, cfg.top_k_percent)
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=cfg.pct_start)
+    use_amp = cuda and cfg.amp
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start = int(state["iteration"])
+        for e in state.get("history", []):
+            handle.emit(e)
+        restore_rng(state)
+    else:
+        torch.manual_seed(cfg.seed)
+    mean = torch.tensor(model.norms["mean"], device=device)
+    std = torch.tensor(model.norms["std"], device=device)
+
+    def checkpoint(it: int) -> None:
+        save_checkpoint(ckpt_file, {
+            "model": {"format": "empanada_nb-model/1", "card": card.to_dict(),
+                      "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+            "iteration": it, "config": cfg.to_dict(), "history": list(handle.history)})
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, cfg.iterations),
+                                         num_workers=cfg.num_workers, pin_memory=cuda)
+    it, stopped, t0, t_last = start, False, time.time(), time.time()
+    set_train_mode(model, freeze_bn)
+    try:
+        for it_idx, batch in zip(range(start, cfg.iterations), loader):
+            if handle.stopping:
+                stopped = True
+                break
+            x = (batch["image"].to(device, non_blocking=True) - mean) / std
+            if cuda and cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            target = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "image"}
+            with torch.autocast(device.type, enabled=use_amp):
+                output = model(x)
+            loss, terms = criterion(output, target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at iteration {it_idx + 1}; "
+                                         "lower lr or check the masks")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            it = it_idx + 1
+            now = time.time()
+            done = it - start
+            handle.emit({"type": "step", "iteration": it, "iterations": cfg.iterations, "loss": float(loss.detach()),
+                         "terms": terms, "lr": opt.param_groups[0]["lr"],
+                         "images_per_s": cfg.batch_size / max(now - t_last, 1e-9), "elapsed": now - t0,
+                         "eta": (now - t0) / done * (cfg.iterations - it)})
+            t_last = now
+            if val_set is not None and (it % cfg.val_every == 0 or it == cfg.iterations):
+                metrics = validate(model, val_set, cfg, card, device)
+                set_train_mode(model, freeze_bn)
+                handle.emit({"type": "validation", "iteration": it, **metrics})
+            if it % cfg.checkpoint_every == 0 and it < cfg.iterations:
+                checkpoint(it)
+                handle.emit({"type": "checkpoint", "iteration": it, "path": str(ckpt_file)})
+        else:
+            stopped = handle.stopping and it < cfg.iterations
+    except KeyboardInterrupt:
+        stopped = True
+        warnings.warn(f"interrupted at iteration {it}: saving the model and a checkpoint to resume from", stacklevel=3)
+    except BaseException as e:
+        checkpoint(it)
+        handle.error = e
+        raise
+    finally:
+        model.eval()
+    card.history_summary = handle.summary()
+    card.config = cfg.to_dict()
+    checkpoint(it)
+    model.to("cpu")
+    save_model(model, out, card)
+    model.to(device)
+    handle.emit({"type": "end", "iteration": it, "path": str(out), "stopped": stopped,
+                 "checkpoint": str(ckpt_file)})
+    return handle
+
+
+def _launch(model: nn.Module, train_dir: PathLike, cfg: TrainConfig, out: PathLike, val_dir, callbacks,
+            background: bool, resume, overwrite: bool, is_finetune: bool) -> TrainingHandle:
+    out = Path(out)
+    if out.suffix not in (".pth", ".pt"):
+        out = out.with_suffix(".pth")
+    if resume is True:
+        resume = checkpoint_path(out)
+    _check_out(out, overwrite, resume)
+    handle = TrainingHandle(model, out)
+    for cb in callbacks or []:
+        handle.add_callback(cb)
+
+    def target():
+        try:
+            run_training(handle, model, train_dir, cfg, val_dir=val_dir, resume=resume, is_finetune=is_finetune)
+        except BaseException as e:  # the handle re-raises it from wait()
+            handle.error = e
+            if not background:
+                raise
+        finally:
+            handle._done.set()
+
+    if background:
+        handle.thread = threading.Thread(target=target, name="empanada_nb-training", daemon=True)
+        handle.thread.start()
+    else:
+        target()
+    return handle
+
+
+def train(train_dir: PathLike, *, config: Optional[TrainConfig] = None, val_dir: Optional[PathLike] = None,
+          out: PathLike = "model.pth", callbacks: Optional[Sequence[Callback]] = None, background: bool = False,
+          resume: Union[PathLike, bool, None] = None, overwrite: bool = False, **overrides) -> TrainingHandle:
+    """Train a new model on the dataset in ``train_dir`` (training layout: <name>/images, <name>/masks).
+
+    ``overrides`` are TrainConfig fields (``iterations=500, patch_size=256, ...``). Runs in the
+    calling thread unless ``background=True``; either way returns a :class:`TrainingHandle`.
+    ``resume`` takes a checkpoint path (or True for the one beside ``out``).
+    """
+    cfg = (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
+    check_patch_size(cfg.patch_size, cfg.architecture)
+    if resume:
+        rpath = checkpoint_path(out) if resume is True else Path(resume)
+        st = load_checkpoint(rpath)
+        c = ModelCard.from_dict(st["model"]["card"])
+        model = build_model(c.architecture, c.encoder, num_classes=c.num_classes, pointrend=c.pointrend)
+        model.norms, model.card = dict(c.norms), c
+    else:
+        model = build_model(cfg.architecture, cfg.encoder, num_classes=cfg.num_classes, pointrend=cfg.pointrend,
+                            pretrained=cfg.pretrained)
+    return _launch(model, train_dir, cfg, out, val_dir, callbacks, background, resume, overwrite, False)
+
+
+def finetune(model: Union[nn.Module, PathLike], train_dir: PathLike, *, layers: Optional[str] = None,
+             config: Optional[TrainConfig] = None, val_dir: Optional[PathLike] = None, out: PathLike = "finetuned.pth",
+             callbacks: Optional[Sequence[Callback]] = None, background: bool = False,
+             resume: Union[PathLike, bool, None] = None, overwrite: bool = False, **overrides) -> TrainingHandle:
+    """Finetune an existing model (an nn.Module, a saved model path or a registered name).
+
+    ``layers`` sets the finetunable encoder stages ("none", "stage1".."stage4", "all"; default
+    "none"). Classes, thing list and norms come from the model's card. Same handle as :func:`train`.
+    """
+    if not isinstance(model, nn.Module):
+        model = load_model(model)
+    cfg = config or TrainConfig(iterations=100, finetunable_layers="none")
+    card = card_for(model)
+    changes = dict(overrides)
+    changes.update(architecture=model.architecture, encoder=card.encoder, num_classes=model.num_classes,
+                   pointrend=card.pointrend, class_names=dict(card.class_names), thing_list=list(card.thing_list))
+    if layers is not None:
+        changes["finetunable_layers"] = layers
+    elif config is None:
+        changes["finetunable_layers"] = "none"
+    cfg = cfg.replace(**changes)
+    check_patch_size(cfg.patch_size, model)
+    return _launch(model, train_dir, cfg, out, val_dir, callbacks, background, resume, overwrite, True)

@@ -1,0 +1,416 @@
+"""2D inference: normalization, padding, downsampling, seam-free tiling, ROI and batches.
+
+The network runs on tiles (or the whole image); its raw outputs (semantic probabilities, center
+heatmap, offsets) are stitched into full-size maps and postprocessed *once*, so an object that
+crosses a tile seam is never split or duplicated. Stitching takes every pixel from exactly one
+tile: the one whose *core* holds it, where cores split each overlap at its midpoint (the
+center-cropping of overlap-tile strategies, Ronneberger et al. 2015, U-Net, sec. 2). Offsets
+are vectors relative to their own pixel, so they need no tile-origin correction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import psutil
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data.io import intensity_range, normalize_image
+from .model_io import card_for
+
+#: images whose downsampled sides are all at most this run as one tile when ``tile_size`` is None
+AUTO_WHOLE = 2048
+#: tile side used when ``tile_size`` is None and the image is larger than ``AUTO_WHOLE``
+AUTO_TILE = 1024
+DOWNSAMPLES = (1, 2, 4, 8, 16, 32, 64)
+_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+
+def as_image2d(image, what: str = "image") -> np.ndarray:
+    """``image`` as a 2D array, or a one-line ValueError that says what to do."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    a = np.asarray(image)
+    if a.size == 0:
+        raise ValueError(f"{what} is empty (shape {a.shape}); pass a non-empty 2D greyscale image")
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    elif a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        raise ValueError(f"{what} has a colour channel axis (shape {a.shape}); convert it to greyscale "
+                         "first, e.g. image.mean(axis=-1)")
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be 2D (H, W), got shape {a.shape}; for a stack use segment_batch "
+                         "or segment_stack")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{what} has dtype {a.dtype}; pass a numeric greyscale image")
+    return a
+
+
+def _check_downsample(downsample: int) -> int:
+    if downsample not in DOWNSAMPLES:
+        raise ValueError(f"downsample must be one of {', '.join(map(str, DOWNSAMPLES))}, got {downsample!r}")
+    return int(downsample)
+
+
+# --------------------------------------------------------------------------------------------
+# tiling geometry
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: it reads ``[start, stop)`` and owns ``[core_start, core_stop)``."""
+
+    start: int
+    stop: int
+    core_start: int
+    core_stop: int
+
+
+def tile_spans(length: int, tile: int, overlap: int) -> List[Span]:
+    """Tiles of ``tile`` px covering ``length`` px with at least ``overlap`` px of overlap.
+
+    Cores partition ``[0, length)``: each overlap is split at its midpoint, so every core pixel
+    has at least ``overlap // 2`` px of context inside its tile (except at the image border).
+    """
+    if length <= tile:
+        return [Span(0, length, 0, length)]
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile_overlap must be in [0, tile_size), got {overlap} for tile size {tile}")
+    step = tile - overlap
+    starts = list(range(0, length - tile, step)) + [length - tile]
+    stops = [s + tile for s in starts]
+    cuts = [0] + [(stops[i] + starts[i + 1]) // 2 for i in range(len(starts) - 1)] + [length]
+    return [Span(a, b, c0, c1) for a, b, c0, c1 in zip(starts, stops, cuts[:-1], cuts[1:])]
+
+
+def tile_grid(shape: Tuple[int, int], tile: int, overlap: int) -> List[Tuple[Span, Span]]:
+    """(y span, x span) for every tile of a ``shape`` image, row by row."""
+    return [(sy, sx) for sy in tile_spans(shape[0], tile, overlap) for sx in tile_spans(shape[1], tile, overlap)]
+
+
+def _round_up(n: int, factor: int) -> int:
+    return int(math.ceil(n / factor) * factor)
+
+
+def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Pad (N, C, h0, w0) at the bottom/right to (h, w): reflect, replicate where the image is too small."""
+    ph, pw = h - x.shape[-2], w - x.shape[-1]
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+# --------------------------------------------------------------------------------------------
+# the predictor: network outputs stitched at full resolution
+# --------------------------------------------------------------------------------------------
+
+def model_device(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def probs_to_logits(sem: torch.Tensor) -> torch.Tensor:
+    """Inverse of sigmoid (one channel) or a softmax-equivalent log (several); postprocessing takes logits."""
+    p = sem.clamp(_EPS, 1 - _EPS)
+    return torch.log(p) - torch.log1p(-p) if sem.shape[0] == 1 else torch.log(p)
+
+
+class Predictor:
+    """Runs ``model`` on normalized 2D images and returns stitched full-resolution maps.
+
+    Maps are float32 CPU tensors ``(S + 3, H, W)``: S semantic probabilities (sigmoid or softmax),
+    the center heatmap, then offsets (dy, dx) in full-resolution pixels.
+    """
+
+    def __init__(self, model: nn.Module, *, downsample: int = 1, tile_size: Optional[int] = None,
+                 tile_overlap: int = 128, batch_size: int = 4, device=None):
+        self.model = model
+        self.device = torch.device(device) if device is not None else model_device(model)
+        if device is not None:
+            model.to(self.device)
+        self.downsample = _check_downsample(downsample)
+        self.factor = int(getattr(model, "padding_factor", 16))
+        if tile_size is not None and tile_size < self.factor:
+            raise ValueError(f"tile_size must be at least the model's padding factor {self.factor}, got {tile_size}")
+        if tile_overlap < 0:
+            raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
+        self.tile_size = tile_size
+        self.tile_overlap = int(tile_overlap)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        n = int(getattr(model, "num_classes", 1))
+        self.n_sem = 1 if n == 1 else n + 1
+        self.cuda = self.device.type == "cuda"
+
+    # ---- geometry ----
+    def small_shape(self, shape: Tuple[int, int]) -> Tuple[int, int]:
+        d = self.downsample
+        return (max(1, math.ceil(shape[0] / d)), max(1, math.ceil(shape[1] / d)))
+
+    def tile_for(self, small: Tuple[int, int]) -> int:
+        """Tile side (a multiple of the padding factor) in model-input pixels."""
+        if self.tile_size is None:
+            t = max(small) if max(small) <= AUTO_WHOLE else AUTO_TILE
+        else:
+            t = min(self.tile_size, max(small))
+        return _round_up(t, self.factor)
+
+    def check_memory(self, shape: Tuple[int, int], n_images: int = 1) -> None:
+        need = (self.n_sem + 3) * 4 * shape[0] * shape[1] * n_images
+        avail = psutil.virtual_memory().available
+        if need > 0.5 * avail:
+            raise ValueError(f"stitched network outputs for {shape[0]}x{shape[1]} px need {need / 2**30:.1f} GiB "
+                             f"({avail / 2**30:.1f} GiB free); use a larger downsample or an roi")
+
+    # ---- network ----
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, h, w) normalized -> (N, S + 3, h, w) float32 on CPU: probs, heatmap, offsets."""
+        x = x.to(self.device, non_blocking=True)
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.float16):
+                out = self.model(x)
+        else:
+            out = self.model(x)
+        logits = out["sem_logits"].float()
+        sem = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        return torch.cat([sem, out["ctr_hmp"].float(), out["offsets"].float()], dim=1).cpu()
+
+    def _empty(self, shape: Tuple[int, int]) -> torch.Tensor:
+        maps = torch.zeros((self.n_sem + 3,) + tuple(shape), dtype=torch.float32)
+        if self.n_sem > 1:
+            maps[0] = 1.0  # background wins where nothing was predicted (skipped tiles)
+        return maps
+
+    def maps(self, images: Sequence[np.ndarray], rois: Optional[Sequence[Optional[np.ndarray]]] = None) -> List[torch.Tensor]:
+        """Stitched full-resolution maps for normalized float32 2D ``images`` (any sizes)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._maps(images, rois)
+        finally:
+            self.model.train(was_training)
+
+    def _maps(self, images, rois) -> List[torch.Tensor]:
+        d = self.downsample
+        smalls, canvases, jobs = [], [], []
+        for i, img in enumerate(images):
+            self.check_memory(img.shape)
+            x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
+            small = self.small_shape(img.shape)
+            if d > 1:
+                # area averaging is the anti-aliased box filter for integer factors
+                x = F.interpolate(x, size=small, mode="area")
+            roi = rois[i] if rois is not None else None
+            if roi is not None and d > 1:
+                roi = F.adaptive_max_pool2d(torch.from_numpy(roi.astype(np.float32))[None, None], small)[0, 0].numpy() > 0
+            tile = self.tile_for(small)
+            smalls.append(small)
+            canvases.append(self._empty(small))
+            for sy, sx in tile_grid(small, tile, self.tile_overlap):
+                if roi is not None and not roi[sy.core_start:sy.core_stop, sx.core_start:sx.core_stop].any():
+                    continue  # the tile owns no ROI pixel: skip the network
+                jobs.append((i, sy, sx, x[..., sy.start:sy.stop, sx.start:sx.stop], tile))
+        # batch tiles of the same padded size together
+        jobs.sort(key=lambda j: (self._padded(j), j[0]))
+        for k in range(0, len(jobs), self.batch_size):
+            self._run_group(jobs[k:k + self.batch_size], canvases)
+        return [self._upsample(c, img.shape) for c, img in zip(canvases, images)]
+
+    def _padded(self, job) -> Tuple[int, int]:
+        h, w = job[3].shape[-2:]
+        return _round_up(h, self.factor), _round_up(w, self.factor)
+
+    def _run_group(self, group, canvases) -> None:
+        # split the group where the padded size changes (sorted, so groups stay contiguous)
+        by_size: Dict[Tuple[int, int], list] = {}
+        for job in group:
+            by_size.setdefault(self._padded(job), []).append(job)
+        for (ph, pw), jobs in by_size.items():
+            x = torch.cat([_pad_to(j[3], ph, pw) for j in jobs], dim=0)
+            out = self._forward(x)
+            for o, (i, sy, sx, _, _) in zip(out, jobs):
+                canvases[i][:, sy.core_start:sy.core_stop, sx.core_start:sx.core_stop] = \
+                    o[:, sy.core_start - sy.start:sy.core_stop - sy.start, sx.core_start - sx.start:sx.core_stop - sx.start]
+
+    def _upsample(self, maps: torch.Tensor, shape: Tuple[int, int]) -> torch.Tensor:
+        if tuple(maps.shape[-2:]) == tuple(shape):
+            return maps
+        sy, sx = shape[0] / maps.shape[-2], shape[1] / maps.shape[-1]
+        up = F.interpolate(maps[None], size=tuple(shape), mode="bilinear", align_corners=False)[0]
+        up[-2] *= sy  # offsets are in pixels: scale them to the full resolution
+        up[-1] *= sx
+        return up
+
+
+# --------------------------------------------------------------------------------------------
+# postprocessing of stitched maps
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class PostOptions:
+    """Panoptic postprocessing options, shared by 2D and 3D inference."""
+
+    thing_list: List[int]
+    label_divisor: int
+    seg_thr: float = 0.5
+    center_thr: float = 0.1
+    min_distance: int = 3
+    stuff_area: int = 64
+    semantic_only: bool = False
+    fine_boundaries: bool = False
+    fill_holes: bool = False
+    split_fragments: bool = True
+
+    def __call__(self, maps: torch.Tensor) -> np.ndarray:
+        """Panoptic ids (H, W) int64 from one image's stitched maps (S + 3, H, W)."""
+        from . import postprocess as pp  # imported late: the module is optional until it lands
+
+        s = maps.shape[0] - 3
+        labels = pp.panoptic_postprocess(
+            probs_to_logits(maps[:s]), maps[s:s + 1], maps[s + 1:], thing_list=self.thing_list,
+            label_divisor=self.label_divisor, seg_thr=self.seg_thr, center_thr=self.center_thr,
+            min_distance=self.min_distance, stuff_area=self.stuff_area, semantic_only=self.semantic_only,
+            fine_boundaries=self.fine_boundaries, fill_holes=self.fill_holes)
+        if self.split_fragments and not self.semantic_only:
+            labels = pp.split_fragments(labels, label_divisor=self.label_divisor)
+        if isinstance(labels, torch.Tensor):
+            labels = labels.cpu().numpy()
+        return np.asarray(labels, dtype=np.int64)
+
+
+def post_options(model: nn.Module, label_divisor: Optional[int] = None, **kw) -> PostOptions:
+    card = card_for(model)
+    return PostOptions(thing_list=list(card.thing_list), label_divisor=int(label_divisor or card.label_divisor), **kw)
+
+
+def _norms(model: nn.Module) -> Dict[str, float]:
+    return dict(getattr(model, "norms", None) or card_for(model).norms)
+
+
+def _label_dtype(n_classes: int, label_divisor: int):
+    return np.int32 if (n_classes + 1) * label_divisor < 2**31 else np.int64
+
+
+def _roi_box(roi: np.ndarray, margin: int) -> Optional[Tuple[slice, slice]]:
+    """The ROI's bounding box grown by ``margin`` px of context, or None if the ROI is empty."""
+    rows, cols = np.flatnonzero(roi.any(axis=1)), np.flatnonzero(roi.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = roi.shape
+    return (slice(max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)),
+            slice(max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)))
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+
+def segment_image(model: nn.Module, image, *, downsample: int = 1, tile_size: Optional[int] = None,
+                  tile_overlap: int = 128, roi: Optional[np.ndarray] = None, batch_size: int = 4, device=None,
+                  irange: Optional[Tuple[float, float]] = None, label_divisor: Optional[int] = None,
+                  seg_thr: float = 0.5, center_thr: float = 0.1, min_distance: int = 3, stuff_area: int = 64,
+                  semantic_only: bool = False, fine_boundaries: bool = False, fill_holes: bool = False,
+                  split_fragments: bool = True, return_probs: bool = False
+                  ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """Panoptic labels (H, W) (``class * label_divisor + instance``) for one 2D image.
+
+    ``downsample`` (1, 2, ..., 64) shrinks the input for the network; outputs come back at full
+    resolution. ``tile_size``/``tile_overlap`` are in network-input pixels (after downsampling);
+    None tiles only images larger than ``AUTO_WHOLE`` px. ``roi`` (bool, H x W): pixels outside are
+    0 and tiles owning no ROI pixel are skipped. ``return_probs`` also returns the semantic
+    probabilities ((H, W) for one class, else (S, H, W) with channel 0 background).
+    """
+    img = as_image2d(image)
+    post = post_options(model, label_divisor, seg_thr=seg_thr, center_thr=center_thr, min_distance=min_distance,
+                        stuff_area=stuff_area, semantic_only=semantic_only, fine_boundaries=fine_boundaries,
+                        fill_holes=fill_holes, split_fragments=split_fragments)
+    pred = Predictor(model, downsample=downsample, tile_size=tile_size, tile_overlap=tile_overlap,
+                     batch_size=batch_size, device=device)
+    dtype = _label_dtype(pred.n_sem, post.label_divisor)
+    box = (slice(0, img.shape[0]), slice(0, img.shape[1]))
+    if roi is not None:
+        roi = np.asarray(roi, dtype=bool)
+        if roi.shape != img.shape:
+            raise ValueError(f"roi shape {roi.shape} does not match image shape {img.shape}")
+        box = _roi_box(roi, tile_overlap * pred.downsample)
+        if box is None:  # empty ROI: nothing to segment
+            labels = np.zeros(img.shape, dtype)
+            return (labels, np.squeeze(pred._empty(img.shape)[:pred.n_sem].numpy(), 0)) if return_probs else labels
+    irange = irange if irange is not None else intensity_range(img)
+    x = normalize_image(img[box], _norms(model), irange)
+    maps = pred.maps([x], [roi[box]] if roi is not None else None)[0]
+    labels = np.zeros(img.shape, dtype)
+    labels[box] = post(maps)
+    if roi is not None:
+        labels[~roi] = 0
+    if not return_probs:
+        return labels
+    probs = pred._empty(img.shape)[:pred.n_sem].numpy()
+    probs[(slice(None),) + box] = maps[:pred.n_sem].numpy()
+    if roi is not None:
+        probs[:, ~roi] = 0.0
+        if pred.n_sem > 1:
+            probs[0, ~roi] = 1.0  # background
+    return labels, (probs[0] if pred.n_sem == 1 else probs)
+
+
+def segment_batch(model: nn.Module, images: Union[np.ndarray, Iterable], *, batch_size: int = 4,
+                  irange: Optional[Tuple[float, float]] = None, progress: bool = False,
+                  **kwargs) -> Union[np.ndarray, List[np.ndarray]]:
+    """Segment many 2D images, batching the network over images (or their tiles).
+
+    ``images`` is an (N, H, W) array (returns an (N, H, W) array) or an iterable of 2D images
+    (returns a list). ``irange`` defaults to each image's own range; pass one for a consistent
+    stack. Other keywords are those of :func:`segment_image` (``roi`` excepted).
+    """
+    if "roi" in kwargs or "return_probs" in kwargs:
+        raise ValueError("segment_batch takes no roi/return_probs; call segment_image per image")
+    post_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in PostOptions.__dataclass_fields__}
+    post = post_options(model, post_kw.pop("label_divisor", None), **post_kw)
+    pred = Predictor(model, batch_size=batch_size, **kwargs)
+    is_array = isinstance(images, np.ndarray)
+    if is_array and images.ndim != 3:
+        raise ValueError(f"images must be (N, H, W), got shape {images.shape}")
+    results = [labels for labels in _iter_batch(pred, post, model, images, irange, progress)]
+    if is_array:
+        dtype = _label_dtype(pred.n_sem, post.label_divisor)
+        return np.stack(results).astype(dtype, copy=False) if results else np.zeros(images.shape, dtype)
+    return results
+
+
+def _iter_batch(pred: Predictor, post: PostOptions, model: nn.Module, images: Iterable,
+                irange, progress: bool) -> Iterator[np.ndarray]:
+    from tqdm.auto import tqdm
+
+    norms = _norms(model)
+    dtype = _label_dtype(pred.n_sem, post.label_divisor)
+    total = len(images) if hasattr(images, "__len__") else None
+    buf: List[np.ndarray] = []
+    with tqdm(total=total, desc="segment", unit="img", disable=not progress) as bar:
+        def flush():
+            for maps in pred.maps(buf):
+                yield post(maps).astype(dtype, copy=False)
+            bar.update(len(buf))
+            buf.clear()
+
+        for i, image in enumerate(images):
+            img = as_image2d(image, f"image {i}")
+            buf.append(normalize_image(img, norms, irange if irange is not None else intensity_range(img)))
+            if len(buf) == pred.batch_size:
+                yield from flush()
+        if buf:
+            yield from flush()

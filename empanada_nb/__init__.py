@@ -10,3 +10,7 @@ from .model_io import ModelCard, list_models, load_model, register_model, save_m
 from .models import (ARCHITECTURES, CEM_URLS, ENCODERS, FINETUNABLE_LAYERS, build_model, check_patch_size,
                      count_parameters, set_finetunable)
 from .training import TrainConfig, TrainingHandle, finetune, train
+from .postprocess import panoptic_postprocess, panoptic_postprocess_batch, split_fragments
+from .metrics import evaluate, match_instances
+from .labels import (count_labels, delete_labels, export_tiff, filter_labels, first_slice, merge_labels, morph_label,
+                     next_label, relabel_sequential, split_label)

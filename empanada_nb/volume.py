@@ -1,0 +1,423 @@
+"""3D inference: lazy volumes, stack inference with slice linking, ortho-plane consensus.
+
+Memory stays bounded by a working set of a few slices whatever the number of slices: input
+slices are read lazily in blocks, labels are written slab by slab into the output (numpy or
+zarr), and the backward linking pass and the size filter re-read the output slab by slab.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import tifffile
+import torch
+import torch.nn as nn
+
+from ._atomic import atomic_dir
+from .data.io import intensity_range
+from .inference import Predictor, _label_dtype, _norms, as_image2d, post_options
+from .data.io import normalize_image
+from .tracking import LabelStats, SliceLinker, apply_map, thing_mask
+
+AXES = {"xy": 0, "xz": 1, "yz": 2}
+PathLike = Union[str, os.PathLike]
+#: slices per output slab when the output has no chunking of its own (numpy)
+SLAB = 16
+
+
+class Cancelled(RuntimeError):
+    """Raised when the ``cancel`` event is set; no complete-looking output is left behind."""
+
+
+# --------------------------------------------------------------------------------------------
+# lazy volumes
+# --------------------------------------------------------------------------------------------
+
+def open_volume(path: PathLike, mode: str = "r"):
+    """A lazy array-like (Z, Y, X) (or 2D) for a TIFF file or a zarr folder.
+
+    Uncompressed TIFF is memory-mapped; compressed TIFF is read page by page through tifffile's
+    zarr store (pages are decoded on access); zarr arrays are returned as they are (for a group,
+    its only array or OME-Zarr's full-resolution array ``0``).
+    """
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        try:
+            node = zarr.open(str(path), mode=mode)
+        except Exception as e:
+            raise ValueError(f"{path}: not a zarr folder ({e.__class__.__name__}: {e})") from None
+        if isinstance(node, zarr.Array):
+            return node
+        arrays = sorted(name for name, _ in node.arrays())
+        if "0" in arrays or len(arrays) == 1:
+            return node["0" if "0" in arrays else arrays[0]]
+        raise ValueError(f"{path}: zarr group with arrays {arrays or 'none'}; pass the array folder, "
+                         f"e.g. {path / (arrays[0] if arrays else 'ARRAY')}")
+    try:
+        return tifffile.memmap(path, mode="r")
+    except Exception:
+        pass  # compressed or tiled TIFF, or not a TIFF at all
+    try:
+        store = tifffile.imread(path, aszarr=True)
+        return zarr.open(store, mode="r")
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable TIFF image or zarr folder ({e.__class__.__name__})") from None
+
+
+def as_volume(volume, what: str = "volume"):
+    """``volume`` (array-like or path) as a 3D array-like, or a one-line ValueError."""
+    if isinstance(volume, (str, os.PathLike)):
+        volume = open_volume(volume)
+    if isinstance(volume, torch.Tensor):
+        volume = volume.detach().cpu().numpy()
+    if not hasattr(volume, "shape") or not hasattr(volume, "__getitem__"):
+        volume = np.asarray(volume)
+    shape = tuple(volume.shape)
+    if len(shape) == 4 and shape[-1] in (3, 4):
+        raise ValueError(f"{what} has a colour channel axis (shape {shape}); convert it to greyscale first")
+    if len(shape) != 3:
+        raise ValueError(f"{what} must be 3D (Z, Y, X), got shape {shape}; for 2D images use segment_image")
+    if min(shape) == 0:
+        raise ValueError(f"{what} is empty (shape {shape})")
+    if np.dtype(volume.dtype).kind not in "biuf":
+        raise ValueError(f"{what} has dtype {volume.dtype}; pass a numeric greyscale volume")
+    return volume
+
+
+def volume_irange(volume, n_samples: int = 8) -> Tuple[float, float]:
+    """Intensity range of a volume from a few evenly spaced xy slices (read lazily)."""
+    if np.dtype(volume.dtype) == np.uint8:
+        return 0.0, 255.0
+    idx = np.unique(np.linspace(0, volume.shape[0] - 1, min(n_samples, volume.shape[0])).astype(int))
+    return intensity_range(np.stack([np.asarray(volume[int(i)]) for i in idx]))
+
+
+def _sl(axis: int, i0: int, i1: int) -> tuple:
+    s = [slice(None)] * 3
+    s[axis] = slice(i0, i1)
+    return tuple(s)
+
+
+class AxisIO:
+    """Read/write blocks of slices of a 3D array-like along one axis, slices first."""
+
+    def __init__(self, array, axis: int):
+        self.array, self.axis = array, axis
+        self.n = array.shape[axis]
+        self.plane = tuple(s for d, s in enumerate(array.shape) if d != axis)
+
+    def read(self, i0: int, i1: int) -> np.ndarray:
+        return np.moveaxis(np.asarray(self.array[_sl(self.axis, i0, i1)]), self.axis, 0)
+
+    def write(self, i0: int, data: np.ndarray) -> None:
+        self.array[_sl(self.axis, i0, i0 + len(data))] = np.moveaxis(data, 0, self.axis)
+
+    def thickness(self, cap: int = 64) -> int:
+        """Slab thickness that writes whole chunks (numpy: ``SLAB``)."""
+        chunks = getattr(self.array, "chunks", None)
+        t = chunks[self.axis] if chunks and not isinstance(self.array, np.ndarray) else SLAB
+        return int(max(1, min(t, cap, self.n)))
+
+
+class BlockReader:
+    """Slices along an axis, read ``block`` at a time (one decode of each chunk per block)."""
+
+    def __init__(self, volume, axis: int, batch_size: int, cache_mb: float):
+        self.io = AxisIO(volume, axis)
+        slice_bytes = int(np.prod(self.io.plane)) * np.dtype(volume.dtype).itemsize
+        budget = max(1, int(cache_mb * 2**20 // max(1, slice_bytes)))
+        chunks = getattr(volume, "chunks", None)
+        if isinstance(volume, np.ndarray):  # in memory or memory-mapped: slicing is cheap
+            want = batch_size
+        elif axis == 0:
+            want = max(batch_size, chunks[0] if chunks else 1)
+        else:  # each xz/yz slice touches every z chunk: read as many as the budget allows
+            want = self.io.n
+        self.block = int(max(1, min(self.io.n, max(batch_size, min(want, budget)))))
+        self._b0, self._data = -1, None
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        b0 = (i // self.block) * self.block
+        if b0 != self._b0:
+            self._data = None  # release the old block before reading the next
+            self._data = self.io.read(b0, min(self.io.n, b0 + self.block))
+            self._b0 = b0
+        return self._data[i - b0]
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------------
+
+def default_chunks(shape: Sequence[int], axis: int) -> Tuple[int, ...]:
+    """Thin along the slicing axis (slabs are written whole), 256 in the plane."""
+    return tuple(min(s, SLAB if d == axis else 256) for d, s in enumerate(shape))
+
+
+@contextlib.contextmanager
+def output_array(out, shape: Tuple[int, ...], dtype, axis: int = 0, chunks=None,
+                 overwrite: bool = False) -> Iterator:
+    """Yield a writable array for ``out``: None (new numpy), a numpy/zarr array, or a zarr folder path.
+
+    A path is written through a temporary folder renamed on success, so a failed or cancelled
+    run never leaves a complete-looking store behind.
+    """
+    if out is None:
+        yield np.zeros(shape, dtype)
+        return
+    if isinstance(out, (str, os.PathLike)):
+        import zarr
+
+        path = Path(out)
+        if path.suffix.lower() in (".tif", ".tiff"):
+            raise ValueError(f"{path}: out must be a zarr folder (or an array); write TIFF with write_volume_tiff")
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        with atomic_dir(path) as tmp:
+            arr = zarr.open_array(str(tmp), mode="w", shape=shape, dtype=dtype, fill_value=0,
+                                  chunks=tuple(chunks or default_chunks(shape, axis)))
+            yield arr
+        return
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    if not np.can_cast(dtype, out.dtype, "same_kind") or np.dtype(out.dtype).itemsize < 4:
+        raise ValueError(f"out has dtype {out.dtype}; labels need int32 or int64")
+    yield out
+
+
+def _finish(out, arr):
+    """What the caller gets back: the array, or the renamed zarr store reopened at its path."""
+    if isinstance(out, (str, os.PathLike)):
+        return open_volume(out, mode="r+")
+    return arr
+
+
+def write_volume_tiff(volume, path: PathLike, compression: Optional[str] = "zlib", progress: bool = False) -> Path:
+    """Stream a 3D array-like into a multipage TIFF, one slice at a time, atomically."""
+    from tqdm.auto import tqdm
+    from ._atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        with tifffile.TiffWriter(tmp, bigtiff=volume.nbytes > 2**32 - 2**25 if hasattr(volume, "nbytes") else True) as tw:
+            pages = (np.asarray(volume[i]) for i in tqdm(range(volume.shape[0]), desc="write tiff",
+                                                          disable=not progress))
+            tw.write(pages, shape=tuple(volume.shape), dtype=volume.dtype, compression=compression,
+                     photometric="minisblack")
+    return path
+
+
+def _check_cancel(cancel: Optional[threading.Event]) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled")
+
+
+# --------------------------------------------------------------------------------------------
+# stack inference
+# --------------------------------------------------------------------------------------------
+
+def segment_stack(model: nn.Module, volume, *, axis: str = "xy", median_slices: int = 1,
+                  label_divisor: Optional[int] = None, min_size: int = 500, min_extent: int = 5,
+                  iou_thr: float = 0.25, ioa_thr: float = 0.25, out=None, overwrite: bool = False,
+                  chunks: Optional[Sequence[int]] = None, progress: bool = True,
+                  cancel: Optional[threading.Event] = None, downsample: int = 1,
+                  tile_size: Optional[int] = None, tile_overlap: int = 128, batch_size: int = 4, device=None,
+                  irange: Optional[Tuple[float, float]] = None, seg_thr: float = 0.5, center_thr: float = 0.1,
+                  min_distance: int = 3, stuff_area: int = 64, semantic_only: bool = False,
+                  fine_boundaries: bool = False, fill_holes: bool = False, split_fragments: bool = True,
+                  cache_mb: float = 256):
+    """Segment a volume slice by slice along ``axis`` and link instances into 3D ids.
+
+    ``volume``: array-like (numpy, memmap, zarr) or a TIFF/zarr path, read lazily.
+    ``median_slices`` (odd): median of the semantic probabilities over that many neighbouring
+    slices. Linking: Hungarian matching on IoU >= ``iou_thr``, pieces merged by IoA >= ``ioa_thr``,
+    then a backward pass. Instances under ``min_size`` voxels or under ``min_extent`` along any
+    axis are removed; ids are renumbered ``class * label_divisor + 1, 2, ...``. ``out``: None
+    (numpy), an array, or a zarr folder path (written chunk-wise; returned as a zarr array).
+    ``cancel`` (threading.Event) stops between slices with :class:`Cancelled`.
+    """
+    vol = as_volume(volume)
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {', '.join(AXES)}, got {axis!r}")
+    if median_slices < 1 or median_slices % 2 == 0:
+        raise ValueError(f"median_slices must be an odd number >= 1, got {median_slices}")
+    a = AXES[axis]
+    post = post_options(model, label_divisor, seg_thr=seg_thr, center_thr=center_thr, min_distance=min_distance,
+                        stuff_area=stuff_area, semantic_only=semantic_only, fine_boundaries=fine_boundaries,
+                        fill_holes=fill_holes, split_fragments=split_fragments)
+    pred = Predictor(model, downsample=downsample, tile_size=tile_size, tile_overlap=tile_overlap,
+                     batch_size=batch_size, device=device)
+    dtype = _label_dtype(pred.n_sem, post.label_divisor)
+    irange = irange if irange is not None else volume_irange(vol)
+    with output_array(out, tuple(vol.shape), dtype, a, chunks, overwrite) as arr:
+        _stack_into(pred, post, model, vol, a, arr, median_slices=median_slices, min_size=min_size,
+                    min_extent=min_extent, iou_thr=iou_thr, ioa_thr=ioa_thr, irange=irange,
+                    progress=progress, cancel=cancel, cache_mb=cache_mb, name=axis)
+    return _finish(out, arr)
+
+
+def _stack_into(pred: Predictor, post, model, vol, axis: int, arr, *, median_slices: int, min_size: int,
+                min_extent: int, iou_thr: float, ioa_thr: float, irange, progress: bool, cancel, cache_mb: float,
+                name: str) -> None:
+    from tqdm.auto import tqdm
+
+    n = vol.shape[axis]
+    io = AxisIO(arr, axis)
+    t = io.thickness()
+    reader = BlockReader(vol, axis, pred.batch_size, cache_mb)
+    norms = _norms(model)
+    div, things, S = post.label_divisor, post.thing_list, pred.n_sem
+    # while linking, ids live in a wide id space (class * big + k) so that the many provisional
+    # ids of a long stack never overflow label_divisor; the last pass renumbers them compactly
+    big = np.iinfo(arr.dtype).max // (int(getattr(model, "num_classes", 1)) + 1)
+    link = not post.semantic_only
+    fwd = SliceLinker(things, big, iou_thr, ioa_thr)
+
+    def maps_iter() -> Iterator[torch.Tensor]:
+        for b0 in range(0, n, pred.batch_size):
+            imgs = [normalize_image(as_image2d(reader[i], f"slice {i}"), norms, irange)
+                    for i in range(b0, min(n, b0 + pred.batch_size))]
+            yield from pred.maps(imgs)
+
+    r = median_slices // 2
+    buf: Dict[int, torch.Tensor] = {}
+    slab = np.zeros((t,) + io.plane, arr.dtype)
+
+    def emit(i: int) -> None:
+        _check_cancel(cancel)
+        maps = buf[i]
+        if r:
+            win = [buf[j][:S].numpy() for j in range(max(0, i - r), min(n, i + r + 1))]
+            maps = torch.cat([torch.from_numpy(np.median(np.stack(win), axis=0).astype(np.float32)), maps[S:]])
+        labels = post(maps)
+        if link:
+            labels = fwd(_widen(labels, div, big))
+        slab[i % t] = labels
+        if i % t == t - 1 or i == n - 1:
+            k = i % t + 1
+            io.write(i - k + 1, slab[:k])
+        bar.update(1)
+
+    with tqdm(total=n, desc=f"{name}: infer", unit="slice", disable=not progress) as bar:
+        for j, maps in enumerate(maps_iter()):
+            buf[j] = maps
+            if j - r >= 0:
+                emit(j - r)
+                buf.pop(j - 2 * r, None)  # no window needs it any more
+        for i in range(max(0, n - r), n):
+            emit(i)
+    buf.clear()
+    if not link:
+        return
+    # backward pass (fixes late merges) and 3D statistics, slab by slab from the end
+    bwd = SliceLinker(things, big, iou_thr, ioa_thr, assign_new=False)
+    stats = LabelStats(things, big)
+    starts = list(range(0, n, t))
+    with tqdm(total=n, desc=f"{name}: link", unit="slice", disable=not progress) as bar:
+        for s0 in reversed(starts):
+            data = io.read(s0, min(n, s0 + t)).astype(np.int64)
+            for k in range(len(data) - 1, -1, -1):
+                _check_cancel(cancel)
+                data[k] = bwd(data[k])
+                stats.update(data[k], s0 + k)
+                bar.update(1)
+            io.write(s0, data.astype(arr.dtype))
+    # size/extent filter and renumbering into label_divisor ids
+    old, new = stats.relabel_map(min_size, min_extent, label_divisor=div)
+    with tqdm(total=n, desc=f"{name}: filter", unit="slice", disable=not progress) as bar:
+        for s0 in starts:
+            _check_cancel(cancel)
+            data = io.read(s0, min(n, s0 + t)).astype(np.int64)
+            stuff = (data > 0) & ~thing_mask(data, things, big)
+            data = apply_map(data, old, new, things, big)
+            data[stuff] = (data[stuff] // big) * div
+            io.write(s0, data.astype(arr.dtype))
+            bar.update(len(data))
+
+
+def _widen(labels: np.ndarray, div: int, big: int) -> np.ndarray:
+    return (labels // div) * big + labels % div
+
+
+# --------------------------------------------------------------------------------------------
+# ortho-plane inference
+# --------------------------------------------------------------------------------------------
+
+def segment_ortho(model: nn.Module, volume, *, vote: int = 2, keep_single_view: bool = False,
+                  cluster_iou_thr: float = 0.75, erode: int = 0, dilate: int = 0,
+                  consensus_fill_holes: bool = False, out=None, overwrite: bool = False,
+                  chunks: Optional[Sequence[int]] = None, label_divisor: Optional[int] = None,
+                  progress: bool = True, cancel: Optional[threading.Event] = None, **stack_kwargs):
+    """Segment along xy, xz and yz with :func:`segment_stack`, then take their consensus.
+
+    Instances overlapping across views are clustered and kept when ``vote`` views (2 of 3 by
+    default) agree on a voxel; stuff classes take the same vote. ``keep_single_view`` also keeps
+    objects that only one view found (as that view segmented them). ``erode``/``dilate``
+    (iterations, voxels) and ``consensus_fill_holes`` (per xy slice) clean the result.
+    ``stack_kwargs`` go to :func:`segment_stack` (``median_slices``, ``min_size``, ...). The three
+    views are kept in memory for numpy outputs and in a temporary zarr folder otherwise.
+    """
+    from .consensus import ortho_consensus
+    from .model_io import card_for
+
+    if "axis" in stack_kwargs:
+        raise ValueError("segment_ortho runs every axis; use segment_stack for one axis")
+    vol = as_volume(volume)
+    if not 1 <= vote <= 3:
+        raise ValueError(f"vote must be 1, 2 or 3 (views out of 3), got {vote}")
+    if min(erode, dilate) < 0:
+        raise ValueError("erode and dilate must be >= 0")
+    card = card_for(model)
+    div = int(label_divisor or card.label_divisor)
+    n_sem = 1 if card.num_classes == 1 else card.num_classes + 1
+    dtype = _label_dtype(n_sem, div)
+    shape = tuple(vol.shape)
+    if stack_kwargs.get("irange") is None:
+        stack_kwargs["irange"] = volume_irange(vol)  # one range for all three views
+    semantic_only = bool(stack_kwargs.get("semantic_only", False))
+    things = [] if semantic_only else list(card.thing_list)
+    stuff = [c for c in range(1, card.num_classes + 1) if c not in things]
+    with output_array(out, shape, dtype, 0, chunks, overwrite) as arr, _view_stores(out, shape, dtype) as stores:
+        views = []
+        for axis, store in zip(AXES, stores):
+            views.append(segment_stack(model, vol, axis=axis, out=store, label_divisor=div, progress=progress,
+                                       cancel=cancel, **stack_kwargs))
+        ortho_consensus(views, arr, thing_list=things, stuff_list=stuff, label_divisor=div, vote=vote,
+                        keep_single_view=keep_single_view, cluster_iou_thr=cluster_iou_thr, erode=erode,
+                        dilate=dilate, fill_holes=consensus_fill_holes, slab=AxisIO(arr, 0).thickness(),
+                        progress=progress, cancel=cancel)
+    return _finish(out, arr)
+
+
+@contextlib.contextmanager
+def _view_stores(out, shape: Tuple[int, ...], dtype) -> Iterator[list]:
+    """Where the three views go: numpy arrays beside a numpy output, else zarr arrays in a temp folder."""
+    if out is None or isinstance(out, np.ndarray):
+        yield [np.zeros(shape, dtype) for _ in AXES]
+        return
+    import zarr
+
+    parent = Path(out).parent if isinstance(out, (str, os.PathLike)) else None
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".empanada_nb_views.", dir=parent))
+    try:
+        stores = []
+        for a, name in enumerate(AXES):
+            # thin along the view's own axis (its slabs) and along z (the consensus slabs)
+            ch = tuple(min(s, SLAB if d in (0, a) else 256) for d, s in enumerate(shape))
+            stores.append(zarr.open_array(str(tmp / name), mode="w", shape=shape, dtype=dtype, fill_value=0, chunks=ch))
+        yield stores
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

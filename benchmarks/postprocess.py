@@ -12,7 +12,7 @@ empanada-dl paths timed:
           outputs exactly as empanada_nb does internally (average-pooled heatmap, per-cell mean vote),
           so both group the same cells and should give the same instances.
 
-Run:  python benchmarks/postprocess.py [--size 1024] [--objects 50] [--repeats 5] [--threads 2]
+Run:  python benchmarks/postprocess.py [--size 1024] [--objects 50] [--repeats 7] [--threads 1 2]
 Prints medians, the speed-up ratios against the targets (20x fine, 5x coarse), instance counts and
 pixel agreement.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -157,30 +158,21 @@ def n_instances(pan: np.ndarray) -> int:
     return int(len(np.unique(pan[pan > 0])))
 
 
-def partition_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Fraction of pixels on which two label maps agree up to renaming of ids (each id of ``a``
-    mapped to the id of ``b`` it overlaps most); 1.0 means the same partition."""
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     pairs, counts = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1, return_counts=True)
     best = np.zeros(int(pairs[0].max()) + 1, dtype=np.int64)
     np.maximum.at(best, pairs[0], counts)
     return float(best.sum() / a.size)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--objects", type=int, default=50)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--baseline-repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+def partition_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of pixels on which two label maps agree up to renaming of ids (each id mapped to the
+    id it overlaps most, both ways, worst of the two); 1.0 means the same partition."""
+    return min(_agreement(a, b), _agreement(b, a))
 
-    sem, hmp, off, n = synthetic_frame(args.size, args.objects)
-    print(f"frame {args.size}x{args.size}, {n} objects, torch {torch.__version__}, {args.threads} threads")
-    ours = {name: time_ours(sem, hmp, off, name == "fine", args.repeats) for name in ("fine", "coarse")}
 
-    ensure_venv()
+def run_baseline(sem, hmp, off, repeats: int, threads: int):
+    """Time empanada-dl in its own venv on the same outputs; returns (results, label maps)."""
     ctr_c, off_c = coarse_inputs_for_empanada(sem, hmp, off)
     with tempfile.TemporaryDirectory() as tmp:
         src, dst, script = Path(tmp, "in.npz"), Path(tmp, "out.npz"), Path(tmp, "baseline.py")
@@ -188,26 +180,46 @@ def main() -> None:
                  off=off[None].numpy(), ctr_c=ctr_c.numpy(), off_c=off_c.numpy())
         script.write_text(BASELINE_SCRIPT)
         run = subprocess.run(
-            [str(VENV_PY), str(script), str(src), str(dst), str(args.baseline_repeats), str(args.threads)],
+            [str(VENV_PY), str(script), str(src), str(dst), str(repeats), str(threads)],
             capture_output=True, text=True,
         )
         if run.returncode != 0:
             sys.exit(f"empanada-dl baseline failed:\n{run.stderr[-3000:]}")
-        base = json.loads(run.stdout.strip().splitlines()[-1])
-        base_pan = dict(np.load(dst))
+        return json.loads(run.stdout.strip().splitlines()[-1]), dict(np.load(dst))
 
-    print(f"{'mode':8}{'empanada_nb s':>15}{'empanada-dl s':>15}{'ratio':>9}{'target':>8}"
-          f"{'inst nb':>9}{'inst dl':>9}{'pixel agree':>13}")
-    for name in ("fine", "coarse"):
-        t_ours = statistics.median(ours[name][0])
-        t_base = statistics.median(base[name]["times"])
-        pan = ours[name][1]
-        ni, nb = n_instances(pan), base[name]["instances"]
-        # agreement of the partitions: same foreground and a one-to-one id mapping
-        agree = f"{partition_agreement(pan, base_pan[name]):.4%}"
-        print(f"{name:8}{t_ours:15.4f}{t_base:15.3f}{t_base / t_ours:8.1f}x{TARGETS[name]:7.0f}x"
-              f"{ni:9d}{nb:9d}{agree:>13}")
-        print(f"  same number of instances: {ni == nb}")
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--objects", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--baseline-repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="torch intra-op threads, the same for both libraries; one table per value")
+    args = ap.parse_args()
+    ensure_venv()
+    sem, hmp, off, n = synthetic_frame(args.size, args.objects)
+    print(f"frame {args.size}x{args.size}, {n} objects, torch {torch.__version__} "
+          f"(empanada-dl venv: torch 2.13.0), {os.cpu_count()} cores")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        load0 = os.getloadavg()[0]
+        ours = {name: time_ours(sem, hmp, off, name == "fine", args.repeats) for name in ("fine", "coarse")}
+        base, base_pan = run_baseline(sem, hmp, off, args.baseline_repeats, threads)
+        print(f"\n{threads} thread(s), load average {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
+              "median of repeats (min in brackets), seconds")
+        print(f"{'mode':8}{'empanada_nb':>18}{'empanada-dl':>18}{'ratio':>9}{'target':>8}"
+              f"{'inst nb':>9}{'inst dl':>9}{'pixel agree':>13}")
+        for name in ("fine", "coarse"):
+            t_ours = statistics.median(ours[name][0])
+            t_base = statistics.median(base[name]["times"])
+            pan = ours[name][1]
+            ni, nb = n_instances(pan), base[name]["instances"]
+            agree = f"{partition_agreement(pan, base_pan[name]):.4%}"
+            ours_s = f"{t_ours:.4f} ({min(ours[name][0]):.4f})"
+            base_s = f"{t_base:.3f} ({min(base[name]['times']):.3f})"
+            print(f"{name:8}{ours_s:>18}{base_s:>18}{t_base / t_ours:8.1f}x{TARGETS[name]:7.0f}x"
+                  f"{ni:9d}{nb:9d}{agree:>13}   same number of instances: {ni == nb}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 MORPH_OPS = ("dilate", "erode", "open", "close", "fill_holes")
+# Elements per slab when scanning for boxes (bounds int64 temporaries to ~128 MB).
+SLAB_ELEMENTS = 1 << 24
 
 
 def _check_labels(labels: np.ndarray, ndims: Sequence[int] = (2, 3)) -> np.ndarray:
@@ -71,18 +73,34 @@ def _present(labels: np.ndarray) -> np.ndarray:
 
 
 def label_boxes(labels: np.ndarray, ids: Union[int, Iterable[int]]) -> dict[int, tuple[slice, ...]]:
-    """Bounding boxes (tuples of slices) of the requested ids that are present, in one pass."""
+    """Bounding boxes (tuples of slices) of the requested ids that are present, in one pass.
+
+    The array is scanned in slabs along axis 0 so that temporaries stay bounded for large volumes.
+    """
     _check_labels(labels, (1, 2, 3, 4))
     want = _ids(ids)
     want = want[want > 0]
-    if want.size == 0:
-        return {}
-    # map the requested ids to 1..n so find_objects stays small whatever the id values
-    pos = np.searchsorted(want, labels)
-    pos_c = np.minimum(pos, want.size - 1)
-    compact = np.where(want[pos_c] == labels, pos_c + 1, 0).astype(np.int32)
-    boxes = ndimage.find_objects(compact, max_label=want.size)
-    return {int(i): b for i, b in zip(want, boxes) if b is not None}
+    boxes: dict[int, tuple[slice, ...]] = {}
+    if want.size == 0 or labels.size == 0:
+        return boxes
+    step = max(1, SLAB_ELEMENTS // max(labels[0].size, 1))
+    for z0 in range(0, labels.shape[0], step):
+        slab = labels[z0 : z0 + step]
+        if want.size == 1:
+            compact = (slab == want[0]).view(np.uint8)
+        else:
+            # map the requested ids to 1..n so find_objects stays small whatever the id values
+            pos = np.minimum(np.searchsorted(want, slab), want.size - 1)
+            compact = np.where(want[pos] == slab, pos + 1, 0).astype(np.int32)
+        for i, b in zip(want.tolist(), ndimage.find_objects(compact, max_label=want.size)):
+            if b is None:
+                continue
+            b = (slice(b[0].start + z0, b[0].stop + z0), *b[1:])
+            old = boxes.get(i)
+            boxes[i] = b if old is None else tuple(
+                slice(min(o.start, n.start), max(o.stop, n.stop)) for o, n in zip(old, b)
+            )
+    return boxes
 
 
 def _grow(box: tuple[slice, ...], margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:

@@ -33,9 +33,9 @@ ArrayLike = Union[torch.Tensor, np.ndarray]
 # Coarse grouping works on 1/4 resolution, the stride at which empanada's render engine groups
 # pixels when coarse_boundaries=True (the decoder's native output stride).
 COARSE_STRIDE = 4
-# Largest pixels x centers distance block computed at once (float32 elements, ~16 MB), so that
-# 1024^2 frames with hundreds of centers stay within a bounded memory footprint.
-GROUP_BLOCK_ELEMENTS = 1 << 22
+# Pixels x centers distance block computed at once (float32 elements, 1 MB): memory stays bounded
+# for any frame size and number of centers, and the block stays cache-resident.
+GROUP_BLOCK_ELEMENTS = 1 << 18
 
 
 def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
@@ -101,13 +101,25 @@ def find_centers(
         raise ValueError(f"nms_kernel must be >= 1, got {nms_kernel}")
     k = int(nms_kernel)
     h = h.float()
-    h = torch.where(h > center_thr, h, torch.full_like(h, -1.0))
-    pooled = F.max_pool2d(h[None, None], kernel_size=k, stride=1, padding=k // 2)[0, 0]
-    if k % 2 == 0:
-        # even kernels pad one pixel too many; empanada clips the last row and column
-        pooled = pooled[:-1, :-1]
-    keep = (h == pooled) & (h > 0)
-    ctr = torch.nonzero(keep)
+    lo, hi = -(k // 2), k - k // 2  # window [i + lo, i + hi): even kernels lean up-left, as in empanada
+    # a peak must exceed center_thr and 0 (empanada keeps ctr_hmp > 0 after thresholding to -1)
+    cand = torch.nonzero(h > max(float(center_thr), 0.0))
+    if cand.shape[0] * k * k <= 2 * h.numel():
+        # sparse NMS: compare each candidate with its window only; below-threshold neighbours are
+        # smaller than any candidate, so comparing raw values equals empanada's thresholded max-pool
+        pad = F.pad(h[None, None], (-lo, hi - 1, -lo, hi - 1), value=float("-inf"))[0, 0]
+        d = torch.arange(k, device=h.device)
+        wy = (cand[:, 0:1] + d).repeat_interleave(k, dim=1)
+        wx = (cand[:, 1:2] + d).repeat(1, k)
+        win_max = pad[wy, wx].amax(dim=1)
+        ctr = cand[h[cand[:, 0], cand[:, 1]] >= win_max]
+    else:
+        t = torch.where(h > center_thr, h, torch.full_like(h, -1.0))
+        pooled = F.max_pool2d(t[None, None], kernel_size=k, stride=1, padding=k // 2)[0, 0]
+        if k % 2 == 0:
+            # even kernels pad one pixel too many; empanada clips the last row and column
+            pooled = pooled[:-1, :-1]
+        ctr = torch.nonzero((t == pooled) & (t > 0))
     if top_k is not None and ctr.shape[0] > top_k:
         scores = h[ctr[:, 0], ctr[:, 1]]
         idx = torch.topk(scores, int(top_k)).indices.sort().values
@@ -119,22 +131,24 @@ def group_pixels(points: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """Index (0..K-1) of the nearest center for each point, in bounded-memory blocks.
 
     ``points`` ``(P, 2)`` are the pixel coordinates plus their predicted offsets, ``centers``
-    ``(K, 2)``; both float and in the same units. Ties go to the lower center index (like argmin
-    in empanada's ``group_pixels``).
+    ``(K, 2)``; both float and in the same units. Exact ties go to the lower center index (like
+    argmin in empanada's ``group_pixels``); points within float32 rounding of two centers'
+    bisector may go either way.
     """
     n_pts, n_ctr = points.shape[0], centers.shape[0]
     out = torch.empty(n_pts, dtype=torch.long, device=points.device)
     if n_pts == 0:
         return out
-    cy, cx = centers[:, 0], centers[:, 1]
+    # |v - c|^2 = |v|^2 - 2 v.c + |c|^2, and |v|^2 is the same for every center: one matmul per
+    # block. Coordinates are centred on the centers' mean to keep float32 rounding far below a pixel.
+    mean = centers.mean(dim=0)
+    c = centers - mean
+    c_sq = (c * c).sum(dim=1)[None]
+    c_t = (-2.0 * c).T.contiguous()
     step = max(1, GROUP_BLOCK_ELEMENTS // max(n_ctr, 1))
     for start in range(0, n_pts, step):
-        blk = points[start : start + step]
-        dy = blk[:, 0:1] - cy
-        d = dy.mul_(dy)
-        dx = blk[:, 1:2] - cx
-        d.addcmul_(dx, dx)
-        out[start : start + step] = d.argmin(dim=1)
+        blk = points[start : start + step] - mean
+        out[start : start + step] = torch.addmm(c_sq, blk, c_t).argmin(dim=1)
     return out
 
 
@@ -145,29 +159,29 @@ def _coarse_grid(n: int, stride: int, device: torch.device) -> torch.Tensor:
     return (start + end) / 2
 
 
-def _instance_map(
-    thing: torch.Tensor,
+def _instance_ids(
+    thing_idx: torch.Tensor,
+    shape: tuple[int, int],
     ctr_hmp: torch.Tensor,
     offsets: torch.Tensor,
     center_thr: float,
     nms_kernel: int,
     top_k: int | None,
     fine: bool,
-) -> torch.Tensor:
-    """Class-agnostic instance ids (H, W) for thing pixels, 0 elsewhere."""
-    H, W = thing.shape
-    dev = thing.device
-    ins = torch.zeros((H, W), dtype=torch.long, device=dev)
-    if not bool(thing.any()):
-        return ins
+) -> torch.Tensor | None:
+    """Class-agnostic instance id (1..K) of each thing pixel (flat indices ``thing_idx``), or None
+    when no center is found. Only thing pixels are touched, never the whole frame."""
+    H, W = shape
+    py, px = thing_idx // W, thing_idx % W
+    off = offsets.reshape(2, -1)
+    # where each thing pixel votes for its center
+    vy = py.float() + off[0, thing_idx]
+    vx = px.float() + off[1, thing_idx]
     if fine:
         ctr = find_centers(ctr_hmp, center_thr, nms_kernel, top_k)
         if ctr.shape[0] == 0:
-            return ins
-        py, px = torch.nonzero(thing, as_tuple=True)
-        pts = torch.stack((py.float() + offsets[0, py, px], px.float() + offsets[1, py, px]), dim=1)
-        ins[py, px] = group_pixels(pts, ctr.float()) + 1
-        return ins
+            return None
+        return group_pixels(torch.stack((vy, vx), dim=1), ctr.float()) + 1
     # Coarse boundaries (empanada's default): centers and grouping at 1/4 resolution, then the
     # instance cells are nearest-upsampled and cut by the full-resolution semantic mask. empanada
     # groups the decoder's native 1/4-resolution offsets; from full-resolution outputs each cell
@@ -177,67 +191,61 @@ def _instance_map(
     hmp_c = F.avg_pool2d(ctr_hmp[None], s, s, ceil_mode=True)[0, 0]
     ctr = find_centers(hmp_c, center_thr, nms_kernel, top_k)
     if ctr.shape[0] == 0:
-        return ins
-    gy, gx = _coarse_grid(H, s, dev), _coarse_grid(W, s, dev)
+        return None
+    Hc, Wc = hmp_c.shape
+    gy, gx = _coarse_grid(H, s, thing_idx.device), _coarse_grid(W, s, thing_idx.device)
     ctr_f = torch.stack((gy[ctr[:, 0]], gx[ctr[:, 1]]), dim=1)
-    w = thing.float()
-    ys = torch.arange(H, device=dev, dtype=torch.float32)[:, None]
-    xs = torch.arange(W, device=dev, dtype=torch.float32)[None, :]
-    votes = torch.stack(((ys + offsets[0]) * w, (xs + offsets[1]) * w, w))
-    pooled = F.avg_pool2d(votes[None], s, s, ceil_mode=True)[0]
-    need = pooled[2] > 0
-    cy, cx = torch.nonzero(need, as_tuple=True)
-    cnt = pooled[2, cy, cx]
-    pts = torch.stack((pooled[0, cy, cx] / cnt, pooled[1, cy, cx] / cnt), dim=1)
-    cells = torch.zeros(need.shape, dtype=torch.long, device=dev)
-    cells[cy, cx] = group_pixels(pts, ctr_f) + 1
-    py, px = torch.nonzero(thing, as_tuple=True)
-    ins[py, px] = cells[py // s, px // s]
-    return ins
+    cell = (py // s) * Wc + px // s
+    n = torch.bincount(cell, minlength=Hc * Wc)
+    sy = torch.bincount(cell, weights=vy, minlength=Hc * Wc)
+    sx = torch.bincount(cell, weights=vx, minlength=Hc * Wc)
+    need = torch.nonzero(n).squeeze(1)
+    cnt = n[need].float()
+    pts = torch.stack((sy[need] / cnt, sx[need] / cnt), dim=1)
+    lut = torch.zeros(Hc * Wc, dtype=torch.long, device=thing_idx.device)
+    lut[need] = group_pixels(pts, ctr_f) + 1
+    return lut[cell]
 
 
 def _merge(
     sem: torch.Tensor,
-    ins: torch.Tensor,
-    thing_list: Sequence[int],
+    thing_idx: torch.Tensor,
+    ins: torch.Tensor | None,
+    things: Sequence[int],
+    n_classes: int,
     label_divisor: int,
     stuff_area: int,
 ) -> torch.Tensor:
-    """Panoptic ids from class ids and class-agnostic instance ids (empanada's
+    """Panoptic ids (H, W) from class ids and the thing pixels' instance ids (empanada's
     ``merge_semantic_and_instance``, vectorized with bincount instead of a loop per instance)."""
     dev = sem.device
-    n_cls = int(sem.max()) + 1
-    pan = torch.zeros_like(sem)
-    things = torch.as_tensor(list(thing_list), dtype=torch.long, device=dev)
-    is_thing_cls = torch.zeros(max(n_cls, int(things.max()) + 1 if len(things) else 1), dtype=torch.bool, device=dev)
-    if len(things):
-        is_thing_cls[things] = True
-    thing_px = ins > 0
-    n_ins = int(ins.max())
-    if n_ins > 0:
-        # class histogram per instance; ins > 0 only on thing-class pixels, so the vote is among things
-        key = ins[thing_px] * n_cls + sem[thing_px]
-        hist = torch.bincount(key, minlength=(n_ins + 1) * n_cls).view(n_ins + 1, n_cls)
+    flat = sem.reshape(-1)
+    pan = torch.zeros_like(flat)
+    if ins is not None and ins.numel():
+        n_cls = max(things) + 1
+        n_ins = int(ins.max())
+        # class histogram per instance, over thing pixels only: the vote is among thing classes
+        hist = torch.bincount(ins * n_cls + flat[thing_idx], minlength=(n_ins + 1) * n_cls).view(n_ins + 1, n_cls)
         present = hist.sum(dim=1) > 0
-        present[0] = False
         cls = hist.argmax(dim=1)  # ties go to the lower class id, like torch.mode in empanada
         # instances are numbered per class in order of their center, starting at 1
-        onehot = F.one_hot(cls, n_cls) * present[:, None].long()
-        number = onehot.cumsum(dim=0).gather(1, cls[:, None])[:, 0]
-        if n_ins and int(number.max()) >= label_divisor:
+        number = (F.one_hot(cls, n_cls) * present[:, None]).cumsum(dim=0).gather(1, cls[:, None])[:, 0]
+        if int(number.max()) >= label_divisor:
             raise ValueError(
                 f"{int(number.max())} instances of one class do not fit label_divisor={label_divisor}; increase label_divisor"
             )
         lut = torch.where(present, cls * label_divisor + number, torch.zeros_like(cls))
-        pan = lut[ins]
-    # stuff: every non-thing class whose total area (outside thing instances) reaches stuff_area
-    stuff_px = ~thing_px & ~is_thing_cls[sem]
-    area = torch.bincount(sem[stuff_px], minlength=n_cls)
-    keep = area >= stuff_area
-    keep[0] = False
-    stuff_px &= keep[sem]
-    pan[stuff_px] = sem[stuff_px] * label_divisor
-    return pan
+        pan[thing_idx] = lut[ins]
+    stuff = [c for c in range(1, n_classes + 1) if c not in things]
+    if stuff:
+        # a stuff class is kept where its total area reaches stuff_area (thing pixels never carry it)
+        area = torch.bincount(flat, minlength=n_classes + 1)
+        keep = torch.zeros(n_classes + 1, dtype=torch.bool, device=dev)
+        keep[stuff] = True
+        keep &= area >= stuff_area
+        if bool(keep.any()):
+            pan = torch.where(keep[flat], flat * label_divisor, pan)
+    return pan.view(sem.shape)
 
 
 def panoptic_postprocess(
@@ -296,15 +304,20 @@ def panoptic_postprocess(
 
     with torch.no_grad():
         sem = harden_semantic(sem_logits, seg_thr)
-        dev = sem.device
+        ins, thing_idx = None, None
         if things:
-            thing = torch.isin(sem, torch.as_tensor(things, device=dev))
-            ins = _instance_map(
-                thing, ctr_hmp.float(), offsets.float(), center_thr, kernel, top_k, fine_boundaries
-            )
-        else:
-            ins = torch.zeros_like(sem)
-        pan = _merge(sem, ins, things, label_divisor, stuff_area)
+            if len(things) == 1:
+                thing = sem == things[0]
+            else:
+                thing = torch.isin(sem, torch.as_tensor(things, device=sem.device))
+            thing_idx = torch.nonzero(thing.reshape(-1)).squeeze(1)
+            if thing_idx.numel():
+                ins = _instance_ids(
+                    thing_idx, tuple(sem.shape), ctr_hmp.float(), offsets.float(),
+                    center_thr, kernel, top_k, fine_boundaries,
+                )
+        pan = _merge(sem, thing_idx, ins, things, n_cls, label_divisor, stuff_area)
+    dev = pan.device
     if fill_holes and things:
         filled = fill_instance_holes(pan.cpu().numpy(), label_divisor=label_divisor)
         pan = torch.from_numpy(filled).to(dev)

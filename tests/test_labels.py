@@ -200,3 +200,17 @@ def test_bad_labels():
         delete_labels(np.zeros((3, 3), float), 1)
     with pytest.raises(ValueError, match="2D or 3D"):
         filter_labels(np.zeros(5, np.int32))
+
+
+def test_label_boxes_across_slabs(monkeypatch):
+    import empanada_nb.labels as L
+
+    monkeypatch.setattr(L, "SLAB_ELEMENTS", 16)  # 4x4 slices: one slice per slab
+    vol = np.zeros((6, 4, 4), np.uint32)
+    vol[1, 0, 1] = 5
+    vol[4, 3, 2] = 5
+    vol[2:4, 1:3, 1:3] = 6
+    assert L.label_boxes(vol, 5) == {5: (slice(1, 5), slice(0, 4), slice(1, 3))}
+    boxes = L.label_boxes(vol, [5, 6])
+    assert boxes[6] == (slice(2, 4), slice(1, 3), slice(1, 3)) and boxes[5][0] == slice(1, 5)
+    assert (L.delete_labels(vol, [5]) == np.where(vol == 5, 0, vol)).all()

@@ -281,3 +281,28 @@ def test_bad_inputs():
         panoptic_postprocess(sem, hmp, off, thing_list=(2,))
     with pytest.raises(ValueError, match=">= 1"):
         panoptic_postprocess(sem, hmp, off, min_distance=0)
+
+
+def _empanada_find_instance_center(ctr_hmp, threshold, nms_kernel):
+    """empanada-dl 0.1.7 inference/postprocess.py::find_instance_center, for reference."""
+    ctr_hmp = torch.nn.functional.threshold(ctr_hmp[None], threshold, -1.0)
+    pooled = torch.nn.functional.max_pool2d(ctr_hmp, nms_kernel, stride=1, padding=nms_kernel // 2)
+    if nms_kernel % 2 == 0:
+        pooled = pooled[..., :-1, :-1]
+    ctr_hmp[ctr_hmp != pooled] = -1.0
+    return torch.nonzero(ctr_hmp.squeeze() > 0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("thr", [0.05, 0.5, 0.8])
+def test_find_centers_matches_empanada(k, thr):
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(k)
+    h = gaussian_filter(rng.random((64, 80)), 2).astype(np.float32)
+    h = (h - h.min()) / (h.max() - h.min())
+    h[10, 10:13] = 1.0  # a plateau: every tied pixel is kept, as in empanada
+    h = torch.from_numpy(h)[None]
+    ref = _empanada_find_instance_center(h.clone(), thr, k)
+    assert find_centers(h, thr, k).tolist() == ref.tolist()
+    assert ref.shape[0] > 0

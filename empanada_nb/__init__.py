@@ -14,3 +14,5 @@ from .postprocess import panoptic_postprocess, panoptic_postprocess_batch, split
 from .metrics import evaluate, match_instances
 from .labels import (count_labels, delete_labels, export_tiff, filter_labels, first_slice, merge_labels, morph_label,
                      next_label, relabel_sequential, split_label)
+from .inference import segment_batch, segment_image
+from .volume import open_volume, segment_ortho, segment_stack

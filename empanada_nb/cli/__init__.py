@@ -7,7 +7,7 @@ import sys
 from typing import List, Optional
 
 #: subcommand modules inside this package, in the order ``--help`` lists them
-COMMANDS = ["demo", "train", "finetune"]
+COMMANDS = ["demo", "train", "finetune", "segment", "evaluate"]
 
 
 class CLIError(Exception):

@@ -96,12 +96,18 @@ def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, 
     if len(pairs) < cfg.batch_size:
         warnings.warn(f"{len(pairs)} training image(s) for batch size {cfg.batch_size}: images are sampled "
                       "with replacement (each batch repeats images under different augmentations)", stacklevel=3)
-    freeze_bn = cfg.batch_size < cfg.min_bn_batch
+    small = cfg.batch_size < cfg.min_bn_batch
+    # Frozen statistics are only meaningful when they come from a trained model; from scratch,
+    # noisy batch statistics are the lesser evil.
+    freeze_bn = small and is_finetune
     if freeze_bn:
         warnings.warn(f"batch size {cfg.batch_size} < {cfg.min_bn_batch}: BatchNorm statistics from so few "
-                      "images are too noisy to update, so they stay frozen (scale and shift still train)"
-                      + ("" if is_finetune else "; training from scratch with frozen statistics converges "
-                         "poorly, use batch size 16 where memory allows"), stacklevel=3)
+                      "images are too noisy to update, so the model's trained statistics stay frozen "
+                      "(scale and shift still train)", stacklevel=3)
+    elif small:
+        warnings.warn(f"batch size {cfg.batch_size} < {cfg.min_bn_batch} while training from scratch: "
+                      "BatchNorm statistics from so few images are noisy and the model may train poorly; "
+                      "use batch size 16 where memory allows, or finetune a trained model", stacklevel=3)
     dataset = PanopticDataset(
         pairs, patch_size=cfg.patch_size, batch_size=cfg.batch_size, iterations=cfg.iterations,
         label_divisor=cfg.label_divisor, thing_list=card.thing_list, num_classes=model.num_classes,
@@ -127,7 +133,6 @@ def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, 
         start = int(state["iteration"])
         for e in state.get("history", []):
             handle.emit(e)
-        restore_rng(state)
     else:
         torch.manual_seed(cfg.seed)
     mean = torch.tensor(model.norms["mean"], device=device)
@@ -140,8 +145,10 @@ def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, 
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
             "iteration": it, "config": cfg.to_dict(), "history": list(handle.history)})
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, cfg.iterations),
-                                         num_workers=cfg.num_workers, pin_memory=cuda)
+    loader = iter(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, cfg.iterations),
+                                              num_workers=cfg.num_workers, pin_memory=cuda))
+    if state is not None:
+        restore_rng(state)  # after creating the loader iterator, which draws from the global RNG
     it, stopped, t0, t_last = start, False, time.time(), time.time()
     set_train_mode(model, freeze_bn)
     try:
@@ -249,6 +256,7 @@ def train(train_dir: PathLike, *, config: Optional[TrainConfig] = None, val_dir:
         model = build_model(c.architecture, c.encoder, num_classes=c.num_classes, pointrend=c.pointrend)
         model.norms, model.card = dict(c.norms), c
     else:
+        torch.manual_seed(cfg.seed)  # same seed, same initial weights
         model = build_model(cfg.architecture, cfg.encoder, num_classes=cfg.num_classes, pointrend=cfg.pointrend,
                             pretrained=cfg.pretrained)
     return _launch(model, train_dir, cfg, out, val_dir, callbacks, background, resume, overwrite, False)

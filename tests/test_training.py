@@ -1,0 +1,167 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import empanada_nb as enb
+from empanada_nb.training import checkpoint_path, load_checkpoint, make_optimizer
+
+TINY = dict(architecture="PanopticDeepLab", encoder="resnet18", patch_size=64, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    enb.make_synthetic_dataset(root, n_images=6, size=96, seed=1)
+    return root
+
+
+def _quiet(fn, *a, **k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*a, **k)
+
+
+def test_loss_falls_and_model_is_saved_with_card(dataset, tmp_path):
+    h = _quiet(enb.train, dataset, out=tmp_path / "m.pth", iterations=30, **TINY)
+    steps = h.events("step")
+    assert len(steps) == 30 and set(steps[0]["terms"]) == {"ce", "mse", "l1"}
+    assert np.mean([s["loss"] for s in steps[-5:]]) < 0.6 * np.mean([s["loss"] for s in steps[:5]])
+    assert all(s["images_per_s"] > 0 and s["lr"] > 0 for s in steps)
+    assert h.events("end")[-1]["stopped"] is False
+    card = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    assert card["architecture"] == "PanopticDeepLab" and card["encoder"] == "resnet18"
+    assert card["config"]["iterations"] == 30 and card["padding_factor"] == 16
+    assert card["history_summary"]["iterations"] == 30
+    m = enb.load_model(tmp_path / "m.pth")
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x)["sem_logits"], h.model.eval()(x)["sem_logits"])
+
+
+def test_one_cycle_lr_and_no_decay_on_biases_and_norms(dataset, tmp_path):
+    h = _quiet(enb.train, dataset, out=tmp_path / "m.pth", iterations=10, lr=1e-3, **TINY)
+    lrs = [s["lr"] for s in h.events("step")]
+    assert max(lrs) <= 1e-3 + 1e-9 and lrs[0] < max(lrs) and lrs[-1] < max(lrs) / 10
+    opt = make_optimizer(enb.build_model("PanopticDeepLab", "resnet18"), enb.TrainConfig())
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+
+
+def test_background_run_stops_after_current_step_and_saves(dataset, tmp_path):
+    seen = []
+    h = _quiet(enb.train, dataset, out=tmp_path / "bg.pth", iterations=500, background=True,
+               callbacks=[seen.append], **TINY)
+    while not any(e["type"] == "step" for e in seen):
+        assert not h.done, "run ended early"
+        torch.multiprocessing.get_context  # noqa: B018  (keep the loop cheap)
+        h.wait(timeout=None) if h.done else None
+        import time
+        time.sleep(0.05)
+    h.stop()
+    h.wait(timeout=120)
+    end = h.events("end")[-1]
+    assert end["stopped"] is True and end["iteration"] < 500
+    assert (tmp_path / "bg.pth").exists() and checkpoint_path(tmp_path / "bg.pth").exists()
+    assert h.history == seen
+    assert enb.load_model(tmp_path / "bg.pth").card.history_summary["iterations"] == end["iteration"]
+
+
+def test_keyboard_interrupt_saves_and_resume_continues_exactly(dataset, tmp_path):
+    cfg = dict(iterations=6, checkpoint_interval=2, **TINY)
+    full = _quiet(enb.train, dataset, out=tmp_path / "full.pth", **cfg)
+
+    def interrupt(e):
+        if e["type"] == "step" and e["iteration"] == 3:
+            raise KeyboardInterrupt
+
+    part = _quiet(enb.train, dataset, out=tmp_path / "part.pth", callbacks=[interrupt], **cfg)
+    assert part.events("end")[-1] == {**part.events("end")[-1], "stopped": True, "iteration": 3}
+    assert load_checkpoint(checkpoint_path(tmp_path / "part.pth"))["iteration"] == 3
+    resumed = _quiet(enb.train, dataset, out=tmp_path / "part.pth", resume=True, **cfg)
+    assert [s["iteration"] for s in resumed.events("step")] == [1, 2, 3, 4, 5, 6]
+    a = full.model.state_dict()
+    b = resumed.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_finetune_none_trains_decoder_only_and_freezes_bn(dataset, tmp_path):
+    base = enb.build_model("PanopticDeepLab", "resnet18")
+    enc_before = {k: v.clone() for k, v in base.encoder.state_dict().items()}
+    dec_before = base.ins_center.head[1].weight.clone()
+    with pytest.warns(UserWarning) as rec:
+        h = enb.finetune(base, dataset, layers="none", out=tmp_path / "ft.pth", iterations=4, patch_size=64, batch_size=2)
+    msgs = " ".join(str(w.message) for w in rec)
+    assert "BatchNorm" in msgs and "with replacement" not in msgs
+    for k, v in h.model.encoder.state_dict().items():
+        torch.testing.assert_close(v, enc_before[k], msg=k)   # weights and BN statistics untouched
+    assert not torch.equal(h.model.ins_center.head[1].weight, dec_before)
+    assert enb.load_model(tmp_path / "ft.pth").card.finetunable_layers == "none"
+
+
+def test_finetune_stage4_changes_only_stage4(dataset, tmp_path):
+    base = enb.build_model("PanopticDeepLab", "resnet18")
+    l3, l4 = base.encoder.stage(3).state_dict(), base.encoder.stage(4).state_dict()
+    l3 = {k: v.clone() for k, v in l3.items()}
+    l4w = base.encoder.stage(4)[0].conv1.weight.clone()
+    h = _quiet(enb.finetune, base, dataset, layers="stage4", out=tmp_path / "ft.pth", iterations=3, patch_size=64,
+               batch_size=8)
+    for k, v in h.model.encoder.stage(3).state_dict().items():
+        torch.testing.assert_close(v, l3[k])
+    assert not torch.equal(h.model.encoder.stage(4)[0].conv1.weight, l4w)
+
+
+def test_small_dataset_sampled_with_replacement_warning(tmp_path):
+    enb.make_synthetic_dataset(tmp_path / "ds", n_images=2, size=64)
+    with pytest.warns(UserWarning, match="with replacement"):
+        h = enb.train(tmp_path / "ds", out=tmp_path / "m.pth", iterations=2, **{**TINY, "batch_size": 8})
+    assert h.events("end")[-1]["iteration"] == 2
+
+
+def test_bad_arguments_fail_before_training(dataset, tmp_path):
+    with pytest.raises(ValueError, match="48 or 64"):
+        enb.train(dataset, out=tmp_path / "m.pth", iterations=2, **{**TINY, "patch_size": 50})
+    with pytest.raises(ValueError, match="128"):
+        enb.train(dataset, out=tmp_path / "m.pth", iterations=2, **{**TINY, "architecture": "PanopticBiFPN"})
+    with pytest.raises(TypeError, match="patchsize"):
+        enb.train(dataset, out=tmp_path / "m.pth", patchsize=64)
+    with pytest.raises(ValueError, match="val_interval"):
+        enb.TrainConfig(val_interval=0)
+    (tmp_path / "exists.pth").write_bytes(b"finished run")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        enb.train(dataset, out=tmp_path / "exists.pth", iterations=2, **TINY)
+    assert (tmp_path / "exists.pth").read_bytes() == b"finished run"
+    assert not list(tmp_path.glob("m*"))
+
+
+def test_intervals_never_zero_and_config_yaml_roundtrip(tmp_path):
+    cfg = enb.TrainConfig(iterations=3)
+    assert cfg.val_every == 1 and cfg.checkpoint_every == 1
+    cfg = enb.TrainConfig(iterations=50, patch_size=128, class_names={1: "mito"}, scale=[0.5, 2.0])
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert enb.TrainConfig.from_yaml(tmp_path / "c.yaml") == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        enb.TrainConfig.from_yaml("iterations: 5\nlearning_rate: 0.1\n")
+
+
+def test_load_model_rejects_other_formats(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not an empanada_nb model"):
+        enb.load_model(tmp_path / "other.pth")
+    (tmp_path / "junk.pth").write_text("junk")
+    with pytest.raises(ValueError, match="not a model file"):
+        enb.load_model(tmp_path / "junk.pth")
+    with pytest.raises(FileNotFoundError, match="registered"):
+        enb.load_model("MitoNet_v9")
+
+
+def test_registered_name_resolves_to_file(tmp_path):
+    m = enb.build_model("PanopticBiFPN", "resnet18", num_classes=2)
+    enb.save_model(m, tmp_path / "bifpn.pth")
+    enb.register_model("my-bifpn", str(tmp_path / "bifpn.pth"))
+    m2 = enb.load_model("my-bifpn")
+    assert m2.architecture == "PanopticBiFPN" and m2.num_classes == 2 and m2.card.padding_factor == 128

@@ -1,0 +1,365 @@
+"""Training patches: picks, context regions, random filling and writing a training dataset.
+
+Plain functions on arrays and dicts, used by :class:`empanada_nb.Viewer` and usable without it.
+
+Coordinates
+    A volume is indexed ``(Z, Y, X)``; a 2D image is treated as a volume with one z slice. A slice
+    along ``axis`` is ``"xy"`` (``vol[z]``, rows y, columns x), ``"xz"`` (``vol[:, y]``, rows z,
+    columns x) or ``"yz"`` (``vol[:, :, x]``, rows z, columns y).
+
+Picks
+    ``{"axis", "z", "y", "x", "size"}``: a square patch of ``size`` pixels on the slice through the
+    pick along ``axis``; ``(z, y, x)`` is the patch centre in the volume's own coordinates. The patch
+    covers ``[c - size // 2, c - size // 2 + size)`` along each in-plane dimension, and picks are
+    clamped so that the patch lies inside the volume (smaller when the volume is smaller).
+
+Regions
+    ``{"name", "axis", "slice", "shape", "points", "all_slices"}``: a rectangle (two corners) or
+    polygon in the slice's continuous pixel coordinates ``[row, col]`` (pixel ``(r, c)`` covers
+    ``[r, r + 1) x [c, c + 1)``); a pixel is inside when its centre is. With ``all_slices`` the shape
+    extends through every slice along ``axis``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._atomic import atomic_path
+
+AXES = ("xy", "xz", "yz")
+_AXIS_DIMS = {"xy": (0, (1, 2)), "xz": (1, (0, 2)), "yz": (2, (0, 1))}
+PathLike = Union[str, os.PathLike]
+
+
+def _check_axis(axis: str) -> Tuple[int, Tuple[int, int]]:
+    if axis not in _AXIS_DIMS:
+        raise ValueError(f"axis must be one of {', '.join(AXES)}, got {axis!r}")
+    return _AXIS_DIMS[axis]
+
+
+def _shape3(shape: Sequence[int]) -> Tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        return (1,) + shape  # type: ignore[return-value]
+    if len(shape) != 3:
+        raise ValueError(f"expected a 2D or 3D shape, got {shape}")
+    return shape  # type: ignore[return-value]
+
+
+def patch_start(center: int, size: int, n: int) -> Tuple[int, int]:
+    """``(start, stop)`` of a patch of ``size`` around ``center`` inside ``[0, n)``."""
+    start = int(center) - int(size) // 2
+    start = min(max(0, start), max(0, n - int(size)))
+    return start, min(n, start + int(size))
+
+
+def make_pick(axis: str, index: int, row: float, col: float, size: int, shape: Sequence[int]) -> Dict[str, Any]:
+    """A pick dict for a patch centred at ``(row, col)`` of slice ``index`` along ``axis``.
+
+    The centre is clamped so that the patch lies inside a volume of ``shape`` (2D or 3D).
+    """
+    fixed, (rd, cd) = _check_axis(axis)
+    shape3 = _shape3(shape)
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"patch size must be positive, got {size}")
+    if not 0 <= int(index) < shape3[fixed]:
+        raise IndexError(f"slice {index} out of range 0..{shape3[fixed] - 1} along {axis}")
+    centre = [0, 0, 0]
+    centre[fixed] = int(index)
+    for dim, v in ((rd, row), (cd, col)):
+        n = shape3[dim]
+        v = min(max(int(np.floor(v)), 0), n - 1)
+        s0, _ = patch_start(v, size, n)
+        centre[dim] = s0 + size // 2 if n >= size else n // 2
+    return {"axis": axis, "z": centre[0], "y": centre[1], "x": centre[2], "size": size}
+
+
+def pick_plane(pick: Dict[str, Any]) -> Tuple[str, int, int, int]:
+    """``(axis, slice index, row, col)`` of a pick's centre."""
+    fixed, (rd, cd) = _check_axis(pick["axis"])
+    p = (int(pick["z"]), int(pick["y"]), int(pick["x"]))
+    return pick["axis"], p[fixed], p[rd], p[cd]
+
+
+def pick_box(pick: Dict[str, Any], shape: Sequence[int]) -> Tuple[str, int, int, int, int, int]:
+    """``(axis, index, r0, r1, c0, c1)``: the pick's patch on its slice, clipped to ``shape``."""
+    fixed, (rd, cd) = _check_axis(pick["axis"])
+    shape3 = _shape3(shape)
+    axis, index, row, col = pick_plane(pick)
+    r0, r1 = patch_start(row, pick["size"], shape3[rd])
+    c0, c1 = patch_start(col, pick["size"], shape3[cd])
+    return axis, index, r0, r1, c0, c1
+
+
+def _index(axis: str, index: int, rows=slice(None), cols=slice(None)) -> tuple:
+    fixed, (rd, cd) = _check_axis(axis)
+    idx: List[Any] = [None, None, None]
+    idx[fixed], idx[rd], idx[cd] = int(index), rows, cols
+    return tuple(idx)
+
+
+def _read(volume, idx: tuple, ndim: int) -> np.ndarray:
+    if ndim == 2:
+        if idx[0] != 0:
+            raise IndexError("2D images have a single slice (z = 0)")
+        idx = idx[1:]
+    out = volume[idx]
+    if hasattr(out, "compute"):
+        out = out.compute()
+    return np.asarray(out)
+
+
+def crop_pick(volume, pick: Dict[str, Any], shape: Optional[Sequence[int]] = None) -> np.ndarray:
+    """The 2D patch of ``volume`` (2D or ``(Z, Y, X)``, any array-like) under ``pick``."""
+    shape = tuple(volume.shape) if shape is None else tuple(shape)
+    axis, index, r0, r1, c0, c1 = pick_box(pick, shape)
+    ndim = len(shape) if not hasattr(volume, "ndim") else int(volume.ndim)
+    return np.ascontiguousarray(_read(volume, _index(axis, index, slice(r0, r1), slice(c0, c1)), ndim))
+
+
+def patch_filename(name: str, pick: Dict[str, Any], suffix: str = ".tif") -> str:
+    """``<name>_<axis>_z0012_y0340_x0560_s256.tif``: the file name encodes the patch's location."""
+    return (f"{name}_{pick['axis']}_z{int(pick['z']):04d}_y{int(pick['y']):04d}_x{int(pick['x']):04d}"
+            f"_s{int(pick['size'])}{suffix}")
+
+
+# ---------------------------------------------------------------------------------------- regions
+
+def region_plane_mask(region: Dict[str, Any], plane_shape: Tuple[int, int]) -> np.ndarray:
+    """Boolean mask of one region on its slice (``plane_shape`` = (rows, cols))."""
+    from skimage.draw import polygon as draw_polygon
+
+    pts = np.asarray(region["points"], dtype=np.float64).reshape(-1, 2)
+    kind = region.get("shape", "polygon")
+    if kind == "rectangle":
+        if len(pts) < 2:
+            raise ValueError("a rectangle needs two corner points")
+        (r0, c0), (r1, c1) = pts.min(0), pts.max(0)
+        pts = np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]])
+    elif kind != "polygon":
+        raise ValueError(f"region shape must be 'rectangle' or 'polygon', got {kind!r}")
+    if len(pts) < 3:
+        raise ValueError("a polygon needs at least three points")
+    mask = np.zeros(plane_shape, dtype=bool)
+    rr, cc = draw_polygon(pts[:, 0] - 0.5, pts[:, 1] - 0.5, shape=plane_shape)
+    mask[rr, cc] = True
+    return mask
+
+
+def region_mask(region: Dict[str, Any], shape: Sequence[int], out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Boolean mask of ``shape`` (2D or 3D) that is True inside ``region`` (OR-ed into ``out``)."""
+    shape = tuple(int(s) for s in shape)
+    shape3 = _shape3(shape)
+    axis = region.get("axis", "xy")
+    fixed, (rd, cd) = _check_axis(axis)
+    m = region_plane_mask(region, (shape3[rd], shape3[cd]))
+    if out is None:
+        out = np.zeros(shape, dtype=bool)
+    vol = out if out.ndim == 3 else out[None]
+    if region.get("all_slices", False):
+        # broadcast the plane mask along the fixed dimension
+        expand = [slice(None)] * 3
+        expand[fixed] = None
+        vol |= m[tuple(expand)]
+    else:
+        idx = int(region.get("slice", 0))
+        if not 0 <= idx < shape3[fixed]:
+            raise IndexError(f"region {region.get('name')!r}: slice {idx} out of range along {axis}")
+        vol[_index(axis, idx)] |= m
+    return out
+
+
+def regions_mask(regions: Iterable[Dict[str, Any]], shape: Sequence[int]) -> np.ndarray:
+    """Union of ``regions`` as a boolean array of ``shape`` (the volume's, or one slice's for 2D)."""
+    out = np.zeros(tuple(int(s) for s in shape), dtype=bool)
+    for r in regions:
+        region_mask(r, shape, out=out)
+    return out
+
+
+def slice_roi(regions: Iterable[Dict[str, Any]], shape: Sequence[int], axis: str, index: int) -> np.ndarray:
+    """2D boolean mask of the regions on slice ``index`` along ``axis`` (for ``roi=`` in inference)."""
+    fixed, (rd, cd) = _check_axis(axis)
+    shape3 = _shape3(shape)
+    out = np.zeros((shape3[rd], shape3[cd]), dtype=bool)
+    for r in regions:
+        if r.get("axis", "xy") == axis and (r.get("all_slices", False) or int(r.get("slice", 0)) == int(index)):
+            out |= region_plane_mask(r, out.shape)
+        elif r.get("axis", "xy") != axis:
+            # a region drawn on another axis crosses this slice along a band
+            out |= region_mask(r, shape3)[_index(axis, index)]
+    return out
+
+
+# ------------------------------------------------------------------------------------- random picks
+
+def _box_iou(a, b) -> float:
+    r0, r1 = max(a[0], b[0]), min(a[1], b[1])
+    c0, c1 = max(a[2], b[2]), min(a[3], b[3])
+    inter = max(0, r1 - r0) * max(0, c1 - c0)
+    union = (a[1] - a[0]) * (a[3] - a[2]) + (b[1] - b[0]) * (b[3] - b[2]) - inter
+    return inter / union if union else 0.0
+
+
+def random_patches(regions: Sequence[Dict[str, Any]], shape: Sequence[int], n: int, size: int,
+                   rng: Union[None, int, np.random.Generator] = None, existing: Iterable[Dict[str, Any]] = (),
+                   max_overlap: float = 0.25, tries: int = 200) -> List[Dict[str, Any]]:
+    """Up to ``n`` random picks whose centres lie inside ``regions``, spread evenly across them.
+
+    Each region gets ``n // len(regions)`` picks (the first ``n % len(regions)`` one more), on the
+    region's own axis and slice (any slice for ``all_slices`` regions). Where the region is larger
+    than the patch, centres are drawn so that the patch stays inside the region's bounding box.
+    A candidate whose box overlaps an existing or already drawn pick on the same slice by more than
+    ``max_overlap`` (IoU) is rejected; small regions may therefore get fewer picks than asked.
+    """
+    n = int(n)
+    if n <= 0 or not regions:
+        return []
+    rng = np.random.default_rng(rng)
+    shape3 = _shape3(shape)
+    taken: Dict[Tuple[str, int], List[Tuple[int, int, int, int]]] = {}
+    for p in existing:
+        axis, index, r0, r1, c0, c1 = pick_box(p, shape3)
+        taken.setdefault((axis, index), []).append((r0, r1, c0, c1))
+    counts = [n // len(regions) + (1 if i < n % len(regions) else 0) for i in range(len(regions))]
+    out: List[Dict[str, Any]] = []
+    for region, count in zip(regions, counts):
+        if count == 0:
+            continue
+        axis = region.get("axis", "xy")
+        fixed, (rd, cd) = _check_axis(axis)
+        pshape = (shape3[rd], shape3[cd])
+        mask = region_plane_mask(region, pshape)
+        rows, cols = np.nonzero(mask)
+        if rows.size == 0:
+            continue
+        # prefer centres whose patch stays inside the region's bounding box
+        half = int(size) // 2
+        keep = np.ones(rows.shape, bool)
+        if rows.max() - rows.min() + 1 >= size:
+            keep &= (rows - half >= rows.min()) & (rows - half + size <= rows.max() + 1)
+        if cols.max() - cols.min() + 1 >= size:
+            keep &= (cols - half >= cols.min()) & (cols - half + size <= cols.max() + 1)
+        if keep.any():
+            rows, cols = rows[keep], cols[keep]
+        got = 0
+        for _ in range(int(tries) * count):
+            if got >= count:
+                break
+            k = int(rng.integers(rows.size))
+            index = int(rng.integers(shape3[fixed])) if region.get("all_slices", False) else int(region.get("slice", 0))
+            pick = make_pick(axis, index, int(rows[k]), int(cols[k]), size, shape3)
+            _, _, r0, r1, c0, c1 = pick_box(pick, shape3)
+            boxes = taken.setdefault((axis, index), [])
+            if any(_box_iou((r0, r1, c0, c1), b) > max_overlap for b in boxes):
+                continue
+            boxes.append((r0, r1, c0, c1))
+            out.append(pick)
+            got += 1
+    return out
+
+
+# ---------------------------------------------------------------------------------- saving patches
+
+def _segment(image: np.ndarray, model) -> np.ndarray:
+    try:
+        from .inference import segment_image  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise RuntimeError("save_patches(model=...) needs empanada_nb.inference.segment_image, which is not "
+                           f"available in this installation ({e}); save without a model or label the patches "
+                           "first") from None
+    out = segment_image(model, image)
+    if isinstance(out, tuple):
+        out = out[0]
+    if isinstance(out, dict):
+        out = out.get("labels", out.get("panoptic"))
+    return np.asarray(out)
+
+
+def save_patches(image, picks: Sequence[Dict[str, Any]], dataset_dir: PathLike, name: str,
+                 labels=None, model=None, on_clash: str = "skip",
+                 mask_dtype: Optional[np.dtype] = None) -> Dict[str, Any]:
+    """Write the picked patches as a training dataset: ``DATASET/<name>/{images,masks}/*.tif``.
+
+    ``image`` and ``labels`` are 2D or ``(Z, Y, X)`` array-likes of the same shape (labels may be
+    None). Image and mask of a patch have the same file name (:func:`patch_filename`); the raw image
+    values are written unchanged. A patch whose mask is empty gets ``model``'s prediction as its
+    starting mask when a model is given. Every file is written atomically; an existing dataset is
+    appended to, and a name clash is skipped (``on_clash="skip"``, reported in the result and with
+    a warning) or refused before anything is written (``on_clash="error"``). The picks of all saved
+    patches are kept in ``DATASET/<name>/<name>_picks.json``.
+
+    Returns ``{"dir", "written": [file names], "skipped": [file names]}``.
+    """
+    if on_clash not in ("skip", "error"):
+        raise ValueError(f"on_clash must be 'skip' or 'error', got {on_clash!r}")
+    name = str(name)
+    if not name or any(ch in name for ch in "/\\") or name.startswith("."):
+        raise ValueError(f"invalid dataset name {name!r}")
+    shape = tuple(int(s) for s in image.shape)
+    if labels is not None and tuple(labels.shape) != shape:
+        raise ValueError(f"labels shape {tuple(labels.shape)} differs from the image shape {shape}")
+    root = Path(dataset_dir) / name
+    img_dir, msk_dir = root / "images", root / "masks"
+    names = [patch_filename(name, p) for p in picks]
+    seen: Dict[str, int] = {}
+    clashes = []
+    for fn in names:
+        if fn in seen or (img_dir / fn).exists() or (msk_dir / fn).exists():
+            clashes.append(fn)
+        seen[fn] = 1
+    if clashes and on_clash == "error":
+        raise FileExistsError(f"{len(clashes)} patch(es) already exist in {root} (e.g. {clashes[0]}); "
+                              "nothing was written. Remove those picks or use on_clash='skip'.")
+    import tifffile
+
+    written, skipped, saved_picks = [], [], []
+    done = set()
+    for pick, fn in zip(picks, names):
+        if fn in done or (img_dir / fn).exists() or (msk_dir / fn).exists():
+            skipped.append(fn)
+            continue
+        img = crop_pick(image, pick, shape)
+        if labels is not None:
+            mask = crop_pick(labels, pick, shape)
+        else:
+            mask = np.zeros(img.shape, dtype=np.uint32)
+        source = "labels"
+        if not mask.any():
+            if model is not None:
+                mask = _segment(img, model)
+                source = "model"
+            else:
+                source = "empty"
+        if mask_dtype is not None:
+            mask = mask.astype(mask_dtype)
+        elif mask.dtype == bool or mask.dtype.kind not in "ui":
+            mask = mask.astype(np.uint32)
+        for folder, arr in ((img_dir, img), (msk_dir, mask)):
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(folder / fn, suffix=".tif") as tmp:
+                tifffile.imwrite(tmp, arr, compression="zlib")
+        done.add(fn)
+        written.append(fn)
+        saved_picks.append(dict(pick, file=fn, mask_source=source))
+    if saved_picks:
+        sidecar = root / f"{name}_picks.json"
+        previous = []
+        if sidecar.exists():
+            try:
+                previous = json.loads(sidecar.read_text()).get("picks", [])
+            except (ValueError, AttributeError):
+                previous = []
+        meta = {"name": name, "image_shape": list(shape), "picks": previous + saved_picks}
+        with atomic_path(sidecar, suffix=".json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
+    if skipped:
+        warnings.warn(f"save_patches: skipped {len(skipped)} patch(es) that already exist in {root}: "
+                      + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=2)
+    return {"dir": str(root), "written": written, "skipped": skipped}

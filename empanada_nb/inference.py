@@ -153,6 +153,8 @@ class Predictor:
         n = int(getattr(model, "num_classes", 1))
         self.n_sem = 1 if n == 1 else n + 1
         self.cuda = self.device.type == "cuda"
+        if self.cuda:  # NHWC convolutions under autocast use tensor cores best
+            model.to(memory_format=torch.channels_last)
 
     # ---- geometry ----
     def small_shape(self, shape: Tuple[int, int]) -> Tuple[int, int]:

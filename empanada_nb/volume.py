@@ -191,8 +191,8 @@ def output_array(out, shape: Tuple[int, ...], dtype, axis: int = 0, chunks=None,
         return
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(shape)}")
-    if not np.can_cast(dtype, out.dtype, "same_kind") or np.dtype(out.dtype).itemsize < 4:
-        raise ValueError(f"out has dtype {out.dtype}; labels need int32 or int64")
+    if np.dtype(out.dtype).kind not in "iu" or np.dtype(out.dtype).itemsize < np.dtype(dtype).itemsize:
+        raise ValueError(f"out has dtype {out.dtype}; labels need an integer type of at least {np.dtype(dtype).name}")
     yield out
 
 

@@ -244,3 +244,23 @@ def test_segment_ortho_zarr_output_leaves_only_the_store(balls, tmp_path):
                       out=tmp_path / "o.zarr")
     assert isinstance(z, zarr.Array) and len(np.unique(z[:])) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]  # temporary views removed
+
+
+@pytest.mark.realdata
+def test_open_volume_reads_real_compressed_tiff_lazily(shared_data):
+    path = shared_data / "vnc_stack1_image.tif"
+    vol = open_volume(path)
+    assert not isinstance(vol, np.ndarray) and vol.shape == (20, 1024, 1024) and vol.dtype == np.uint8
+    np.testing.assert_array_equal(vol[7], tifffile.imread(path, key=7))
+    xz = vol[:, 500, :]
+    assert xz.shape == (20, 1024)
+    np.testing.assert_array_equal(xz[3], tifffile.imread(path, key=3)[500])
+
+
+def test_segment_stack_into_given_numpy_array(balls, views):
+    sub = balls[:, :40]
+    buf = np.zeros(sub.shape, np.int64)
+    got = segment_stack(ConeModel(radius=R), sub, irange=(0, 1), min_size=50, min_extent=3, out=buf, progress=False)
+    assert got is buf and set(np.unique(buf)) == {0, 1001, 1002}
+    with pytest.raises(ValueError, match="integer type"):
+        segment_stack(ConeModel(radius=R), sub, out=np.zeros(sub.shape, np.uint8), progress=False)

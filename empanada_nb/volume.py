@@ -11,7 +11,6 @@ import os
 import shutil
 import tempfile
 import threading
-from collections import deque
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
@@ -21,9 +20,8 @@ import torch
 import torch.nn as nn
 
 from ._atomic import atomic_dir
-from .data.io import intensity_range
+from .data.io import intensity_range, normalize_image
 from .inference import Predictor, _label_dtype, _norms, as_image2d, post_options
-from .data.io import normalize_image
 from .tracking import LabelStats, SliceLinker, apply_map, thing_mask
 
 AXES = {"xy": 0, "xz": 1, "yz": 2}

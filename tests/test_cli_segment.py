@@ -98,7 +98,7 @@ def _bad_inputs(tmp_path, model_path, img2d):
     text.write_text("not an image")
     other = tmp_path / "other.pth"
     torch.save({"weights": torch.zeros(3)}, other)
-    z = zarr.open_array(str(tmp_path / "empty.zarr"), mode="w", shape=(0, 8), dtype=np.uint8)
+    zarr.open_array(str(tmp_path / "empty.zarr"), mode="w", shape=(0, 8), dtype=np.uint8)
     return [
         ((model_path, tmp_path / "missing.tif"), "no such file"),
         ((model_path, text), "not a readable TIFF"),

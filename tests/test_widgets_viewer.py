@@ -8,6 +8,7 @@ import tifffile
 
 from empanada_nb.widgets import Viewer, VolumeSource, label_color
 from empanada_nb.widgets import viewer as viewer_mod
+from empanada_nb.widgets.viewer import decode_labels, encode_labels
 from empanada_nb.widgets.editing import History, LabelLayer, apply_fill, apply_stroke, diff_volume, stroke_mask
 
 
@@ -214,8 +215,9 @@ def test_get_sends_binary_slices(viewer, vol):
     img, lab = c["parts"]
     assert img["kind"] == "image" and img["shape"] == [64, 96] and len(bufs[0]) == 64 * 96
     np.testing.assert_array_equal(np.frombuffer(bufs[0], np.uint8).reshape(64, 96), vol[3])
-    assert lab["kind"] == "labels" and lab["compressed"] and lab["dtype"] == "uint8" and lab["version"] >= 1
-    got = np.frombuffer(zlib.decompress(bufs[1]), np.uint8).reshape(64, 96)
+    assert lab["kind"] == "labels" and lab["encoding"] == "rle" and lab["dtype"] == "uint8" and lab["version"] >= 1
+    assert len(bufs[1]) < 200  # 21 runs
+    got = decode_labels(lab, bufs[1]).reshape(64, 96)
     assert (got == 5).sum() == 100
     rec.clear()
     msg(v, type="get", rid=8, axis="xz", index=15, image=False, layers=[uid])
@@ -232,6 +234,7 @@ def test_big_slices_are_split_into_small_messages(monkeypatch, rng):
     monkeypatch.setattr(viewer_mod, "MAX_MESSAGE_BYTES", 200 * 1024)
     img = rng.random((2, 512, 512)).astype(np.float32)  # 1 MiB a slice
     lab = rng.integers(0, 2**20, size=img.shape).astype(np.uint32)  # incompressible
+    lab[1, :8] = 1  # the first chunk alone would fit in uint8
     v = Viewer(img, labels=lab)
     rec = Recorder(v)
     msg(v, type="get", rid=1, axis="xy", index=1, image=True, layers=[v.label_layers[0].uid])
@@ -246,9 +249,24 @@ def test_big_slices_are_split_into_small_messages(monkeypatch, rng):
             if p["kind"] == "image":
                 out[p["row0"]:p["row0"] + p["rows"]] = np.frombuffer(b, np.float32).reshape(p["rows"], 512)
             else:
-                labs[p["row0"]:p["row0"] + p["rows"]] = np.frombuffer(zlib.decompress(b), p["dtype"]).reshape(-1, 512)
+                assert p["encoding"] == "raw"  # noise: neither runs nor zlib pay off
+                labs[p["row0"]:p["row0"] + p["rows"]] = decode_labels(p, b).reshape(-1, 512)
     np.testing.assert_array_equal(out, img[1])
     np.testing.assert_array_equal(labs, lab[1])
+
+
+@pytest.mark.parametrize("kind", ["runs", "blocks", "noise", "big ids", "empty"])
+def test_label_encoding_round_trip(kind, rng):
+    a = {"runs": np.repeat(np.arange(40, dtype=np.uint32), 500).reshape(100, 200),
+         "blocks": np.kron(rng.integers(0, 300, (20, 20)), np.ones((2, 3), int)).astype(np.int64),
+         "noise": rng.integers(0, 60000, (64, 64)).astype(np.uint32),
+         "big ids": np.full((8, 8), 2**40 + 5, np.uint64),
+         "empty": np.zeros((0, 5), np.uint8)}[kind]
+    meta, buf = encode_labels(a)
+    np.testing.assert_array_equal(decode_labels(meta, buf), a.ravel())
+    assert meta["encoding"] == {"runs": "rle", "blocks": "zlib", "noise": "raw", "big ids": "rle", "empty": "raw"}[kind]
+    assert meta["dtype"] == {"runs": "uint8", "blocks": "uint16", "noise": "uint16", "big ids": "float64",
+                             "empty": "uint8"}[kind]
 
 
 def test_pick_messages(viewer):
@@ -316,7 +334,7 @@ def test_stroke_fill_undo_redo_messages(viewer):
     assert (lab[3] == 9).sum() > 150 and (lab[2] == 9).sum() == 0
     (c, bufs), = rec.of("labels_update")
     assert c["stroke"] == 11 and c["scope"] == "slice" and not c["full"] and c["version"] == version + 1
-    patch = np.frombuffer(zlib.decompress(bufs[0]), c["dtype"]).reshape(c["h"], c["w"])
+    patch = decode_labels(c, bufs[0]).reshape(c["h"], c["w"])
     np.testing.assert_array_equal(patch, lab[3, c["r0"]:c["r0"] + c["h"], c["c0"]:c["c0"] + c["w"]])
     assert v.layers[0]["version"] == version + 1 and v.can_undo
     assert len(bufs[0]) < 2000  # a small patch, not the slice

@@ -14,9 +14,10 @@ Messages, browser -> Python (``content["type"]``):
     ``undo``; ``redo``; ``new_label``; ``new_layer``; ``layer`` {layer, opacity?, visible?};
     ``save_patches`` {dataset_dir, name}; ``proofread`` {op, selection, axis, index, scope, ...}; ``ready``.
 Messages, Python -> browser:
-    ``data`` {rid, axis, index, parts: [{kind: image|labels, dtype, shape, row0, rows, nchunks, compressed, layer,
-    version, empty}], last} with one buffer per non-empty part (image rows raw, label rows zlib-compressed);
-    ``labels_update`` {layer, version, axis, index, scope: slice|all, full, r0, c0, h, w, dtype, compressed, stroke}
+    ``data`` {rid, axis, index, parts: [{kind: image|labels, dtype, shape, row0, rows, nchunks, encoding, layer,
+    version, empty, encoding}], last} with one buffer per non-empty part (image rows raw; label rows run-length
+    encoded, zlib-compressed or raw, see :func:`encode_labels`);
+    ``labels_update`` {layer, version, axis, index, scope: slice|all, full, r0, c0, h, w, dtype, encoding, stroke}
     with one buffer; ``invalidate`` {image}; ``goto`` {axis, index, center}.
 """
 from __future__ import annotations
@@ -65,6 +66,43 @@ def _label_transfer_dtype(arr: np.ndarray) -> str:
     if hi < 2**32:
         return "uint32"
     return "float64"
+
+
+def encode_labels(arr: np.ndarray, dtype: Optional[str] = None) -> Tuple[dict, bytes]:
+    """Encode a label slice for the browser: run lengths when that is small, else zlib, else raw.
+
+    Returns ``({"dtype", "encoding", ["nruns"]}, bytes)``; run-length bytes are the uint32 run
+    lengths followed by the run values (row-major order). Labels use the smallest dtype that holds
+    the slice's ids (uint8/uint16/uint32; float64 beyond).
+    """
+    dt = dtype or _label_transfer_dtype(arr)
+    flat = np.ascontiguousarray(arr, dtype=dt).ravel()
+    if flat.size:
+        change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        nruns = change.size + 1
+        if nruns * (4 + flat.itemsize) <= flat.nbytes // 4:
+            starts = np.concatenate(([0], change))
+            lengths = np.diff(np.append(starts, flat.size)).astype(np.uint32)
+            return {"dtype": dt, "encoding": "rle", "nruns": int(nruns)}, lengths.tobytes() + flat[starts].tobytes()
+    raw = flat.tobytes()
+    packed = zlib.compress(raw, 1)
+    if len(packed) <= len(raw) // 2:
+        return {"dtype": dt, "encoding": "zlib"}, packed
+    return {"dtype": dt, "encoding": "raw"}, raw
+
+
+def decode_labels(meta: dict, buf: bytes) -> np.ndarray:
+    """Inverse of :func:`encode_labels` (flat array), as the browser decodes it."""
+    dt = np.dtype(meta["dtype"])
+    enc = meta.get("encoding", "raw")
+    if enc == "rle":
+        n = int(meta["nruns"])
+        lengths = np.frombuffer(buf, np.uint32, n)
+        values = np.frombuffer(buf, dt, n, offset=4 * n)
+        return np.repeat(values, lengths)
+    if enc == "zlib":
+        buf = zlib.decompress(buf)
+    return np.frombuffer(buf, dt)
 
 
 def _row_chunks(h: int, row_bytes: int) -> List[Tuple[int, int]]:
@@ -407,17 +445,9 @@ class Viewer(anywidget.AnyWidget):
         out = []
         for r0, r1 in chunks:
             out.append(({"kind": "image", "dtype": dt, "shape": [h, w], "row0": r0, "rows": r1 - r0,
-                         "nchunks": len(chunks), "compressed": False},
+                         "nchunks": len(chunks), "encoding": "raw"},
                         np.ascontiguousarray(plane[r0:r1]).tobytes()))
         return out
-
-    @staticmethod
-    def _encode_labels(arr: np.ndarray) -> Tuple[str, List[Tuple[int, int, bytes]]]:
-        dt = _label_transfer_dtype(arr)
-        a = np.ascontiguousarray(arr, dtype=dt)
-        h = a.shape[0]
-        w = a.shape[1] if a.ndim > 1 else 1
-        return dt, [(r0, r1, zlib.compress(a[r0:r1].tobytes(), 1)) for r0, r1 in _row_chunks(h, w * a.itemsize)]
 
     def _label_parts(self, layer: LabelLayer, axis: str, index: int) -> List[Tuple[dict, Optional[bytes]]]:
         view = layer.plane_view(axis, index)
@@ -425,9 +455,13 @@ class Viewer(anywidget.AnyWidget):
         base = {"kind": "labels", "layer": layer.uid, "version": layer.version, "shape": pshape}
         if view is None or not view.any():
             return [(dict(base, empty=True, nchunks=1, row0=0, rows=pshape[0], dtype="uint8"), None)]
-        dt, chunks = self._encode_labels(view)
-        return [(dict(base, dtype=dt, row0=r0, rows=r1 - r0, nchunks=len(chunks), compressed=True), buf)
-                for r0, r1, buf in chunks]
+        dt = _label_transfer_dtype(view)
+        chunks = _row_chunks(view.shape[0], view.shape[1] * np.dtype(dt).itemsize)
+        out = []
+        for r0, r1 in chunks:
+            meta, buf = encode_labels(view[r0:r1], dtype=dt)  # one dtype for every chunk of the slice
+            out.append((dict(base, **meta, row0=r0, rows=r1 - r0, nchunks=len(chunks)), buf))
+        return out
 
     def _send_slice(self, axis: str, index: int, image: bool = True, layers: Optional[Iterable[int]] = None,
                     rid: Optional[int] = None) -> None:
@@ -451,11 +485,10 @@ class Viewer(anywidget.AnyWidget):
         w = edit.where
         if w:
             patch = edit.after if values == "after" else edit.before
-            dt = _label_transfer_dtype(patch)
-            buf = zlib.compress(np.ascontiguousarray(patch, dtype=dt).tobytes(), 1)
+            meta, buf = encode_labels(patch)
             self.send({"type": "labels_update", "layer": layer.uid, "version": layer.version, "scope": "slice",
                        "full": False, "axis": w["axis"], "index": w["index"], "r0": w["r0"], "c0": w["c0"],
-                       "h": w["h"], "w": w["w"], "dtype": dt, "compressed": True, "stroke": stroke}, buffers=[buf])
+                       "h": w["h"], "w": w["w"], **meta, "stroke": stroke}, buffers=[buf])
         else:
             self._push_full(layer, bump=False, stroke=stroke)
         self._sync_layers()
@@ -471,15 +504,13 @@ class Viewer(anywidget.AnyWidget):
         head = {"type": "labels_update", "layer": layer.uid, "version": layer.version, "scope": "all", "full": True,
                 "axis": axis, "index": index, "shape": list(plane_shape(self.source.shape, axis)), "stroke": stroke}
         if view is None or not view.any():
-            self.send(dict(head, empty=True, dtype="uint8", compressed=False), buffers=[])
+            self.send(dict(head, empty=True, dtype="uint8", encoding="raw"), buffers=[])
             return
-        dt = _label_transfer_dtype(view)
-        buf = zlib.compress(np.ascontiguousarray(view, dtype=dt).tobytes(), 1)
+        meta, buf = encode_labels(view)
         if len(buf) > MAX_MESSAGE_BYTES:  # incompressible labels: let the browser fetch them in chunks
-            self.send(dict(head, full=False, scope="all", r0=0, c0=0, h=0, w=0, dtype=dt, compressed=True,
-                           stale=True), buffers=[zlib.compress(b"", 1)])
+            self.send(dict(head, full=False, stale=True), buffers=[])
             return
-        self.send(dict(head, dtype=dt, compressed=True), buffers=[buf])
+        self.send(dict(head, **meta), buffers=[buf])
 
     # --------------------------------------------------------------------------------- messages
     def _on_custom_msg(self, _widget, content: dict, buffers: Sequence[bytes]) -> None:

@@ -20,7 +20,7 @@ const TOOLS = [
   ["select", "Select labels for proofreading (S)", "☝"],
 ];
 const TOOL_KEYS = { v: "pan", b: "pick", r: "rect", g: "polygon", p: "paint", e: "erase", f: "fill", l: "picker", s: "select" };
-const PREFETCH_INFLIGHT = 2;
+const PREFETCH_INFLIGHT = 1;
 
 function h(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -50,6 +50,22 @@ function typed(dtype, u8) {
 async function inflate(u8) {
   const stream = new Blob([u8]).stream().pipeThrough(new DecompressionStream("deflate"));
   return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+// run-length decoding: uint32 run lengths, then the run values
+function decodeRle(p, u8) {
+  const n = p.nruns, C = TYPED[p.dtype];
+  const lengths = typed("uint32", u8.subarray(0, 4 * n));
+  const values = typed(p.dtype, u8.subarray(4 * n, 4 * n + n * C.BYTES_PER_ELEMENT));
+  let total = 0;
+  for (let i = 0; i < n; i++) total += lengths[i];
+  const out = new C(total);
+  for (let i = 0, pos = 0; i < n; i++) {
+    const len = lengths[i], v = values[i];
+    if (v !== 0) { if (len > 16) out.fill(v, pos, pos + len); else for (let k = pos; k < pos + len; k++) out[k] = v; }
+    pos += len;
+  }
+  return out;
 }
 
 // colour of a label id: a hash of the id -> hue/saturation/lightness -> packed ABGR (little endian RGBA)
@@ -112,7 +128,7 @@ class ViewerView {
     this.view = { scale: 1, tx: 0, ty: 0 };
     this.fitted = null;
     this.pendingTiming = null;
-    this.stats = { switches: [], hits: 0, misses: 0 };
+    this.stats = { switches: [], hits: 0, misses: 0, rtts: [], renders: [] };
     this.rendered = { image: null, contrast: null, labels: new Map() };
     this.labelCanvases = new Map();
     this.pendingStrokes = [];
@@ -264,6 +280,7 @@ class ViewerView {
     const m = this.model;
     const on = (ev, fn) => { m.on(ev, fn); this.disposers.push(() => m.off(ev, fn)); };
     on("msg:custom", (msg, buffers) => {
+      if (msg.type === "data" && msg.rid === this.priorityRid) this.trace = { arrived: performance.now(), rid: msg.rid };
       this.msgChain = this.msgChain.then(() => this.onMsg(msg, buffers || [])).catch((err) => {
         console.error("empanada_nb viewer:", err);
         this.msg.textContent = "viewer error: " + err;
@@ -429,7 +446,8 @@ class ViewerView {
     this.axisSel.value = axis;
     this.ensure(axis, index, true);
     this.prefetch();
-    this.requestDraw();
+    if (hit) this.drawNow();
+    else this.requestDraw();
     if (!fromModel) this.syncSlice();
   }
 
@@ -484,8 +502,16 @@ class ViewerView {
   ensure(axis, index, priority) {
     const { image, layers } = this.missing(axis, index);
     if (!image && !layers.length) return false;
-    if (!priority && this.inflight.size >= PREFETCH_INFLIGHT) return true;
+    const busy = this.priorityRid != null && this.inflight.has(this.priorityRid);
+    if (priority && busy) {
+      // one request for the shown slice at a time: when the slider races ahead, only the latest
+      // slice is asked for once the one in flight arrives (no backlog in the kernel)
+      this.wantCurrent = true;
+      return true;
+    }
+    if (!priority && (busy || this.inflight.size >= PREFETCH_INFLIGHT)) return true;
     const rid = ++this.rid, key = this.key(axis, index);
+    if (priority) this.priorityRid = rid;
     this.inflight.set(rid, { key, t: performance.now() });
     let fl = this.inflightKeys.get(key);
     if (!fl) { fl = { image: false, layers: new Set(), n: 0 }; this.inflightKeys.set(key, fl); }
@@ -531,7 +557,9 @@ class ViewerView {
 
   async decodePart(p, buf) {
     let u8 = u8view(buf);
-    if (p.compressed) u8 = await inflate(u8);
+    const enc = p.encoding || "raw";
+    if (enc === "rle") return decodeRle(p, u8);
+    if (enc === "zlib") u8 = await inflate(u8);
     return typed(p.dtype, u8);
   }
 
@@ -574,14 +602,18 @@ class ViewerView {
     if (msg.last) {
       const r = this.inflight.get(msg.rid);
       if (r) {
+        this.stats.rtts.push(performance.now() - r.t);
+        if (this.stats.rtts.length > 1000) this.stats.rtts.shift();
         this.inflight.delete(msg.rid);
         const fl = this.inflightKeys.get(r.key);
         if (fl && --fl.n <= 0) this.inflightKeys.delete(r.key);
       }
     }
     this.evict();
-    if (msg.axis === this.axis && msg.index === this.index) {
-      this.requestDraw();
+    if (this.trace && this.trace.rid === msg.rid) this.trace.decoded = performance.now();
+    if (msg.axis === this.axis && msg.index === this.index) this.drawNow();
+    if (msg.last && (this.wantCurrent || (msg.axis === this.axis && msg.index === this.index))) {
+      this.wantCurrent = false;
       this.ensure(this.axis, this.index, true);
     }
     this.expireInflight();
@@ -672,8 +704,13 @@ class ViewerView {
 
   requestDraw() {
     if (this.drawQueued) return;
-    this.drawQueued = true;
-    requestAnimationFrame(() => { this.drawQueued = false; this.draw(); });
+    this.drawQueued = requestAnimationFrame(() => { this.drawQueued = 0; this.draw(); });
+  }
+
+  // draw at once (a slice that just became available), instead of at the next animation frame
+  drawNow() {
+    if (this.drawQueued) { cancelAnimationFrame(this.drawQueued); this.drawQueued = 0; }
+    this.draw();
   }
 
   buildLut(dtype) {
@@ -740,6 +777,7 @@ class ViewerView {
   }
 
   draw() {
+    const t0 = performance.now();
     const e = this.cache.get(this.key(this.axis, this.index));
     const ctx = this.ctx, W = this.canvas.width, H = this.canvas.height;
     const ready = e && e.image && !e.image.left;
@@ -768,9 +806,13 @@ class ViewerView {
     }
     this.drawShapes(ctx);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
+    this.stats.renders.push(performance.now() - t0);
+    if (this.stats.renders.length > 1000) this.stats.renders.shift();
     if (ready && this.pendingTiming && this.pendingTiming.key === e.key) {
-      const dt = performance.now() - this.pendingTiming.t0;
-      this.stats.switches.push({ ms: dt, hit: this.pendingTiming.hit, key: e.key });
+      const now = performance.now(), dt = now - this.pendingTiming.t0, tr = this.trace;
+      const sw = { ms: dt, hit: this.pendingTiming.hit, key: e.key };
+      if (!sw.hit && tr && tr.decoded) Object.assign(sw, { wait: tr.arrived - this.pendingTiming.t0, decode: tr.decoded - tr.arrived, paint: now - tr.decoded });
+      this.stats.switches.push(sw);
       if (this.stats.switches.length > 5000) this.stats.switches.shift();
       this.pendingTiming = null;
     }

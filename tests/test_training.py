@@ -165,3 +165,12 @@ def test_registered_name_resolves_to_file(tmp_path):
     enb.register_model("my-bifpn", str(tmp_path / "bifpn.pth"))
     m2 = enb.load_model("my-bifpn")
     assert m2.architecture == "PanopticBiFPN" and m2.num_classes == 2 and m2.card.padding_factor == 128
+
+
+def test_validation_events_report_iou_pq_f1(dataset, tmp_path):
+    h = _quiet(enb.train, dataset, out=tmp_path / "m.pth", iterations=4, val_fraction=0.34, val_interval=2, **TINY)
+    vals = h.events("validation")
+    assert [v["iteration"] for v in vals] == [2, 4]
+    for v in vals:
+        assert {"iou", "pq", "f1"} <= set(v) and all(0.0 <= v[k] <= 1.0 for k in ("iou", "pq", "f1"))
+    assert "iou" in enb.load_model(tmp_path / "m.pth").card.history_summary

@@ -28,7 +28,7 @@ def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
 def write_tiff(path: Union[str, os.PathLike], array: np.ndarray, compression: Optional[str] = "zlib") -> None:
     """Write a TIFF atomically (temp file + rename)."""
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
-        tifffile.imwrite(tmp, array, compression=compression)
+        tifffile.imwrite(tmp, array, compression=compression, photometric="minisblack")
 
 
 def intensity_range(image: np.ndarray, percentiles: Tuple[float, float] = (0.1, 99.9)) -> Tuple[float, float]:

@@ -1,0 +1,36 @@
+"""Arguments shared by ``train`` and ``finetune``."""
+from __future__ import annotations
+
+import argparse
+from typing import Dict
+
+from ..training import TrainConfig
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train-dir", required=True, help="dataset folder: <name>/images/*.tif and <name>/masks/*.tif")
+    p.add_argument("--val-dir", help="validation dataset folder (same layout)")
+    p.add_argument("--iterations", type=int, help="training iterations (default: config or 1000)")
+    p.add_argument("--patch-size", type=int, help="square patch size (16x for PanopticDeepLab, 128x for PanopticBiFPN)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 16)")
+    p.add_argument("--lr", type=float, help="maximum learning rate (OneCycle)")
+    p.add_argument("--config", help="TrainConfig YAML file; flags override it")
+    p.add_argument("--connected-components", action="store_true", help="binary masks: one instance per connected object")
+    p.add_argument("--val-fraction", type=float, help="hold out this fraction of training images when no --val-dir")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", required=True, help="output model file (.pth; a .yaml model card is written beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+
+
+def config_from(args: argparse.Namespace, **extra) -> TrainConfig:
+    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    changes: Dict = {k: v for k, v in extra.items() if v is not None}
+    for flag in ("iterations", "patch_size", "batch_size", "lr", "val_fraction", "device", "seed"):
+        v = getattr(args, flag)
+        if v is not None:
+            changes[flag] = v
+    if args.connected_components:
+        changes["connected_components"] = True
+    return cfg.replace(**changes)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set everything up on a fresh machine (Python 3.9+ with pip) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+"$PY" -m pip install --disable-pip-version-check -q -e ".[test]"
+# Browser tests drive Debian's Chromium headless (never Playwright's downloaded browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium; browser tests will be skipped"
+  else
+    echo "warning: chromium not found and not root; browser tests will be skipped (apt-get install chromium)"
+  fi
+fi
+"$PY" -m pytest -q -p no:cacheprovider --timeout=900 -o addopts="" tests "$@"

@@ -16,3 +16,5 @@ from .labels import (count_labels, delete_labels, export_tiff, filter_labels, fi
                      next_label, relabel_sequential, split_label)
 from .inference import segment_batch, segment_image
 from .volume import open_volume, segment_ortho, segment_stack
+from .demo import run_demo
+from .widgets import Viewer

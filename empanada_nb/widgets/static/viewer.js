@@ -794,6 +794,7 @@ class ViewerView {
     if (ready) {
       for (const l of this.layers()) {
         if (!l.visible || l.opacity <= 0) continue;
+        if (l.plane && (l.plane[0] !== this.axis || l.plane[1] !== this.index)) continue;
         const c = e.labels.get(l.uid);
         if (!c || c.left || c.empty || !c.arr) continue;
         let lc = this.labelCanvases.get(l.uid);

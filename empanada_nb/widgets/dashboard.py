@@ -1,0 +1,411 @@
+"""Training dashboard: a form over :func:`empanada_nb.train` / :func:`empanada_nb.finetune`.
+
+Start/Stop, a progress bar with ETA, a live loss plot drawn in the browser from the training events
+(throttled batches of small JSON messages), a live preview of the current model's prediction on the
+viewer's slice every N iterations, and an inference panel (segment the viewer's slice or volume).
+
+Messages, browser -> Python: ``start``, ``stop``, ``history`` (send every event so far),
+``segment_slice``, ``segment_volume``, ``cancel``. Python -> browser: ``events`` {events: [...],
+reset: bool}. Everything else is traits.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import anywidget
+import numpy as np
+import traitlets as t
+
+from .viewer import STATIC, Viewer
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("none", "stage1", "stage2", "stage3", "stage4", "all")
+FLUSH_SECONDS = 0.25
+MAX_HISTORY_POINTS = 4000
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe copy of an event (numbers as floats, NaN/inf as None)."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, (bool, str)) or v is None:
+        return v
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return f if math.isfinite(f) else None
+
+
+def _thin(events: List[dict], max_points: Optional[int] = None) -> List[dict]:
+    """Keep every non-step event and at most ``max_points`` step events (evenly spaced, last kept)."""
+    max_points = MAX_HISTORY_POINTS if max_points is None else max_points
+    steps = [e for e in events if e.get("type") == "step"]
+    if len(steps) <= max_points:
+        return events
+    keep = set(id(e) for e in steps[:: math.ceil(len(steps) / max_points)])
+    keep.add(id(steps[-1]))
+    return [e for e in events if e.get("type") != "step" or id(e) in keep]
+
+
+class TrainingDashboard(anywidget.AnyWidget):
+    """A training form with live progress, loss plot, preview and inference.
+
+    ``viewer``: a :class:`Viewer` whose slice gets the live preview and inference results (and
+    whose patches you saved as the dataset). ``model``: a model to finetune (an ``nn.Module``, a
+    saved model path or a registered name); without it the form trains a new model. Other keyword
+    arguments preset the form (``dataset_dir``, ``iterations``, ``patch_size``, ...).
+
+    After a run, :attr:`handle` is the :class:`~empanada_nb.TrainingHandle` and :attr:`trained_model`
+    the model.
+    """
+
+    _esm = STATIC / "dashboard.js"
+    _css = STATIC / "dashboard.css"
+
+    mode = t.Enum(["train", "finetune"], "train").tag(sync=True)
+    architecture = t.Unicode("PanopticDeepLab").tag(sync=True)
+    encoder = t.Unicode("resnet50").tag(sync=True)
+    pretrained = t.Unicode("", help="CEM weights for a new model: a name, path or URL ('' for none)").tag(sync=True)
+    model_source = t.Unicode("", help="model to finetune: a path or registered name").tag(sync=True)
+    dataset_dir = t.Unicode("").tag(sync=True)
+    val_dir = t.Unicode("").tag(sync=True)
+    out = t.Unicode("model.pth").tag(sync=True)
+    overwrite = t.Bool(False).tag(sync=True)
+    layers = t.Enum(list(LAYERS), "all").tag(sync=True)
+    iterations = t.Int(1000).tag(sync=True)
+    patch_size = t.Int(256).tag(sync=True)
+    batch_size = t.Int(16).tag(sync=True)
+    lr = t.Float(3e-3).tag(sync=True)
+    preview = t.Bool(True).tag(sync=True)
+    preview_every = t.Int(50).tag(sync=True)
+    # read-only for the browser
+    options = t.Dict().tag(sync=True)
+    errors = t.Dict(help="form field -> message; Start is disabled while any is set").tag(sync=True)
+    running = t.Bool(False).tag(sync=True)
+    inferring = t.Bool(False).tag(sync=True)
+    status = t.Unicode("").tag(sync=True)
+    has_viewer = t.Bool(False).tag(sync=True)
+    viewer_3d = t.Bool(False).tag(sync=True)
+    has_model = t.Bool(False).tag(sync=True)
+    given_model = t.Unicode("").tag(sync=True)
+
+    def __init__(self, viewer: Optional[Viewer] = None, model: Any = None, **kwargs):
+        from ..models import ARCHITECTURES, CEM_URLS, ENCODERS
+
+        try:
+            from ..model_io import list_models
+
+            registered = sorted(list_models())
+        except Exception:  # registry unavailable: the form still works with paths
+            registered = []
+        self.viewer = viewer
+        self.handle = None
+        self._given = None
+        self._events: List[dict] = []
+        self._pending: List[dict] = []
+        self._last_flush = 0.0
+        self._timer: Optional[threading.Timer] = None
+        self._send_lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._infer_thread: Optional[threading.Thread] = None
+        self._irange = None
+        given = ""
+        if model is not None and not isinstance(model, (str, Path)):
+            self._given = model
+            given = f"{getattr(model, 'architecture', type(model).__name__)} given in Python"
+        elif model is not None:
+            kwargs.setdefault("model_source", str(model))
+        if model is not None:
+            kwargs.setdefault("mode", "finetune")
+            kwargs.setdefault("layers", "none")
+            kwargs.setdefault("iterations", 100)
+        super().__init__(options={"architectures": list(ARCHITECTURES), "encoders": list(ENCODERS),
+                                  "pretrained": [""] + list(CEM_URLS), "layers": list(LAYERS),
+                                  "models": registered},
+                         has_viewer=viewer is not None, viewer_3d=bool(viewer is not None and viewer.ndim == 3),
+                         given_model=given, **kwargs)
+        if viewer is not None and not self.dataset_dir and viewer.dataset_dir:
+            self.dataset_dir = viewer.dataset_dir
+        self.on_msg(self._on_custom_msg)
+        self._check_form()
+        self._update_has_model()
+
+    # --------------------------------------------------------------------------------- form
+    @t.observe("mode", "architecture", "patch_size", "iterations", "batch_size", "lr", "model_source", "dataset_dir",
+               "preview_every", "encoder")
+    def _form_changed(self, change):
+        self._check_form()
+        if change["name"] in ("mode", "model_source"):
+            self._update_has_model()
+
+    def _check_form(self) -> Dict[str, str]:
+        from ..models import check_patch_size
+
+        errs: Dict[str, str] = {}
+        target: Any = self.architecture
+        if self.mode == "finetune" and self._given is not None:
+            target = self._given
+        try:
+            if isinstance(target, str) and target not in self.options.get("architectures", [target]):
+                errs["architecture"] = f"unknown architecture {target!r}"
+            else:
+                check_patch_size(int(self.patch_size), target)
+        except Exception as e:
+            errs["patch_size"] = str(e)
+        if self.iterations < 1:
+            errs["iterations"] = "iterations must be at least 1"
+        if self.batch_size < 1:
+            errs["batch_size"] = "batch size must be at least 1"
+        if not self.lr > 0:
+            errs["lr"] = "learning rate must be positive"
+        if self.preview_every < 1:
+            errs["preview_every"] = "preview interval must be at least 1"
+        if self.mode == "finetune" and self._given is None and not self.model_source.strip():
+            errs["model_source"] = "give a model path or registered name to finetune"
+        if not self.dataset_dir.strip():
+            errs["dataset_dir"] = "choose the dataset folder (<folder>/<name>/images, masks)"
+        elif not Path(self.dataset_dir).expanduser().is_dir():
+            errs["dataset_dir"] = f"{self.dataset_dir}: no such folder"
+        self.errors = errs
+        return errs
+
+    def _update_has_model(self) -> None:
+        self.has_model = self.handle is not None or self._given is not None or bool(self.model_source.strip())
+
+    # ------------------------------------------------------------------------------ training
+    @property
+    def history(self) -> List[dict]:
+        """Every event of the current (or last) run."""
+        return list(self._events)
+
+    @property
+    def trained_model(self):
+        return self.handle.model if self.handle is not None else None
+
+    def _model_for_inference(self):
+        if self.handle is not None:
+            return self.handle.model
+        if self._given is not None:
+            return self._given
+        if self.model_source.strip():
+            from ..model_io import load_model
+
+            self._given = load_model(self.model_source.strip())
+            return self._given
+        raise ValueError("no model: train one first, or pass model= to the dashboard")
+
+    def start(self):
+        """Start training in the background with the form's settings; returns the handle."""
+        if self.running:
+            raise RuntimeError("training is already running; stop it first")
+        errs = self._check_form()
+        if errs:
+            raise ValueError("; ".join(errs.values()))
+        from .. import training as T
+
+        common = dict(val_dir=self.val_dir.strip() or None, out=self.out.strip() or "model.pth",
+                      callbacks=[self._on_event], background=True, overwrite=bool(self.overwrite),
+                      iterations=int(self.iterations), patch_size=int(self.patch_size),
+                      batch_size=int(self.batch_size), lr=float(self.lr))
+        dataset = str(Path(self.dataset_dir).expanduser())
+        self._events = []
+        self._pending = []
+        self._emit({"type": "events", "events": [], "reset": True})
+        if self.mode == "train":
+            handle = T.train(dataset, architecture=self.architecture, encoder=self.encoder,
+                             pretrained=self.pretrained or None, finetunable_layers=self.layers, **common)
+        else:
+            model = self._given if self._given is not None else self.model_source.strip()
+            handle = T.finetune(model, dataset, layers=self.layers, **common)
+        self.handle = handle
+        self.running = True
+        self.status = f"training: {self.mode} on {dataset}"
+        self._update_has_model()
+        return handle
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step (the model is saved)."""
+        if self.handle is not None and not self.handle.done:
+            self.handle.stop()
+            self.status = "stopping after this step…"
+
+    def wait(self, timeout: Optional[float] = None):
+        if self.handle is None:
+            raise RuntimeError("no training run")
+        try:
+            return self.handle.wait(timeout)
+        finally:
+            self._flush()
+
+    def _on_event(self, event: dict) -> None:
+        """Training callback (runs in the training thread)."""
+        e = _clean(event)
+        self._events.append(e)
+        with self._send_lock:
+            self._pending.append(e)
+        kind = e.get("type")
+        if kind == "end":
+            self._flush()
+            self.running = False
+            err = self.handle.error if self.handle is not None else None
+            self.status = (f"{'stopped' if e.get('stopped') else 'finished'} at iteration {e.get('iteration')}; "
+                           f"model saved to {e.get('path')}") if err is None else f"training failed: {err}"
+            return
+        if kind == "step" and self.preview and self.viewer is not None and self.handle is not None:
+            it = int(e.get("iteration", 0))
+            if it % max(1, int(self.preview_every)) == 0:
+                self._preview(self.handle.model)
+        if time.monotonic() - self._last_flush >= FLUSH_SECONDS or kind != "step":
+            self._flush()
+        elif self._timer is None:
+            self._timer = threading.Timer(FLUSH_SECONDS, self._flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _flush(self) -> None:
+        with self._send_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            events, self._pending = self._pending, []
+            self._last_flush = time.monotonic()
+        if events:
+            self._emit({"type": "events", "events": events, "reset": False})
+
+    def _emit(self, content: dict) -> None:
+        try:
+            self.send(content)
+        except Exception:  # a closed comm must not kill the training thread
+            log.debug("dashboard send failed", exc_info=True)
+
+    # ------------------------------------------------------------------------------ preview
+    def _slice_irange(self):
+        if self._irange is None and self.viewer is not None:
+            from ..data.io import intensity_range
+
+            src = self.viewer.source
+            self._irange = intensity_range(src.sample())
+        return self._irange
+
+    def _predict_slice(self, model, roi: Optional[np.ndarray] = None) -> np.ndarray:
+        import torch
+
+        from ..inference import segment_image
+
+        v = self.viewer
+        img = v.current_slice()
+        modes = {m: m.training for m in model.modules()}
+        try:
+            with torch.no_grad():
+                return segment_image(model, img, roi=roi, irange=self._slice_irange())
+        finally:  # segment_image switches to eval mode; training continues in the modes it had
+            for m, was in modes.items():
+                m.train(was)
+
+    def _preview(self, model) -> None:
+        v = self.viewer
+        try:
+            t0 = time.perf_counter()
+            roi = v.slice_roi() if v.confine_to_regions else None
+            pred = self._predict_slice(model, roi)
+            v.set_labels("preview", pred, plane=(v.axis, v.slice_index), editable=False, opacity=0.5)
+            self._emit({"type": "events", "events": [{"type": "preview", "iteration": self.handle.iteration,
+                                                      "seconds": round(time.perf_counter() - t0, 2)}],
+                        "reset": False})
+        except Exception as e:  # a failed preview must not stop training
+            log.warning("live preview failed: %s", e)
+            self.status = f"preview failed: {e}"
+
+    # ---------------------------------------------------------------------------- inference
+    def segment_slice(self) -> np.ndarray:
+        """Segment the viewer's current slice (inside the regions when confined) into layer 'prediction'."""
+        v = self._need_viewer()
+        model = self._model_for_inference()
+        roi = v.slice_roi() if v.confine_to_regions else None
+        pred = self._predict_slice(model, roi)
+        axis, index = v.axis, v.slice_index
+        try:
+            layer = v.layer("prediction")
+        except KeyError:
+            shape = v.source.shape if v.ndim == 3 else v.source.shape[1:]
+            layer = v.add_labels(np.zeros(shape, dtype=np.uint32), name="prediction", editable=True)
+        new = layer.volume.copy() if layer.plane is None else None
+        if new is None:
+            v.set_labels("prediction", pred, plane=(axis, index))
+        else:
+            from .source import plane_index
+
+            new[plane_index(axis, index)] = pred
+            v.apply_labels(new, layer="prediction", description=f"segmented {axis} slice {index}")
+        self.status = f"segmented {axis} slice {index}: {len(np.unique(pred)) - 1} objects"
+        return pred
+
+    def segment_volume(self, background: bool = True):
+        """Segment the viewer's whole volume (``segment_stack``) into layer 'prediction'."""
+        v = self._need_viewer()
+        if v.ndim != 3:
+            return self.segment_slice()
+        model = self._model_for_inference()
+        self._cancel.clear()
+
+        def run():
+            from ..volume import segment_stack
+
+            try:
+                self.inferring = True
+                self.status = "segmenting the volume…"
+                t0 = time.perf_counter()
+                labels = np.asarray(segment_stack(model, v.source, axis=v.axis, progress=False, cancel=self._cancel))
+                if v.confine_to_regions and v.regions:
+                    labels[~v.context_mask()] = 0
+                v.set_labels("prediction", labels.astype(np.uint32, copy=False))
+                self.status = f"segmented the volume in {time.perf_counter() - t0:.0f} s"
+            except Exception as e:
+                self.status = "volume inference cancelled" if self._cancel.is_set() else f"volume inference failed: {e}"
+            finally:
+                self.inferring = False
+
+        if not background:
+            run()
+            return None
+        self._infer_thread = threading.Thread(target=run, name="empanada_nb-inference", daemon=True)
+        self._infer_thread.start()
+        return self._infer_thread
+
+    def _need_viewer(self) -> Viewer:
+        if self.viewer is None:
+            raise ValueError("the dashboard has no viewer: TrainingDashboard(viewer=...)")
+        return self.viewer
+
+    # ------------------------------------------------------------------------------ messages
+    def _on_custom_msg(self, _widget, content: dict, buffers) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        try:
+            if kind == "start":
+                self.start()
+            elif kind == "stop":
+                self.stop()
+            elif kind == "history":
+                self._emit({"type": "events", "events": _thin(self._events), "reset": True})
+            elif kind == "segment_slice":
+                self.segment_slice()
+            elif kind == "segment_volume":
+                self.segment_volume()
+            elif kind == "cancel":
+                self._cancel.set()
+            else:
+                log.warning("TrainingDashboard: unknown message %r", kind)
+        except Exception as e:
+            log.exception("TrainingDashboard: %s failed", kind)
+            self.status = f"{kind} failed: {e.__class__.__name__}: {e}"

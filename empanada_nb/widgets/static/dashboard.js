@@ -162,7 +162,7 @@ class Dashboard {
     const plotBar = h("div", { class: "enb-d-row2" },
       h("label", {}, this.logToggle, " log scale"), h("label", {}, "smoothing ", this.smooth), this.legend);
     // preview + inference
-    const preview = h("div", { class: "enb-d-row2" }, this.field("preview", "checkbox", { label: "live preview on the viewer" }),
+    const preview = h("div", { class: "enb-d-row2" }, this.field("preview", "checkbox", { label: "live preview" }),
       this.field("preview_every", "number", { label: "every (iterations)", step: "1" }));
     this.segSlice = h("button", { class: "enb-d-btn", "data-action": "segment_slice" }, "Segment slice");
     this.segVol = h("button", { class: "enb-d-btn", "data-action": "segment_volume" }, "Segment volume");
@@ -335,7 +335,7 @@ class Dashboard {
       }
     }
     ctx.textAlign = "center";
-    const xs = niceStep(xmax - xmin, 6);
+    const xs = Math.max(1, niceStep(xmax - xmin, 6));
     for (let x = 0; x <= xmax; x += xs) {
       ctx.fillText(String(Math.round(x)), X(x), T + ph + 14);
     }
@@ -350,11 +350,11 @@ class Dashboard {
     const n = s.it.length, stride = Math.max(1, Math.floor(n / 3000));
     for (const [k, , color] of series) {
       ctx.fillStyle = color;
-      ctx.globalAlpha = 0.25;
+      ctx.globalAlpha = 0.35;
       for (let i = 0; i < n; i += stride) {
         const v = s[k][i];
         if (v == null || (log && v <= 0)) continue;
-        ctx.fillRect(X(s.it[i]) - 1, Y(v) - 1, 2, 2);
+        ctx.fillRect(X(s.it[i]) - 1.25, Y(v) - 1.25, 2.5, 2.5);
       }
       ctx.globalAlpha = 1;
       const sm = this.smoothed(s[k]);

@@ -1,0 +1,101 @@
+"""The TrainingDashboard in a real JupyterLab page: validation as you type, a short training run with
+progress, the loss plot drawn in the browser and the live preview on the viewer.
+
+Set EMPANADA_NB_UPDATE_DOCS_IMAGES=1 to refresh docs/images/dashboard.png.
+"""
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import NotebookSession
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).resolve().parent
+SHOTS = HERE / "screenshots"
+DOCS_IMAGE = HERE.parents[1] / "docs" / "images" / "dashboard.png"
+
+CELLS = ["""
+import tempfile, warnings
+from pathlib import Path
+import numpy as np
+from empanada_nb.data import make_synthetic_dataset, synthetic_volume
+from empanada_nb.widgets import Viewer, TrainingDashboard
+warnings.simplefilter("ignore")
+tmp = Path(tempfile.mkdtemp())
+dataset = make_synthetic_dataset(tmp / "train", n_images=4, size=64)
+vol, gt = synthetic_volume((3, 96, 96), n_objects=4)
+v = Viewer(vol, labels={"ground truth": gt}, height=300)
+v
+""", """
+d = TrainingDashboard(v, dataset_dir=str(dataset), iterations=4, patch_size=64, batch_size=2, encoder="resnet18",
+                      out=str(tmp / "model.pth"), preview_every=2)
+d
+"""]
+
+
+def wait_py(nb, expr, timeout=30.0):
+    deadline = time.time() + timeout
+    val = None
+    while time.time() < deadline:
+        val = nb.py_json(expr)
+        if val:
+            return val
+        time.sleep(0.25)
+    raise AssertionError(f"{expr} stayed {val!r} for {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def nb(jupyter_server, browser_context):
+    jupyter_server.write_notebook("dashboard.ipynb", CELLS)
+    page = browser_context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    session = NotebookSession(page, jupyter_server, "dashboard.ipynb").open()
+    session.errors = errors
+    session.run_all()
+    page.wait_for_selector(".enb-dashboard", timeout=120_000)
+    page.wait_for_selector(".enb-viewer", timeout=120_000)
+    yield session
+    page.close()
+
+
+def test_patch_size_validated_as_you_type(nb):
+    page = nb.page
+    field = page.locator(".enb-dashboard input[data-field=patch_size]")
+    field.fill("50")
+    page.wait_for_function("() => document.querySelector('.enb-d-error[data-error=patch_size]').textContent.includes('48 or 64')",
+                           timeout=10_000)
+    assert page.locator("button[data-action=start]").is_disabled()
+    field.fill("64")
+    page.wait_for_function("() => document.querySelector('.enb-d-error[data-error=patch_size]').textContent === ''",
+                           timeout=10_000)
+    assert nb.py_json("d.patch_size") == 64
+    assert page.locator("button[data-action=start]").is_enabled()
+
+
+def test_training_run_progress_plot_preview(nb):
+    page = nb.page
+    page.click("button[data-action=start]")
+    page.wait_for_function("() => document.querySelector('.enb-dashboard').dataset.iteration === '4'", timeout=240_000)
+    wait_py(nb, "not d.running", timeout=120)
+    page.wait_for_function("() => document.querySelector('.enb-d-bar-text').textContent.includes('ETA done')",
+                           timeout=10_000)
+    assert page.evaluate("() => window.__enb.dashboards[0].drawn") == 4  # loss points drawn in the browser
+    assert "finished at iteration 4" in page.inner_text(".enb-d-status")
+    # the live preview reached the viewer as a slice layer on the shown slice
+    assert wait_py(nb, "[l['name'] for l in v.layers if l['plane']]") == ["preview"]
+    page.wait_for_function("() => window.__enb.views[0].layers().some((l) => l.name === 'preview')", timeout=10_000)
+    # inference panel
+    page.click("button[data-action=segment_slice]")
+    wait_py(nb, "'segmented' in d.status", timeout=120)
+    SHOTS.mkdir(exist_ok=True)
+    path = SHOTS / "dashboard.png"
+    page.locator(".enb-dashboard").screenshot(path=str(path))
+    if os.environ.get("EMPANADA_NB_UPDATE_DOCS_IMAGES"):
+        DOCS_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_IMAGE)
+    assert not nb.errors, nb.errors

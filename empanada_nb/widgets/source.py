@@ -201,13 +201,12 @@ class VolumeSource:
         return np.ascontiguousarray(self[plane_index(axis, index)])
 
     def sample(self, max_values: int = 2_000_000) -> np.ndarray:
-        """A subsample of the values for contrast statistics (few slices for lazy sources)."""
-        z = self.shape[0]
+        """A subsample of the values for contrast statistics (the middle xy slice for lazy sources)."""
         if not self.lazy:
-            flat = np.asarray(self.data).ravel()
-            step = max(1, flat.size // max_values)
-            return flat[::step]
-        out = self.plane("xy", z // 2).ravel()
+            arr = self.data
+            step = max(1, int(np.ceil((arr.size / max_values) ** (1 / arr.ndim))))
+            return np.asarray(arr[(slice(None, None, step),) * arr.ndim]).ravel()
+        out = self.plane("xy", self.shape[0] // 2).ravel()
         step = max(1, out.size // max_values)
         return out[::step]
 

@@ -42,7 +42,7 @@ STATIC = Path(__file__).parent / "static"
 
 #: rows of one image/label chunk stay under this many raw bytes; messages under MAX_MESSAGE_BYTES
 CHUNK_BYTES = 4 * 2**20
-MAX_MESSAGE_BYTES = 8 * 2**20
+MAX_MESSAGE_BYTES = 6 * 2**20
 
 
 def _display_dtype(dtype: np.dtype) -> str:
@@ -168,7 +168,7 @@ class Viewer(anywidget.AnyWidget):
     can_redo = t.Bool(False).tag(sync=True)
     height = t.Int(560, help="canvas height in CSS pixels").tag(sync=True)
     prefetch = t.Int(4, help="slices the browser prefetches ahead of the scroll direction").tag(sync=True)
-    cache_mb = t.Int(512, help="browser slice cache budget in MiB").tag(sync=True)
+    cache_mb = t.Int(256, help="browser slice cache budget in MiB").tag(sync=True)
     dataset_dir = t.Unicode("").tag(sync=True)
     dataset_name = t.Unicode("").tag(sync=True)
 

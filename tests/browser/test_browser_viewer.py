@@ -185,6 +185,54 @@ def test_paint_stroke_and_undo(nb):
     wait_py(nb, f"int((gt[34] == {label}).sum()) > 0")
 
 
+def test_polygon_fill_picker_hover(nb):
+    page = nb.page
+    page.click("button[data-tool=polygon]")
+    for r, c in [(800, 800), (800, 950), (950, 950), (950, 800)]:
+        click_image(page, r, c)
+    page.keyboard.press("Enter")
+    regions = wait_py(nb, "[r for r in v.regions if r['shape'] == 'polygon']")
+    assert len(regions[0]["points"]) == 4 and regions[0]["slice"] == 34
+    assert abs(nb.py_json("int(v.context_mask()[34, 800:950, 800:950].sum())") - 150 * 150) < 400
+    # fill the background around (20, 20) with a new id, then pick it back with the picker
+    page.click("button[data-tool=fill]")
+    page.fill(".enb-label-input", "4242")
+    page.press(".enb-label-input", "Enter")
+    wait_py(nb, "v.current_label == 4242")
+    click_image(page, 20.5, 20.5)
+    wait_py(nb, "int(gt[34, 20, 20]) == 4242")
+    page.fill(".enb-label-input", "1")
+    page.press(".enb-label-input", "Enter")
+    wait_py(nb, "v.current_label == 1")
+    page.click("button[data-tool=picker]")
+    page.wait_for_function("() => window.__enb.views[0].labelAt(window.__enb.views[0].activeLayer().uid, "
+                           "{row: 20.5, col: 20.5}) === 4242", timeout=10_000)
+    click_image(page, 20.5, 20.5)
+    wait_py(nb, "v.current_label == 4242")
+    # hover shows the label id under the cursor, read from the browser's cached slice
+    page.mouse.move(*page.evaluate("() => window.__enbHelpers.toClient(20.5, 20.5)"))
+    page.wait_for_function("() => document.querySelector('.enb-hover').textContent.includes('ground truth: 4242')",
+                           timeout=5_000)
+    nb.py("v.undo()")  # the fill (keeps the screenshot readable)
+    wait_py(nb, "int(gt[34, 20, 20]) != 4242")
+
+
+def test_axis_switch_and_pick_on_xz(nb):
+    page = nb.page
+    page.select_option(".enb-axis", "xz")
+    page.wait_for_function("() => (document.querySelector('.enb-viewer').dataset.shown || '').startsWith('xz:')",
+                           timeout=20_000)
+    index = int(shown(page).split(":")[1])
+    assert index == 512  # the middle of y on first visit
+    wait_py(nb, "v.axis == 'xz'")
+    page.click("button[data-tool=pick]")
+    click_image(page, 20, 300)
+    pick = wait_py(nb, "[p for p in v.picks if p['axis'] == 'xz']")[0]
+    assert pick["y"] == 512 and pick["x"] == 300 and pick["z"] == 48 // 2  # clamped: 48 slices < 128
+    page.select_option(".enb-axis", "xy")
+    page.wait_for_function("() => document.querySelector('.enb-viewer').dataset.shown === 'xy:34'", timeout=20_000)
+
+
 def test_keyboard_stays_in_viewer(nb):
     page = nb.page
     n_cells = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")

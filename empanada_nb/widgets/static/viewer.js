@@ -92,6 +92,10 @@ function cssColor(id, alpha = 1) {
   return `rgba(${c & 255},${(c >>> 8) & 255},${(c >>> 16) & 255},${alpha})`;
 }
 
+function fmtValue(v) {
+  return Number.isInteger(v) ? String(v) : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3);
+}
+
 function patchStart(c, size, n) {
   const s = Math.min(Math.max(0, c - Math.floor(size / 2)), Math.max(0, n - size));
   return [s, Math.min(n, s + size)];
@@ -124,7 +128,7 @@ class ViewerView {
     this.cacheBytes = 0;
     this.inflight = new Map(); // rid -> {key, t}
     this.inflightKeys = new Map(); // key -> {image: bool, layers: Set}
-    this.rid = 0;
+    this.rid = Math.floor(Math.random() * 1e9); // request ids unique across views of one widget
     this.view = { scale: 1, tx: 0, ty: 0 };
     this.fitted = null;
     this.pendingTiming = null;
@@ -196,13 +200,14 @@ class ViewerView {
     this.loInput.addEventListener("input", onContrast);
     this.hiInput.addEventListener("input", onContrast);
     const auto = h("button", { class: "enb-btn", title: "Auto contrast from this slice (A)" }, "auto");
+    this.contrastLabel = h("span", { class: "enb-contrast-label" });
     auto.addEventListener("click", () => this.autoContrast());
     this.toolbar = h("div", { class: "enb-toolbar" },
       this.axisSel, tools,
       h("span", { class: "enb-group" }, h("label", {}, "brush "), this.brushInput),
       h("span", { class: "enb-group" }, h("label", {}, "label "), this.labelSwatch, this.labelInput, newLabel),
       h("span", { class: "enb-group" }, this.undoBtn, this.redoBtn, fit),
-      h("span", { class: "enb-group" }, h("label", {}, "contrast "), this.loInput, this.hiInput, auto));
+      h("span", { class: "enb-group" }, h("label", {}, "contrast "), this.loInput, this.hiInput, this.contrastLabel, auto));
     // canvases
     this.canvas = h("canvas", { class: "enb-canvas" });
     this.overlay = h("canvas", { class: "enb-canvas enb-overlay" });
@@ -382,12 +387,14 @@ class ViewerView {
     }
     this.loInput.value = this.contrast[0];
     this.hiInput.value = this.contrast[1];
+    this.contrastLabel.textContent = `${fmtValue(this.contrast[0])}–${fmtValue(this.contrast[1])}`;
   }
   setContrast(c, fromUser) {
     this.contrast = c;
     this.lut = null;
     this.loInput.value = c[0];
     this.hiInput.value = c[1];
+    this.contrastLabel.textContent = `${fmtValue(c[0])}–${fmtValue(c[1])}`;
     this.requestDraw();
     if (fromUser) {
       if (!this.syncContrast) this.syncContrast = throttle(() => this.setTrait("contrast_limits", this.contrast.slice()), 200);
@@ -834,22 +841,33 @@ class ViewerView {
       if (c[fixed] !== this.index) return;
       const [r0, r1] = patchStart(c[rd], p.size, shape3[rd]), [c0, c1] = patchStart(c[cd], p.size, shape3[cd]);
       ctx.strokeStyle = "rgba(255,220,0,0.95)";
+      ctx.lineWidth = lw;
       ctx.strokeRect(c0, r0, c1 - c0, r1 - r0);
-      ctx.fillStyle = "rgba(255,220,0,0.95)";
-      ctx.fillText(String(i + 1), c0 + 3 * lw, r0 + 12 / this.view.scale);
+      this.label(ctx, String(i + 1), c0 + 3 * lw, r0 + 13 / this.view.scale, "rgba(255,220,0,1)");
     });
     const regions = this.model.get("regions") || [];
     for (const g of regions) {
       if (g.axis !== this.axis || (!g.all_slices && g.slice !== this.index)) continue;
       ctx.strokeStyle = "rgba(0,230,255,0.95)";
       ctx.fillStyle = "rgba(0,230,255,0.12)";
+      ctx.lineWidth = lw;
       this.shapePath(ctx, g.shape, g.points);
       ctx.fill();
       ctx.stroke();
-      const p0 = g.points[0];
-      ctx.fillStyle = "rgba(0,230,255,0.95)";
-      ctx.fillText(g.name, Math.min(...g.points.map((p) => p[1])), Math.min(...g.points.map((p) => p[0])) - 3 * lw);
+      this.label(ctx, g.name, Math.min(...g.points.map((p) => p[1])) + 3 * lw,
+        Math.min(...g.points.map((p) => p[0])) + 13 / this.view.scale, "rgba(0,230,255,1)");
     }
+  }
+
+  // text with a dark outline, 12 CSS px whatever the zoom
+  label(ctx, text, x, y, color) {
+    const s = this.view.scale;
+    ctx.font = `600 ${12 / s}px sans-serif`;
+    ctx.lineWidth = 3 / s;
+    ctx.strokeStyle = "rgba(0,0,0,0.8)";
+    ctx.strokeText(text, x, y);
+    ctx.fillStyle = color;
+    ctx.fillText(text, x, y);
   }
 
   shapePath(ctx, kind, pts) {

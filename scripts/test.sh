@@ -13,4 +13,5 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "warning: chromium not found and not root; browser tests will be skipped (apt-get install chromium)"
   fi
 fi
-"$PY" -m pytest -q -p no:cacheprovider --timeout=900 -o addopts="" tests "$@"
+# unit, browser and real-data tests, then every example notebook top to bottom
+"$PY" -m pytest -q -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env tests examples "$@"

@@ -18,3 +18,4 @@ from .inference import segment_batch, segment_image
 from .volume import open_volume, segment_ortho, segment_stack
 from .demo import run_demo
 from .widgets import Viewer
+from .widgets import TrainingDashboard

@@ -95,7 +95,7 @@ def test_viewer_renders(nb):
     assert not nb.errors
 
 
-def test_scroll_slices_and_timing(nb):
+def test_scroll_slices(nb):
     page = nb.page
     page.click(".enb-overlay")  # focus the viewer
     page.keyboard.press("Escape")
@@ -110,8 +110,8 @@ def test_scroll_slices_and_timing(nb):
     med, p95 = statistics.median(times), percentile(times, 95)
     print(f"\nslice switch (1024^2 uint8 + labels, step every 70 ms): median {med:.1f} ms, p95 {p95:.1f} ms, "
           f"n={len(times)}, cache hits {stats['hits']}, misses {stats['misses']}")
-    # generous bounds for shared CI machines; benchmarks/slice_switch.py reports the real figures
-    assert med < 100 and p95 < 300
+    # no timing assert (house rule): benchmarks/slice_switch.py measures speed; here, that slices were painted
+    assert stats["hits"] + stats["misses"] >= 25
     # Python learns the slice (throttled trait sync)
     assert wait_py(nb, "v.slice_index == 34")
 

@@ -9,6 +9,7 @@ says what backward + optimizer cost on this machine.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import resource
 import time
 
@@ -82,9 +83,13 @@ def main():
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"batch {args.batch_size} x {args.size}^2, encoder {args.encoder}")
+    # each configuration in a fresh process, so that peak RSS is that configuration's own
+    ctx = mp.get_context("spawn")
     for arch in ("PanopticDeepLab", "PanopticBiFPN"):
         for layers in ("none", "all"):
-            bench(arch, layers, args, device)
+            proc = ctx.Process(target=bench, args=(arch, layers, args, device))
+            proc.start()
+            proc.join()
 
 
 if __name__ == "__main__":

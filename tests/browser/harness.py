@@ -181,3 +181,15 @@ window.__enbHelpers = {
   },
 };
 """
+
+
+def wait_py(nb: "NotebookSession", expr: str, timeout: float = 30.0):
+    """Poll a Python expression in the kernel until it is truthy; returns its JSON value."""
+    deadline = time.time() + timeout
+    val = None
+    while time.time() < deadline:
+        val = nb.py_json(expr)
+        if val:
+            return val
+        time.sleep(0.2)
+    raise AssertionError(f"{expr} stayed {val!r} for {timeout}s")

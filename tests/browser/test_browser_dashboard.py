@@ -5,12 +5,11 @@ Set EMPANADA_NB_UPDATE_DOCS_IMAGES=1 to refresh docs/images/dashboard.png.
 """
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
-from harness import NotebookSession
+from harness import NotebookSession, wait_py
 
 pytestmark = pytest.mark.browser
 
@@ -35,17 +34,6 @@ d = TrainingDashboard(v, dataset_dir=str(dataset), iterations=4, patch_size=64, 
                       out=str(tmp / "model.pth"), preview_every=2)
 d
 """]
-
-
-def wait_py(nb, expr, timeout=30.0):
-    deadline = time.time() + timeout
-    val = None
-    while time.time() < deadline:
-        val = nb.py_json(expr)
-        if val:
-            return val
-        time.sleep(0.25)
-    raise AssertionError(f"{expr} stayed {val!r} for {timeout}s")
 
 
 @pytest.fixture(scope="module")

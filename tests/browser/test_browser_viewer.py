@@ -5,16 +5,14 @@ slices (and measures scroll-to-painted times), pick a patch, draw a region, pain
 use keyboard shortcuts, and takes a screenshot. Python state is read back through the notebook's
 kernel. Set EMPANADA_NB_UPDATE_DOCS_IMAGES=1 to refresh docs/images/viewer.png.
 """
-import json
 import os
 import shutil
 import statistics
-import time
 from pathlib import Path
 
 import pytest
 
-from harness import VIEWER_JS_HELPERS, NotebookSession
+from harness import VIEWER_JS_HELPERS, NotebookSession, wait_py
 
 pytestmark = pytest.mark.browser
 
@@ -39,18 +37,6 @@ v
 def percentile(values, q):
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
-
-
-def wait_py(nb, expr, timeout=20.0):
-    """Poll a Python expression in the kernel until it is truthy; returns its JSON value."""
-    deadline = time.time() + timeout
-    val = None
-    while time.time() < deadline:
-        val = nb.py_json(expr)
-        if val:
-            return val
-        time.sleep(0.2)
-    raise AssertionError(f"{expr} stayed {val!r} for {timeout}s")
 
 
 def shown(page):

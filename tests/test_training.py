@@ -1,3 +1,4 @@
+import time
 import warnings
 
 import numpy as np
@@ -57,9 +58,6 @@ def test_background_run_stops_after_current_step_and_saves(dataset, tmp_path):
                callbacks=[seen.append], **TINY)
     while not any(e["type"] == "step" for e in seen):
         assert not h.done, "run ended early"
-        torch.multiprocessing.get_context  # noqa: B018  (keep the loop cheap)
-        h.wait(timeout=None) if h.done else None
-        import time
         time.sleep(0.05)
     h.stop()
     h.wait(timeout=120)
@@ -105,8 +103,7 @@ def test_finetune_none_trains_decoder_only_and_freezes_bn(dataset, tmp_path):
 
 def test_finetune_stage4_changes_only_stage4(dataset, tmp_path):
     base = enb.build_model("PanopticDeepLab", "resnet18")
-    l3, l4 = base.encoder.stage(3).state_dict(), base.encoder.stage(4).state_dict()
-    l3 = {k: v.clone() for k, v in l3.items()}
+    l3 = {k: v.clone() for k, v in base.encoder.stage(3).state_dict().items()}
     l4w = base.encoder.stage(4)[0].conv1.weight.clone()
     h = _quiet(enb.finetune, base, dataset, layers="stage4", out=tmp_path / "ft.pth", iterations=3, patch_size=64,
                batch_size=8)

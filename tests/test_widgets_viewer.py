@@ -1,6 +1,5 @@
 """Viewer state and messages, driven by calling the message handler with fake browser content."""
 import json
-import zlib
 
 import numpy as np
 import pytest

@@ -35,7 +35,7 @@ import traitlets as t
 
 from .. import patches as P
 from .editing import Edit, History, LabelLayer, apply_fill, apply_stroke, diff_volume
-from .source import AXES, AXIS_DIMS, VolumeSource, check_axis, n_slices, plane_shape
+from .source import AXIS_DIMS, VolumeSource, check_axis, n_slices, plane_shape
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"

@@ -299,6 +299,16 @@ def post_options(model: nn.Module, label_divisor: Optional[int] = None, **kw) ->
     return PostOptions(thing_list=list(card.thing_list), label_divisor=int(label_divisor or card.label_divisor), **kw)
 
 
+def engine(model: nn.Module, label_divisor: Optional[int] = None, *, downsample: int = 1,
+           tile_size: Optional[int] = None, tile_overlap: int = 128, batch_size: int = 4, device=None,
+           **post_kw) -> Tuple[PostOptions, "Predictor", np.dtype]:
+    """The postprocessing options, the network runner and the label dtype shared by 2D and 3D inference."""
+    post = post_options(model, label_divisor, **post_kw)
+    pred = Predictor(model, downsample=downsample, tile_size=tile_size, tile_overlap=tile_overlap,
+                     batch_size=batch_size, device=device)
+    return post, pred, _label_dtype(pred.n_sem, post.label_divisor)
+
+
 def _norms(model: nn.Module) -> Dict[str, float]:
     return dict(getattr(model, "norms", None) or card_for(model).norms)
 
@@ -337,12 +347,11 @@ def segment_image(model: nn.Module, image, *, downsample: int = 1, tile_size: Op
     probabilities ((H, W) for one class, else (S, H, W) with channel 0 background).
     """
     img = as_image2d(image)
-    post = post_options(model, label_divisor, seg_thr=seg_thr, center_thr=center_thr, min_distance=min_distance,
-                        stuff_area=stuff_area, semantic_only=semantic_only, fine_boundaries=fine_boundaries,
-                        fill_holes=fill_holes, split_fragments=split_fragments)
-    pred = Predictor(model, downsample=downsample, tile_size=tile_size, tile_overlap=tile_overlap,
-                     batch_size=batch_size, device=device)
-    dtype = _label_dtype(pred.n_sem, post.label_divisor)
+    post, pred, dtype = engine(model, label_divisor, downsample=downsample, tile_size=tile_size,
+                               tile_overlap=tile_overlap, batch_size=batch_size, device=device, seg_thr=seg_thr,
+                               center_thr=center_thr, min_distance=min_distance, stuff_area=stuff_area,
+                               semantic_only=semantic_only, fine_boundaries=fine_boundaries, fill_holes=fill_holes,
+                               split_fragments=split_fragments)
     box = (slice(0, img.shape[0]), slice(0, img.shape[1]))
     if roi is not None:
         roi = np.asarray(roi, dtype=bool)

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from ._atomic import atomic_dir
 from .data.io import intensity_range, normalize_image
-from .inference import Predictor, _label_dtype, _norms, as_image2d, post_options
+from .inference import Predictor, _label_dtype, _norms, as_image2d, engine
 from .tracking import LabelStats, SliceLinker, apply_map, thing_mask
 
 AXES = {"xy": 0, "xz": 1, "yz": 2}
@@ -251,12 +251,11 @@ def segment_stack(model: nn.Module, volume, *, axis: str = "xy", median_slices: 
     if median_slices < 1 or median_slices % 2 == 0:
         raise ValueError(f"median_slices must be an odd number >= 1, got {median_slices}")
     a = AXES[axis]
-    post = post_options(model, label_divisor, seg_thr=seg_thr, center_thr=center_thr, min_distance=min_distance,
-                        stuff_area=stuff_area, semantic_only=semantic_only, fine_boundaries=fine_boundaries,
-                        fill_holes=fill_holes, split_fragments=split_fragments)
-    pred = Predictor(model, downsample=downsample, tile_size=tile_size, tile_overlap=tile_overlap,
-                     batch_size=batch_size, device=device)
-    dtype = _label_dtype(pred.n_sem, post.label_divisor)
+    post, pred, dtype = engine(model, label_divisor, downsample=downsample, tile_size=tile_size,
+                               tile_overlap=tile_overlap, batch_size=batch_size, device=device, seg_thr=seg_thr,
+                               center_thr=center_thr, min_distance=min_distance, stuff_area=stuff_area,
+                               semantic_only=semantic_only, fine_boundaries=fine_boundaries, fill_holes=fill_holes,
+                               split_fragments=split_fragments)
     irange = irange if irange is not None else volume_irange(vol)
     with output_array(out, tuple(vol.shape), dtype, a, chunks, overwrite) as arr:
         _stack_into(pred, post, model, vol, a, arr, median_slices=median_slices, min_size=min_size,

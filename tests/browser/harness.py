@@ -159,6 +159,23 @@ class NotebookSession:
     def run_all(self) -> None:
         self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
+    @classmethod
+    def start(cls, server: JupyterServer, context, name: str, cells, wait_for=()) -> "NotebookSession":
+        """Write ``cells`` as notebook ``name``, open it in a new page, run all cells and wait for the selectors.
+
+        Page errors are collected on ``session.errors``; close with ``session.page.close()``.
+        """
+        server.write_notebook(name, cells)
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        session = cls(page, server, name).open()
+        session.errors = errors
+        session.run_all()
+        for selector in wait_for:
+            page.wait_for_selector(selector, timeout=120_000)
+        return session
+
     def py(self, code: str, timeout: float = 60_000) -> str:
         """Execute ``code`` in the notebook's kernel; returns its stdout (raises on a Python error)."""
         out = self.page.evaluate(_RUN_PY, [code, timeout])

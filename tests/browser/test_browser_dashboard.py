@@ -38,17 +38,10 @@ d
 
 @pytest.fixture(scope="module")
 def nb(jupyter_server, browser_context):
-    jupyter_server.write_notebook("dashboard.ipynb", CELLS)
-    page = browser_context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    session = NotebookSession(page, jupyter_server, "dashboard.ipynb").open()
-    session.errors = errors
-    session.run_all()
-    page.wait_for_selector(".enb-dashboard", timeout=120_000)
-    page.wait_for_selector(".enb-viewer", timeout=120_000)
+    session = NotebookSession.start(jupyter_server, browser_context, "dashboard.ipynb", CELLS,
+                                    wait_for=(".enb-dashboard", ".enb-viewer"))
     yield session
-    page.close()
+    session.page.close()
 
 
 def test_patch_size_validated_as_you_type(nb):

@@ -45,14 +45,9 @@ def shown(page):
 
 @pytest.fixture(scope="module")
 def nb(jupyter_server, browser_context):
-    jupyter_server.write_notebook("viewer.ipynb", [VIEWER_CELL])
-    page = browser_context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    session = NotebookSession(page, jupyter_server, "viewer.ipynb").open()
-    session.errors = errors
-    session.run_all()
-    page.wait_for_selector(".enb-viewer canvas", timeout=120_000)
+    session = NotebookSession.start(jupyter_server, browser_context, "viewer.ipynb", [VIEWER_CELL],
+                                    wait_for=(".enb-viewer canvas",))
+    page = session.page
     page.wait_for_function("() => document.querySelector('.enb-viewer').dataset.shown === 'xy:24'", timeout=120_000)
     page.evaluate(VIEWER_JS_HELPERS)
     yield session

@@ -16,6 +16,7 @@ Run:  python benchmarks/postprocess.py [--size 1024] [--objects 50] [--repeats 7
 Prints medians, the speed-up ratios against the targets (20x fine, 5x coarse), instance counts and
 pixel agreement.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,9 +90,25 @@ def ensure_venv() -> None:
     subprocess.run(pip + ["torch==2.13.0"], check=True)
     subprocess.run(pip + ["--no-deps", "empanada-dl==0.1.7"], check=True)
     subprocess.run(
-        pip + ["numpy<2", "numba", "zarr<3", "opencv-python-headless<4.11", "scikit-image",
-               "albumentations==1.3.1", "dask", "connected-components-3d", "matplotlib", "pyyaml",
-               "cztile<2", "imagecodecs", "tqdm", "scipy", "psutil", "tifffile"],
+        pip
+        + [
+            "numpy<2",
+            "numba",
+            "zarr<3",
+            "opencv-python-headless<4.11",
+            "scikit-image",
+            "albumentations==1.3.1",
+            "dask",
+            "connected-components-3d",
+            "matplotlib",
+            "pyyaml",
+            "cztile<2",
+            "imagecodecs",
+            "tqdm",
+            "scipy",
+            "psutil",
+            "tifffile",
+        ],
         check=True,
     )
 
@@ -176,12 +193,19 @@ def run_baseline(sem, hmp, off, repeats: int, threads: int):
     ctr_c, off_c = coarse_inputs_for_empanada(sem, hmp, off)
     with tempfile.TemporaryDirectory() as tmp:
         src, dst, script = Path(tmp, "in.npz"), Path(tmp, "out.npz"), Path(tmp, "baseline.py")
-        np.savez(src, sem=(torch.sigmoid(sem) >= 0.5).long()[None].numpy(), ctr=hmp[None].numpy(),
-                 off=off[None].numpy(), ctr_c=ctr_c.numpy(), off_c=off_c.numpy())
+        np.savez(
+            src,
+            sem=(torch.sigmoid(sem) >= 0.5).long()[None].numpy(),
+            ctr=hmp[None].numpy(),
+            off=off[None].numpy(),
+            ctr_c=ctr_c.numpy(),
+            off_c=off_c.numpy(),
+        )
         script.write_text(BASELINE_SCRIPT)
         run = subprocess.run(
             [str(VENV_PY), str(script), str(src), str(dst), str(repeats), str(threads)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if run.returncode != 0:
             sys.exit(f"empanada-dl baseline failed:\n{run.stderr[-3000:]}")
@@ -194,22 +218,33 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--baseline-repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                    help="torch intra-op threads, the same for both libraries; one table per value")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="torch intra-op threads, the same for both libraries; one table per value",
+    )
     args = ap.parse_args()
     ensure_venv()
     sem, hmp, off, n = synthetic_frame(args.size, args.objects)
-    print(f"frame {args.size}x{args.size}, {n} objects, torch {torch.__version__} "
-          f"(empanada-dl venv: torch 2.13.0), {os.cpu_count()} cores")
+    print(
+        f"frame {args.size}x{args.size}, {n} objects, torch {torch.__version__} "
+        f"(empanada-dl venv: torch 2.13.0), {os.cpu_count()} cores"
+    )
     for threads in args.threads:
         torch.set_num_threads(threads)
         load0 = os.getloadavg()[0]
         ours = {name: time_ours(sem, hmp, off, name == "fine", args.repeats) for name in ("fine", "coarse")}
         base, base_pan = run_baseline(sem, hmp, off, args.baseline_repeats, threads)
-        print(f"\n{threads} thread(s), load average {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
-              "median of repeats (min in brackets), seconds")
-        print(f"{'mode':8}{'empanada_nb':>18}{'empanada-dl':>18}{'ratio':>9}{'target':>8}"
-              f"{'inst nb':>9}{'inst dl':>9}{'pixel agree':>13}")
+        print(
+            f"\n{threads} thread(s), load average {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
+            "median of repeats (min in brackets), seconds"
+        )
+        print(
+            f"{'mode':8}{'empanada_nb':>18}{'empanada-dl':>18}{'ratio':>9}{'target':>8}"
+            f"{'inst nb':>9}{'inst dl':>9}{'pixel agree':>13}"
+        )
         for name in ("fine", "coarse"):
             t_ours = statistics.median(ours[name][0])
             t_base = statistics.median(base[name]["times"])
@@ -218,8 +253,10 @@ def main() -> None:
             agree = f"{partition_agreement(pan, base_pan[name]):.4%}"
             ours_s = f"{t_ours:.4f} ({min(ours[name][0]):.4f})"
             base_s = f"{t_base:.3f} ({min(base[name]['times']):.3f})"
-            print(f"{name:8}{ours_s:>18}{base_s:>18}{t_base / t_ours:8.1f}x{TARGETS[name]:7.0f}x"
-                  f"{ni:9d}{nb:9d}{agree:>13}   same number of instances: {ni == nb}")
+            print(
+                f"{name:8}{ours_s:>18}{base_s:>18}{t_base / t_ours:8.1f}x{TARGETS[name]:7.0f}x"
+                f"{ni:9d}{nb:9d}{agree:>13}   same number of instances: {ni == nb}"
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ paints the new slice (image + labels), for:
 Needs jupyterlab, playwright (the Python package only) and Chromium at /usr/bin/chromium
 (or $EMPANADA_NB_CHROMIUM). Server and browser run on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,21 +62,35 @@ def run_jumps(page, n, n_slices, seed=0):
     for _ in range(n):
         # drop the browser cache so that every jump is a miss, then jump with a key (End/Home)
         target = rnd.randrange(n_slices)
-        page.evaluate("""(t) => { const v = window.__enb.views[0]; v.cache.clear(); v.cacheBytes = 0;
-                                   v.goto(v.axis, t, new Event('jump')); }""", target)
-        page.wait_for_function("(t) => document.querySelector('.enb-viewer').dataset.shown === 'xy:' + t", arg=target,
-                               timeout=10_000)
+        page.evaluate(
+            """(t) => { const v = window.__enb.views[0]; v.cache.clear(); v.cacheBytes = 0;
+                                   v.goto(v.axis, t, new Event('jump')); }""",
+            target,
+        )
+        page.wait_for_function(
+            "(t) => document.querySelector('.enb-viewer').dataset.shown === 'xy:' + t", arg=target, timeout=10_000
+        )
         page.wait_for_timeout(300)
     return page.evaluate("() => window.__enb.views[0].stats.switches")
 
 
 def summary(name, sw):
     ms = [s["ms"] for s in sw]
-    parts = {k: round(statistics.median([s[k] for s in sw if k in s]), 1) for k in ("wait", "decode", "paint")
-             if any(k in s for s in sw)}
+    parts = {
+        k: round(statistics.median([s[k] for s in sw if k in s]), 1)
+        for k in ("wait", "decode", "paint")
+        if any(k in s for s in sw)
+    }
     hits = sum(1 for s in sw if s["hit"])
-    return {"case": name, "n": len(ms), "median_ms": round(statistics.median(ms), 1), "p95_ms": round(pct(ms, 95), 1),
-            "max_ms": round(max(ms), 1), "cache_hits": hits, "median_parts_ms": parts}
+    return {
+        "case": name,
+        "n": len(ms),
+        "median_ms": round(statistics.median(ms), 1),
+        "p95_ms": round(pct(ms, 95), 1),
+        "max_ms": round(max(ms), 1),
+        "cache_hits": hits,
+        "median_parts_ms": parts,
+    }
 
 
 def main(argv=None):
@@ -102,8 +117,11 @@ def main(argv=None):
             nb = NotebookSession(page, server, "bench.ipynb").open()
             nb.run_all()
             mid = args.slices // 2
-            page.wait_for_function(f"() => document.querySelector('.enb-viewer') && "
-                                   f"document.querySelector('.enb-viewer').dataset.shown === 'xy:{mid}'", timeout=180_000)
+            page.wait_for_function(
+                f"() => document.querySelector('.enb-viewer') && "
+                f"document.querySelector('.enb-viewer').dataset.shown === 'xy:{mid}'",
+                timeout=180_000,
+            )
             page.click(".enb-overlay")
             page.evaluate("() => window.__enb.views[0].goto('xy', 0, null)")
             page.wait_for_timeout(1000)
@@ -117,15 +135,24 @@ def main(argv=None):
             page.evaluate("() => { const v = window.__enb.views[0]; v.model.set('prefetch', 0); }")
             results.append(summary("random jump, cache cleared, no prefetch", run_jumps(page, 20, args.slices, seed=1)))
             st = page.evaluate("() => window.__enb.views[0].stats")
-            print("request->data ms: median %.1f p95 %.1f; draw ms: median %.1f p95 %.1f" % (
-                statistics.median(st["rtts"]), pct(st["rtts"], 95), statistics.median(st["renders"]), pct(st["renders"], 95)))
+            print(
+                "request->data ms: median {:.1f} p95 {:.1f}; draw ms: median {:.1f} p95 {:.1f}".format(
+                    statistics.median(st["rtts"]),
+                    pct(st["rtts"], 95),
+                    statistics.median(st["renders"]),
+                    pct(st["renders"], 95),
+                )
+            )
             ctx.close()
     finally:
         server.stop()
     print(f"slice {args.size}x{args.size} {args.dtype} + uint32 labels, {args.slices} slices, 127.0.0.1")
     for r in results:
-        print(f"  {r['case']:<48} n={r['n']:<3} median {r['median_ms']:>6} ms  p95 {r['p95_ms']:>6} ms  "
-              f"max {r['max_ms']:>6} ms  hits {r['cache_hits']}" + (f"  {r['median_parts_ms']}" if r["median_parts_ms"] else ""))
+        print(
+            f"  {r['case']:<48} n={r['n']:<3} median {r['median_ms']:>6} ms  p95 {r['p95_ms']:>6} ms  "
+            f"max {r['max_ms']:>6} ms  hits {r['cache_hits']}"
+            + (f"  {r['median_parts_ms']}" if r["median_parts_ms"] else "")
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return results

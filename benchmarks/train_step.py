@@ -6,6 +6,7 @@ architecture, finetunable layers "none" and "all". Prints figures; not a test.
 The baseline in the same run is the forward pass alone (inference throughput), so the ratio
 says what backward + optimizer cost on this machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ def bench(arch, layers, args, device):
     crit = PanopticLoss()
     n, s = args.batch_size, args.size
     x = torch.randn(n, 1, s, s, device=device)
-    tgt = {"sem": (torch.rand(n, s, s, device=device) > 0.8).long(), "ctr_hmp": torch.rand(n, 1, s, s, device=device),
-           "offsets": torch.randn(n, 2, s, s, device=device), "thing": torch.rand(n, s, s, device=device) > 0.8}
+    tgt = {
+        "sem": (torch.rand(n, s, s, device=device) > 0.8).long(),
+        "ctr_hmp": torch.rand(n, 1, s, s, device=device),
+        "offsets": torch.randn(n, 2, s, s, device=device),
+        "thing": torch.rand(n, s, s, device=device) > 0.8,
+    }
     amp = device.type == "cuda"
     if amp:
         model.to(memory_format=torch.channels_last)
@@ -67,9 +72,12 @@ def bench(arch, layers, args, device):
         fwd = time.perf_counter() - t
     mem = torch.cuda.max_memory_allocated() / 2**20 if amp else peak_rss_mb()
     step = float(np.median(times))
-    print(f"{arch:16s} {layers:5s} trainable {trainable / 1e6:6.2f} M  step {step:6.2f} s  "
-          f"{n / step:7.2f} img/s  forward-only {n / fwd:7.2f} img/s  (train/forward {fwd / step:.2f})  "
-          f"peak {'GPU' if amp else 'RSS'} {mem:8.0f} MiB", flush=True)
+    print(
+        f"{arch:16s} {layers:5s} trainable {trainable / 1e6:6.2f} M  step {step:6.2f} s  "
+        f"{n / step:7.2f} img/s  forward-only {n / fwd:7.2f} img/s  (train/forward {fwd / step:.2f})  "
+        f"peak {'GPU' if amp else 'RSS'} {mem:8.0f} MiB",
+        flush=True,
+    )
 
 
 def main():
@@ -81,8 +89,10 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"batch {args.batch_size} x {args.size}^2, encoder {args.encoder}")
+    print(
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"batch {args.batch_size} x {args.size}^2, encoder {args.encoder}"
+    )
     # each configuration in a fresh process, so that peak RSS is that configuration's own
     ctx = mp.get_context("spawn")
     for arch in ("PanopticDeepLab", "PanopticBiFPN"):

@@ -13,6 +13,7 @@ model is built and warmed up.
 3. ``segment_stack`` xy with 1x, 2x, 4x the slices, output to zarr and to numpy: peak RSS should
    stay flat for zarr (bounded working set) and grow by the label array for numpy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,8 +86,17 @@ def _job(kind: str, src: str, n_slices: int, out_kind: str, workdir: str, queue)
             segment_stack(model, vol, axis=kind, out=out, **kw)
             n = vol.shape[{"xy": 0, "xz": 1, "yz": 2}[kind]]
         dt = time.perf_counter() - t0
-    queue.put(dict(kind=kind, shape=tuple(vol.shape), out=out_kind, seconds=dt, slices=n,
-                   base_mib=rss.base / 2**20, peak_mib=rss.peak / 2**20))
+    queue.put(
+        dict(
+            kind=kind,
+            shape=tuple(vol.shape),
+            out=out_kind,
+            seconds=dt,
+            slices=n,
+            base_mib=rss.base / 2**20,
+            peak_mib=rss.peak / 2**20,
+        )
+    )
 
 
 class _Crop:
@@ -137,15 +147,18 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as work:
         nz = max(args.slices, 4 * args.growth)
         src = str(Path(work) / "crop.zarr")
-        crop = np.asarray(open_volume(tif)[:nz, :args.size, :args.size])
+        crop = np.asarray(open_volume(tif)[:nz, : args.size, : args.size])
         zarr.open_array(src, mode="w", shape=crop.shape, dtype=crop.dtype, chunks=(1,) + crop.shape[1:])[:] = crop
         print(f"input: lucchipp_train_image.tif[:{nz}, :{args.size}, :{args.size}] as zarr (1-slice chunks)\n")
-        print(f"{'run':<8}{'shape':<18}{'out':<7}{'slices':>7}{'s':>8}{'slices/s':>10}{'base MiB':>10}{'peak MiB':>10}{'delta':>8}")
+        head = f"{'run':<8}{'shape':<18}{'out':<7}{'slices':>7}{'s':>8}{'slices/s':>10}"
+        print(head + f"{'base MiB':>10}{'peak MiB':>10}{'delta':>8}")
 
         def show(r):
-            print(f"{r['kind']:<8}{str(r['shape']):<18}{r['out']:<7}{r['slices']:>7}{r['seconds']:>8.1f}"
-                  f"{r['slices'] / r['seconds']:>10.2f}{r['base_mib']:>10.0f}{r['peak_mib']:>10.0f}"
-                  f"{r['peak_mib'] - r['base_mib']:>8.0f}")
+            print(
+                f"{r['kind']:<8}{str(r['shape']):<18}{r['out']:<7}{r['slices']:>7}{r['seconds']:>8.1f}"
+                f"{r['slices'] / r['seconds']:>10.2f}{r['base_mib']:>10.0f}{r['peak_mib']:>10.0f}"
+                f"{r['peak_mib'] - r['base_mib']:>8.0f}"
+            )
 
         for kind in ("xy", "xz", "yz", "ortho"):
             show(measure(kind, src, args.slices, "zarr", work))

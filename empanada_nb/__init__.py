@@ -3,19 +3,37 @@
 One torch core (models, data, training, inference, metrics, label tools) with thin faces over
 it: anywidget widgets for notebooks and the ``empanada-nb`` CLI.
 """
+
 __version__ = "0.1.0"
 
 from .data import find_pairs, make_synthetic_dataset, normalize_image, read_image, synthetic_image, synthetic_volume
-from .model_io import ModelCard, list_models, load_model, register_model, save_model
-from .models import (ARCHITECTURES, CEM_URLS, ENCODERS, FINETUNABLE_LAYERS, build_model, check_patch_size,
-                     count_parameters, set_finetunable)
-from .training import TrainConfig, TrainingHandle, finetune, train
-from .postprocess import panoptic_postprocess, panoptic_postprocess_batch, split_fragments
-from .metrics import evaluate, match_instances
-from .labels import (count_labels, delete_labels, export_tiff, filter_labels, first_slice, merge_labels, morph_label,
-                     next_label, relabel_sequential, split_label)
-from .inference import segment_batch, segment_image
-from .volume import open_volume, segment_ortho, segment_stack
 from .demo import run_demo
-from .widgets import Viewer
-from .widgets import TrainingDashboard
+from .inference import segment_batch, segment_image
+from .labels import (
+    count_labels,
+    delete_labels,
+    export_tiff,
+    filter_labels,
+    first_slice,
+    merge_labels,
+    morph_label,
+    next_label,
+    relabel_sequential,
+    split_label,
+)
+from .metrics import evaluate, match_instances
+from .model_io import ModelCard, list_models, load_model, register_model, save_model
+from .models import (
+    ARCHITECTURES,
+    CEM_URLS,
+    ENCODERS,
+    FINETUNABLE_LAYERS,
+    build_model,
+    check_patch_size,
+    count_parameters,
+    set_finetunable,
+)
+from .postprocess import panoptic_postprocess, panoptic_postprocess_batch, split_fragments
+from .training import TrainConfig, TrainingHandle, finetune, train
+from .volume import open_volume, segment_ortho, segment_stack
+from .widgets import TrainingDashboard, Viewer

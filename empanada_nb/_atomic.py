@@ -1,12 +1,14 @@
 """Atomic file and folder writes: write beside the target, then rename over it."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Union
 
 PathLike = Union[str, os.PathLike]
 

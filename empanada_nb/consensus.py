@@ -11,10 +11,11 @@ passes stream z-slabs of the views, so memory follows the slab size and the numb
 Difference: a rejected cluster joins only its largest neighbour (empanada copies it into every
 neighbour and merges the overlapping results afterwards), so each voxel has one winner.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -34,7 +35,7 @@ class _SumTable:
         self.width = width
         self.keys = np.zeros((0, width), np.int64)
         self.vals = np.zeros(0, np.int64)
-        self._parts: List[Tuple[np.ndarray, np.ndarray]] = []
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, keys: np.ndarray, vals: np.ndarray) -> None:
         if len(vals):
@@ -42,7 +43,7 @@ class _SumTable:
         if len(self._parts) >= 32:
             self.reduce()
 
-    def reduce(self) -> "_SumTable":
+    def reduce(self) -> _SumTable:
         if self._parts:
             keys = np.concatenate([self.keys] + [k for k, _ in self._parts])
             vals = np.concatenate([self.vals] + [v for _, v in self._parts])
@@ -52,7 +53,7 @@ class _SumTable:
         return self
 
 
-def _pair_counts(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique (a, b) pairs with counts; one int64 key per pair when ids fit 31 bits (faster than axis=0)."""
     if a.max() < 2**31 and b.max() < 2**31:
         key, cnt = np.unique((a << 31) | b, return_counts=True)
@@ -60,9 +61,9 @@ def _pair_counts(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.unique(np.stack([a, b], 1), axis=0, return_counts=True)
 
 
-def _merge_clusters(nodes: Dict[int, set], edges: Dict[Tuple[int, int], float]) -> List[set]:
+def _merge_clusters(nodes: dict[int, set], edges: dict[tuple[int, int], float]) -> list[set]:
     """Greedy merge of a small cluster graph (empanada's ``merge_clusters``), one owner per detection."""
-    adj: Dict[int, set] = {k: set() for k in nodes}
+    adj: dict[int, set] = {k: set() for k in nodes}
     for a, b in edges:
         adj[a].add(b)
         adj[b].add(a)
@@ -86,8 +87,14 @@ def _merge_clusters(nodes: Dict[int, set], edges: Dict[Tuple[int, int], float]) 
     return list(nodes.values())
 
 
-def cluster_instances(areas: List[Tuple[np.ndarray, np.ndarray]], pairs: _SumTable, *, n_views: int,
-                      min_views: int, cluster_iou_thr: float) -> Tuple[List[np.ndarray], List[np.ndarray], np.ndarray]:
+def cluster_instances(
+    areas: list[tuple[np.ndarray, np.ndarray]],
+    pairs: _SumTable,
+    *,
+    n_views: int,
+    min_views: int,
+    cluster_iou_thr: float,
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Group instances of the views into consensus objects.
 
     ``areas[v]`` = (ids, voxel counts) of view v; ``pairs`` rows (view_a, id_a, view_b, id_b) with
@@ -99,7 +106,7 @@ def cluster_instances(areas: List[Tuple[np.ndarray, np.ndarray]], pairs: _SumTab
     view_of = np.repeat(np.arange(n_views), [len(a[0]) for a in areas])
     area = np.concatenate([a[1] for a in areas]) if n else np.zeros(0, np.int64)
     owner = np.zeros(n, np.int64)
-    seen: List[int] = []
+    seen: list[int] = []
     if n and len(pairs.vals):
         k = pairs.keys
         ia, ib = _node_index(areas, offs, k[:, 0], k[:, 1]), _node_index(areas, offs, k[:, 2], k[:, 3])
@@ -107,8 +114,9 @@ def cluster_instances(areas: List[Tuple[np.ndarray, np.ndarray]], pairs: _SumTab
         iou = inter / (area[ia] + area[ib] - inter)
         _, comp = connected_components(coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n)), directed=False)
         strong = iou > cluster_iou_thr
-        _, sub = connected_components(coo_matrix((np.ones(int(strong.sum())), (ia[strong], ib[strong])), shape=(n, n)),
-                                      directed=False)
+        _, sub = connected_components(
+            coo_matrix((np.ones(int(strong.sum())), (ia[strong], ib[strong])), shape=(n, n)), directed=False
+        )
         order = np.argsort(comp[ia], kind="stable")
         edge_groups = np.split(order, np.flatnonzero(np.diff(comp[ia][order])) + 1)
         for eg in edge_groups:  # a loop over groups of overlapping objects, not voxels
@@ -119,8 +127,8 @@ def cluster_instances(areas: List[Tuple[np.ndarray, np.ndarray]], pairs: _SumTab
                 continue
             nodes = {int(s): set(members[sub[members] == s].tolist()) for s in np.unique(sub[members])}
             # average IoU / overlap between clusters over all their detection pairs
-            tot_iou: Dict[Tuple[int, int], float] = {}
-            tot_ov: Dict[Tuple[int, int], float] = {}
+            tot_iou: dict[tuple[int, int], float] = {}
+            tot_ov: dict[tuple[int, int], float] = {}
             for e in eg:
                 sa, sb = int(sub[ia[e]]), int(sub[ib[e]])
                 if sa == sb:
@@ -143,7 +151,7 @@ def cluster_instances(areas: List[Tuple[np.ndarray, np.ndarray]], pairs: _SumTab
         alone = np.flatnonzero(owner == 0)
         owner[alone] = len(seen) + 1 + np.arange(len(alone))
         seen.extend([1] * len(alone))
-    per_view = [owner[offs[v]:offs[v + 1]] for v in range(n_views)]
+    per_view = [owner[offs[v] : offs[v + 1]] for v in range(n_views)]
     return [a[0] for a in areas], per_view, np.asarray(seen, np.int64)
 
 
@@ -164,8 +172,15 @@ def _lookup(labels: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarr
     return np.where(ids[idx] == labels, values[idx], 0)
 
 
-def vote_slab(slabs: Sequence[np.ndarray], ids: List[np.ndarray], owners: List[np.ndarray], cluster_ids: np.ndarray,
-              cluster_thr: np.ndarray, stuff_ids: Sequence[int], vote: int) -> np.ndarray:
+def vote_slab(
+    slabs: Sequence[np.ndarray],
+    ids: list[np.ndarray],
+    owners: list[np.ndarray],
+    cluster_ids: np.ndarray,
+    cluster_thr: np.ndarray,
+    stuff_ids: Sequence[int],
+    vote: int,
+) -> np.ndarray:
     """Consensus labels of one slab of every view (vectorized over voxels)."""
     c = np.stack([_lookup(s, i, o) for s, i, o in zip(slabs, ids, owners)])  # cluster index per view
     votes = sum((c == c[j]) for j in range(len(c))) * (c > 0)  # views agreeing with each view's cluster
@@ -184,8 +199,9 @@ def _morph(labels: np.ndarray, erode: int, dilate: int, fill_holes: bool) -> np.
     """Erode (voxels whose face neighbours all share their id survive), dilate into background, fill 2D holes."""
     fp = ndimage.generate_binary_structure(3, 1)
     for _ in range(erode):
-        keep = (ndimage.minimum_filter(labels, footprint=fp, mode="nearest") == labels) & \
-               (ndimage.maximum_filter(labels, footprint=fp, mode="nearest") == labels)
+        keep = (ndimage.minimum_filter(labels, footprint=fp, mode="nearest") == labels) & (
+            ndimage.maximum_filter(labels, footprint=fp, mode="nearest") == labels
+        )
         labels = np.where(keep, labels, 0)
     for _ in range(dilate):
         labels = np.where(labels == 0, ndimage.maximum_filter(labels, footprint=fp, mode="nearest"), labels)
@@ -196,10 +212,23 @@ def _morph(labels: np.ndarray, erode: int, dilate: int, fill_holes: bool) -> np.
     return labels
 
 
-def ortho_consensus(views: Sequence, out, *, thing_list: Sequence[int], stuff_list: Sequence[int],
-                    label_divisor: int, vote: int = 2, keep_single_view: bool = False,
-                    cluster_iou_thr: float = 0.75, erode: int = 0, dilate: int = 0, fill_holes: bool = False,
-                    slab: int = 16, progress: bool = True, cancel: Optional[threading.Event] = None):
+def ortho_consensus(
+    views: Sequence,
+    out,
+    *,
+    thing_list: Sequence[int],
+    stuff_list: Sequence[int],
+    label_divisor: int,
+    vote: int = 2,
+    keep_single_view: bool = False,
+    cluster_iou_thr: float = 0.75,
+    erode: int = 0,
+    dilate: int = 0,
+    fill_holes: bool = False,
+    slab: int = 16,
+    progress: bool = True,
+    cancel: threading.Event | None = None,
+):
     """Write the consensus of ``views`` (same-shape 3D label arrays, panoptic ids) into ``out``."""
     from tqdm.auto import tqdm
 
@@ -222,7 +251,7 @@ def ortho_consensus(views: Sequence, out, *, thing_list: Sequence[int], stuff_li
     pairs = _SumTable(4)
     for z0 in tqdm(range(0, Z, slab), desc="consensus: overlaps", disable=not progress):
         check()
-        s = [np.asarray(v[z0:z0 + slab]).astype(np.int64) for v in views]
+        s = [np.asarray(v[z0 : z0 + slab]).astype(np.int64) for v in views]
         m = [thing_mask(x, thing_list, div) for x in s]
         for v in range(n):
             u, cnt = np.unique(s[v][m[v]], return_counts=True)
@@ -233,8 +262,9 @@ def ortho_consensus(views: Sequence, out, *, thing_list: Sequence[int], stuff_li
                     ab, cnt = _pair_counts(s[v][both], s[w][both])
                     pairs.add(np.column_stack([np.full(len(ab), v), ab[:, 0], np.full(len(ab), w), ab[:, 1]]), cnt)
     areas = [(t.reduce().keys[:, 0], t.vals) for t in area_t]
-    ids, owners, seen = cluster_instances(areas, pairs.reduce(), n_views=n, min_views=min_views,
-                                          cluster_iou_thr=cluster_iou_thr)
+    ids, owners, seen = cluster_instances(
+        areas, pairs.reduce(), n_views=n, min_views=min_views, cluster_iou_thr=cluster_iou_thr
+    )
     # consensus ids: class * label_divisor + running number per class
     cls = np.zeros(len(seen) + 1, np.int64)
     for i, o in zip(ids, owners):
@@ -258,5 +288,5 @@ def ortho_consensus(views: Sequence, out, *, thing_list: Sequence[int], stuff_li
         lab = vote_slab(s, ids, owners, cluster_ids, cluster_thr, stuff_ids, vote)
         if halo or fill_holes:
             lab = _morph(lab, erode, dilate, fill_holes)
-        out[z0:min(Z, z0 + slab)] = lab[z0 - a0:z0 - a0 + min(slab, Z - z0)].astype(out.dtype)
+        out[z0 : min(Z, z0 + slab)] = lab[z0 - a0 : z0 - a0 + min(slab, Z - z0)].astype(out.dtype)
     return out

@@ -2,13 +2,15 @@
 
 This is the main job of ``empanada-nb demo`` and of the README's first command.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Union
 
 from .data.synthetic import make_synthetic_dataset
 from .training import TrainConfig, TrainingHandle, train
@@ -18,13 +20,28 @@ PathLike = Union[str, os.PathLike]
 
 def demo_config(iterations: int = 150) -> TrainConfig:
     """A small PanopticDeepLab (ResNet-18) that learns the synthetic data in a few CPU minutes."""
-    return TrainConfig(architecture="PanopticDeepLab", encoder="resnet18", iterations=iterations, batch_size=8,
-                       patch_size=128, lr=3e-3, val_interval=max(1, iterations // 3), checkpoint_interval=iterations)
+    return TrainConfig(
+        architecture="PanopticDeepLab",
+        encoder="resnet18",
+        iterations=iterations,
+        batch_size=8,
+        patch_size=128,
+        lr=3e-3,
+        val_interval=max(1, iterations // 3),
+        checkpoint_interval=iterations,
+    )
 
 
-def run_demo(data: Optional[PathLike] = None, *, iterations: int = 150, out: PathLike = "demo_out/demo_model.pth",
-             val_data: Optional[PathLike] = None, callbacks: Sequence = (), overwrite: bool = True,
-             **overrides) -> TrainingHandle:
+def run_demo(
+    data: PathLike | None = None,
+    *,
+    iterations: int = 150,
+    out: PathLike = "demo_out/demo_model.pth",
+    val_data: PathLike | None = None,
+    callbacks: Sequence = (),
+    overwrite: bool = True,
+    **overrides,
+) -> TrainingHandle:
     """Train on ``data`` (default: a synthetic dataset written next to ``out``) and validate.
 
     With no ``val_data``, synthetic data gets its own synthetic validation set, and a real

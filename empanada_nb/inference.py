@@ -7,11 +7,12 @@ tile: the one whose *core* holds it, where cores split each overlap at its midpo
 center-cropping of overlap-tile strategies, Ronneberger et al. 2015, U-Net, sec. 2). Offsets
 are vectors relative to their own pixel, so they need no tile-origin correction.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import psutil
@@ -34,6 +35,7 @@ _EPS = 1e-6
 # input checks
 # --------------------------------------------------------------------------------------------
 
+
 def as_image2d(image, what: str = "image") -> np.ndarray:
     """``image`` as a 2D array, or a one-line ValueError that says what to do."""
     if isinstance(image, torch.Tensor):
@@ -46,11 +48,14 @@ def as_image2d(image, what: str = "image") -> np.ndarray:
     elif a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim == 3 and a.shape[-1] in (3, 4):
-        raise ValueError(f"{what} has a colour channel axis (shape {a.shape}); convert it to greyscale "
-                         "first, e.g. image.mean(axis=-1)")
+        raise ValueError(
+            f"{what} has a colour channel axis (shape {a.shape}); convert it to greyscale "
+            "first, e.g. image.mean(axis=-1)"
+        )
     if a.ndim != 2:
-        raise ValueError(f"{what} must be 2D (H, W), got shape {a.shape}; for a stack use segment_batch "
-                         "or segment_stack")
+        raise ValueError(
+            f"{what} must be 2D (H, W), got shape {a.shape}; for a stack use segment_batch or segment_stack"
+        )
     if a.dtype.kind not in "biuf":
         raise ValueError(f"{what} has dtype {a.dtype}; pass a numeric greyscale image")
     return a
@@ -66,6 +71,7 @@ def _check_downsample(downsample: int) -> int:
 # tiling geometry
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Span:
     """One tile along one axis: it reads ``[start, stop)`` and owns ``[core_start, core_stop)``."""
@@ -76,7 +82,7 @@ class Span:
     core_stop: int
 
 
-def tile_spans(length: int, tile: int, overlap: int) -> List[Span]:
+def tile_spans(length: int, tile: int, overlap: int) -> list[Span]:
     """Tiles of ``tile`` px covering ``length`` px with at least ``overlap`` px of overlap.
 
     Cores partition ``[0, length)``: each overlap is split at its midpoint, so every core pixel
@@ -93,7 +99,7 @@ def tile_spans(length: int, tile: int, overlap: int) -> List[Span]:
     return [Span(a, b, c0, c1) for a, b, c0, c1 in zip(starts, stops, cuts[:-1], cuts[1:])]
 
 
-def tile_grid(shape: Tuple[int, int], tile: int, overlap: int) -> List[Tuple[Span, Span]]:
+def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[Span, Span]]:
     """(y span, x span) for every tile of a ``shape`` image, row by row."""
     return [(sy, sx) for sy in tile_spans(shape[0], tile, overlap) for sx in tile_spans(shape[1], tile, overlap)]
 
@@ -115,6 +121,7 @@ def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 # the predictor: network outputs stitched at full resolution
 # --------------------------------------------------------------------------------------------
 
+
 def model_device(model: nn.Module) -> torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
@@ -133,8 +140,16 @@ class Predictor:
     the center heatmap, then offsets (dy, dx) in full-resolution pixels.
     """
 
-    def __init__(self, model: nn.Module, *, downsample: int = 1, tile_size: Optional[int] = None,
-                 tile_overlap: int = 128, batch_size: int = 4, device=None):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        downsample: int = 1,
+        tile_size: int | None = None,
+        tile_overlap: int = 128,
+        batch_size: int = 4,
+        device=None,
+    ):
         self.model = model
         self.device = torch.device(device) if device is not None else model_device(model)
         if device is not None:
@@ -157,11 +172,11 @@ class Predictor:
             model.to(memory_format=torch.channels_last)
 
     # ---- geometry ----
-    def small_shape(self, shape: Tuple[int, int]) -> Tuple[int, int]:
+    def small_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
         d = self.downsample
         return (max(1, math.ceil(shape[0] / d)), max(1, math.ceil(shape[1] / d)))
 
-    def tile_for(self, small: Tuple[int, int]) -> int:
+    def tile_for(self, small: tuple[int, int]) -> int:
         """Tile side (a multiple of the padding factor) in model-input pixels."""
         if self.tile_size is None:
             t = max(small) if max(small) <= AUTO_WHOLE else AUTO_TILE
@@ -169,12 +184,14 @@ class Predictor:
             t = min(self.tile_size, max(small))
         return _round_up(t, self.factor)
 
-    def check_memory(self, shape: Tuple[int, int], n_images: int = 1) -> None:
+    def check_memory(self, shape: tuple[int, int], n_images: int = 1) -> None:
         need = (self.n_sem + 3) * 4 * shape[0] * shape[1] * n_images
         avail = psutil.virtual_memory().available
         if need > 0.5 * avail:
-            raise ValueError(f"stitched network outputs for {shape[0]}x{shape[1]} px need {need / 2**30:.1f} GiB "
-                             f"({avail / 2**30:.1f} GiB free); use a larger downsample or an roi")
+            raise ValueError(
+                f"stitched network outputs for {shape[0]}x{shape[1]} px need {need / 2**30:.1f} GiB "
+                f"({avail / 2**30:.1f} GiB free); use a larger downsample or an roi"
+            )
 
     # ---- network ----
     @torch.inference_mode()
@@ -191,13 +208,13 @@ class Predictor:
         sem = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
         return torch.cat([sem, out["ctr_hmp"].float(), out["offsets"].float()], dim=1).cpu()
 
-    def _empty(self, shape: Tuple[int, int]) -> torch.Tensor:
+    def _empty(self, shape: tuple[int, int]) -> torch.Tensor:
         maps = torch.zeros((self.n_sem + 3,) + tuple(shape), dtype=torch.float32)
         if self.n_sem > 1:
             maps[0] = 1.0  # background wins where nothing was predicted (skipped tiles)
         return maps
 
-    def maps(self, images: Sequence[np.ndarray], rois: Optional[Sequence[Optional[np.ndarray]]] = None) -> List[torch.Tensor]:
+    def maps(self, images: Sequence[np.ndarray], rois: Sequence[np.ndarray | None] | None = None) -> list[torch.Tensor]:
         """Stitched full-resolution maps for normalized float32 2D ``images`` (any sizes)."""
         was_training = self.model.training
         self.model.eval()
@@ -206,7 +223,7 @@ class Predictor:
         finally:
             self.model.train(was_training)
 
-    def _maps(self, images, rois) -> List[torch.Tensor]:
+    def _maps(self, images, rois) -> list[torch.Tensor]:
         d = self.downsample
         smalls, canvases, jobs = [], [], []
         for i, img in enumerate(images):
@@ -218,37 +235,42 @@ class Predictor:
                 x = F.interpolate(x, size=small, mode="area")
             roi = rois[i] if rois is not None else None
             if roi is not None and d > 1:
-                roi = F.adaptive_max_pool2d(torch.from_numpy(roi.astype(np.float32))[None, None], small)[0, 0].numpy() > 0
+                roi = (
+                    F.adaptive_max_pool2d(torch.from_numpy(roi.astype(np.float32))[None, None], small)[0, 0].numpy() > 0
+                )
             tile = self.tile_for(small)
             smalls.append(small)
             canvases.append(self._empty(small))
             for sy, sx in tile_grid(small, tile, self.tile_overlap):
-                if roi is not None and not roi[sy.core_start:sy.core_stop, sx.core_start:sx.core_stop].any():
+                if roi is not None and not roi[sy.core_start : sy.core_stop, sx.core_start : sx.core_stop].any():
                     continue  # the tile owns no ROI pixel: skip the network
-                jobs.append((i, sy, sx, x[..., sy.start:sy.stop, sx.start:sx.stop], tile))
+                jobs.append((i, sy, sx, x[..., sy.start : sy.stop, sx.start : sx.stop], tile))
         # batch tiles of the same padded size together
         jobs.sort(key=lambda j: (self._padded(j), j[0]))
         for k in range(0, len(jobs), self.batch_size):
-            self._run_group(jobs[k:k + self.batch_size], canvases)
+            self._run_group(jobs[k : k + self.batch_size], canvases)
         return [self._upsample(c, img.shape) for c, img in zip(canvases, images)]
 
-    def _padded(self, job) -> Tuple[int, int]:
+    def _padded(self, job) -> tuple[int, int]:
         h, w = job[3].shape[-2:]
         return _round_up(h, self.factor), _round_up(w, self.factor)
 
     def _run_group(self, group, canvases) -> None:
         # split the group where the padded size changes (sorted, so groups stay contiguous)
-        by_size: Dict[Tuple[int, int], list] = {}
+        by_size: dict[tuple[int, int], list] = {}
         for job in group:
             by_size.setdefault(self._padded(job), []).append(job)
         for (ph, pw), jobs in by_size.items():
             x = torch.cat([_pad_to(j[3], ph, pw) for j in jobs], dim=0)
             out = self._forward(x)
             for o, (i, sy, sx, _, _) in zip(out, jobs):
-                canvases[i][:, sy.core_start:sy.core_stop, sx.core_start:sx.core_stop] = \
-                    o[:, sy.core_start - sy.start:sy.core_stop - sy.start, sx.core_start - sx.start:sx.core_stop - sx.start]
+                canvases[i][:, sy.core_start : sy.core_stop, sx.core_start : sx.core_stop] = o[
+                    :,
+                    sy.core_start - sy.start : sy.core_stop - sy.start,
+                    sx.core_start - sx.start : sx.core_stop - sx.start,
+                ]
 
-    def _upsample(self, maps: torch.Tensor, shape: Tuple[int, int]) -> torch.Tensor:
+    def _upsample(self, maps: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
         if tuple(maps.shape[-2:]) == tuple(shape):
             return maps
         sy, sx = shape[0] / maps.shape[-2], shape[1] / maps.shape[-1]
@@ -262,11 +284,12 @@ class Predictor:
 # postprocessing of stitched maps
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class PostOptions:
     """Panoptic postprocessing options, shared by 2D and 3D inference."""
 
-    thing_list: List[int]
+    thing_list: list[int]
     label_divisor: int
     seg_thr: float = 0.5
     center_thr: float = 0.1
@@ -283,10 +306,19 @@ class PostOptions:
 
         s = maps.shape[0] - 3
         labels = pp.panoptic_postprocess(
-            probs_to_logits(maps[:s]), maps[s:s + 1], maps[s + 1:], thing_list=self.thing_list,
-            label_divisor=self.label_divisor, seg_thr=self.seg_thr, center_thr=self.center_thr,
-            min_distance=self.min_distance, stuff_area=self.stuff_area, semantic_only=self.semantic_only,
-            fine_boundaries=self.fine_boundaries, fill_holes=self.fill_holes)
+            probs_to_logits(maps[:s]),
+            maps[s : s + 1],
+            maps[s + 1 :],
+            thing_list=self.thing_list,
+            label_divisor=self.label_divisor,
+            seg_thr=self.seg_thr,
+            center_thr=self.center_thr,
+            min_distance=self.min_distance,
+            stuff_area=self.stuff_area,
+            semantic_only=self.semantic_only,
+            fine_boundaries=self.fine_boundaries,
+            fill_holes=self.fill_holes,
+        )
         if self.split_fragments and not self.semantic_only:
             labels = pp.split_fragments(labels, label_divisor=self.label_divisor)
         if isinstance(labels, torch.Tensor):
@@ -294,22 +326,36 @@ class PostOptions:
         return np.asarray(labels, dtype=np.int64)
 
 
-def post_options(model: nn.Module, label_divisor: Optional[int] = None, **kw) -> PostOptions:
+def post_options(model: nn.Module, label_divisor: int | None = None, **kw) -> PostOptions:
     card = card_for(model)
     return PostOptions(thing_list=list(card.thing_list), label_divisor=int(label_divisor or card.label_divisor), **kw)
 
 
-def engine(model: nn.Module, label_divisor: Optional[int] = None, *, downsample: int = 1,
-           tile_size: Optional[int] = None, tile_overlap: int = 128, batch_size: int = 4, device=None,
-           **post_kw) -> Tuple[PostOptions, "Predictor", np.dtype]:
+def engine(
+    model: nn.Module,
+    label_divisor: int | None = None,
+    *,
+    downsample: int = 1,
+    tile_size: int | None = None,
+    tile_overlap: int = 128,
+    batch_size: int = 4,
+    device=None,
+    **post_kw,
+) -> tuple[PostOptions, Predictor, np.dtype]:
     """The postprocessing options, the network runner and the label dtype shared by 2D and 3D inference."""
     post = post_options(model, label_divisor, **post_kw)
-    pred = Predictor(model, downsample=downsample, tile_size=tile_size, tile_overlap=tile_overlap,
-                     batch_size=batch_size, device=device)
+    pred = Predictor(
+        model,
+        downsample=downsample,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        device=device,
+    )
     return post, pred, _label_dtype(pred.n_sem, post.label_divisor)
 
 
-def _norms(model: nn.Module) -> Dict[str, float]:
+def _norms(model: nn.Module) -> dict[str, float]:
     return dict(getattr(model, "norms", None) or card_for(model).norms)
 
 
@@ -317,27 +363,45 @@ def _label_dtype(n_classes: int, label_divisor: int):
     return np.int32 if (n_classes + 1) * label_divisor < 2**31 else np.int64
 
 
-def _roi_box(roi: np.ndarray, margin: int) -> Optional[Tuple[slice, slice]]:
+def _roi_box(roi: np.ndarray, margin: int) -> tuple[slice, slice] | None:
     """The ROI's bounding box grown by ``margin`` px of context, or None if the ROI is empty."""
     rows, cols = np.flatnonzero(roi.any(axis=1)), np.flatnonzero(roi.any(axis=0))
     if rows.size == 0:
         return None
     h, w = roi.shape
-    return (slice(max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)),
-            slice(max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)))
+    return (
+        slice(max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)),
+        slice(max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
 
-def segment_image(model: nn.Module, image, *, downsample: int = 1, tile_size: Optional[int] = None,
-                  tile_overlap: int = 128, roi: Optional[np.ndarray] = None, batch_size: int = 4, device=None,
-                  irange: Optional[Tuple[float, float]] = None, label_divisor: Optional[int] = None,
-                  seg_thr: float = 0.5, center_thr: float = 0.1, min_distance: int = 3, stuff_area: int = 64,
-                  semantic_only: bool = False, fine_boundaries: bool = False, fill_holes: bool = False,
-                  split_fragments: bool = True, return_probs: bool = False
-                  ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+
+def segment_image(
+    model: nn.Module,
+    image,
+    *,
+    downsample: int = 1,
+    tile_size: int | None = None,
+    tile_overlap: int = 128,
+    roi: np.ndarray | None = None,
+    batch_size: int = 4,
+    device=None,
+    irange: tuple[float, float] | None = None,
+    label_divisor: int | None = None,
+    seg_thr: float = 0.5,
+    center_thr: float = 0.1,
+    min_distance: int = 3,
+    stuff_area: int = 64,
+    semantic_only: bool = False,
+    fine_boundaries: bool = False,
+    fill_holes: bool = False,
+    split_fragments: bool = True,
+    return_probs: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Panoptic labels (H, W) (``class * label_divisor + instance``) for one 2D image.
 
     ``downsample`` (1, 2, ..., 64) shrinks the input for the network; outputs come back at full
@@ -347,11 +411,23 @@ def segment_image(model: nn.Module, image, *, downsample: int = 1, tile_size: Op
     probabilities ((H, W) for one class, else (S, H, W) with channel 0 background).
     """
     img = as_image2d(image)
-    post, pred, dtype = engine(model, label_divisor, downsample=downsample, tile_size=tile_size,
-                               tile_overlap=tile_overlap, batch_size=batch_size, device=device, seg_thr=seg_thr,
-                               center_thr=center_thr, min_distance=min_distance, stuff_area=stuff_area,
-                               semantic_only=semantic_only, fine_boundaries=fine_boundaries, fill_holes=fill_holes,
-                               split_fragments=split_fragments)
+    post, pred, dtype = engine(
+        model,
+        label_divisor,
+        downsample=downsample,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        device=device,
+        seg_thr=seg_thr,
+        center_thr=center_thr,
+        min_distance=min_distance,
+        stuff_area=stuff_area,
+        semantic_only=semantic_only,
+        fine_boundaries=fine_boundaries,
+        fill_holes=fill_holes,
+        split_fragments=split_fragments,
+    )
     box = (slice(0, img.shape[0]), slice(0, img.shape[1]))
     if roi is not None:
         roi = np.asarray(roi, dtype=bool)
@@ -360,7 +436,7 @@ def segment_image(model: nn.Module, image, *, downsample: int = 1, tile_size: Op
         box = _roi_box(roi, tile_overlap * pred.downsample)
         if box is None:  # empty ROI: nothing to segment
             labels = np.zeros(img.shape, dtype)
-            return (labels, np.squeeze(pred._empty(img.shape)[:pred.n_sem].numpy(), 0)) if return_probs else labels
+            return (labels, np.squeeze(pred._empty(img.shape)[: pred.n_sem].numpy(), 0)) if return_probs else labels
     irange = irange if irange is not None else intensity_range(img)
     x = normalize_image(img[box], _norms(model), irange)
     maps = pred.maps([x], [roi[box]] if roi is not None else None)[0]
@@ -370,8 +446,8 @@ def segment_image(model: nn.Module, image, *, downsample: int = 1, tile_size: Op
         labels[~roi] = 0
     if not return_probs:
         return labels
-    probs = pred._empty(img.shape)[:pred.n_sem].numpy()
-    probs[(slice(None),) + box] = maps[:pred.n_sem].numpy()
+    probs = pred._empty(img.shape)[: pred.n_sem].numpy()
+    probs[(slice(None),) + box] = maps[: pred.n_sem].numpy()
     if roi is not None:
         probs[:, ~roi] = 0.0
         if pred.n_sem > 1:
@@ -379,9 +455,15 @@ def segment_image(model: nn.Module, image, *, downsample: int = 1, tile_size: Op
     return labels, (probs[0] if pred.n_sem == 1 else probs)
 
 
-def segment_batch(model: nn.Module, images: Union[np.ndarray, Iterable], *, batch_size: int = 4,
-                  irange: Optional[Tuple[float, float]] = None, progress: bool = False,
-                  **kwargs) -> Union[np.ndarray, List[np.ndarray]]:
+def segment_batch(
+    model: nn.Module,
+    images: np.ndarray | Iterable,
+    *,
+    batch_size: int = 4,
+    irange: tuple[float, float] | None = None,
+    progress: bool = False,
+    **kwargs,
+) -> np.ndarray | list[np.ndarray]:
     """Segment many 2D images, batching the network over images (or their tiles).
 
     ``images`` is an (N, H, W) array (returns an (N, H, W) array) or an iterable of 2D images
@@ -403,15 +485,17 @@ def segment_batch(model: nn.Module, images: Union[np.ndarray, Iterable], *, batc
     return results
 
 
-def _iter_batch(pred: Predictor, post: PostOptions, model: nn.Module, images: Iterable,
-                irange, progress: bool) -> Iterator[np.ndarray]:
+def _iter_batch(
+    pred: Predictor, post: PostOptions, model: nn.Module, images: Iterable, irange, progress: bool
+) -> Iterator[np.ndarray]:
     from tqdm.auto import tqdm
 
     norms = _norms(model)
     dtype = _label_dtype(pred.n_sem, post.label_divisor)
     total = len(images) if hasattr(images, "__len__") else None
-    buf: List[np.ndarray] = []
+    buf: list[np.ndarray] = []
     with tqdm(total=total, desc="segment", unit="img", disable=not progress) as bar:
+
         def flush():
             for maps in pred.maps(buf):
                 yield post(maps).astype(dtype, copy=False)

@@ -9,11 +9,12 @@ volumes). They never change the dtype: an id that does not fit raises ``ValueErr
 Panoptic ids are ``class_id * label_divisor + instance_id``; with ``label_divisor`` ids equal to
 ``class_id * label_divisor`` are stuff (semantic-only) regions, not objects.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence, Union
 
 import numpy as np
 from scipy import ndimage
@@ -54,7 +55,7 @@ def _check_fits(value: int, dtype: np.dtype) -> None:
         raise ValueError(f"label {value} does not fit dtype {dtype}; cast labels to a wider integer type first")
 
 
-def _ids(ids: Union[int, Iterable[int]]) -> np.ndarray:
+def _ids(ids: int | Iterable[int]) -> np.ndarray:
     arr = np.unique(np.atleast_1d(np.asarray(ids if not isinstance(ids, (set, frozenset)) else list(ids))))
     if arr.size and arr.dtype.kind not in "iu":
         raise TypeError(f"label ids must be integers, got {arr.dtype}")
@@ -72,7 +73,7 @@ def _present(labels: np.ndarray) -> np.ndarray:
     return u[u > 0].astype(np.int64)
 
 
-def label_boxes(labels: np.ndarray, ids: Union[int, Iterable[int]]) -> dict[int, tuple[slice, ...]]:
+def label_boxes(labels: np.ndarray, ids: int | Iterable[int]) -> dict[int, tuple[slice, ...]]:
     """Bounding boxes (tuples of slices) of the requested ids that are present, in one pass.
 
     The array is scanned in slabs along axis 0 so that temporaries stay bounded for large volumes.
@@ -97,8 +98,8 @@ def label_boxes(labels: np.ndarray, ids: Union[int, Iterable[int]]) -> dict[int,
                 continue
             b = (slice(b[0].start + z0, b[0].stop + z0), *b[1:])
             old = boxes.get(i)
-            boxes[i] = b if old is None else tuple(
-                slice(min(o.start, n.start), max(o.stop, n.stop)) for o, n in zip(old, b)
+            boxes[i] = (
+                b if old is None else tuple(slice(min(o.start, n.start), max(o.stop, n.stop)) for o, n in zip(old, b))
             )
     return boxes
 
@@ -131,7 +132,7 @@ def merge_labels(
     return out
 
 
-def delete_labels(labels: np.ndarray, ids: Union[int, Iterable[int]], *, inplace: bool = False) -> np.ndarray:
+def delete_labels(labels: np.ndarray, ids: int | Iterable[int], *, inplace: bool = False) -> np.ndarray:
     """Set the given ids to background (0)."""
     _check_labels(labels)
     out = _out(labels, inplace)
@@ -199,7 +200,9 @@ def split_label(
     else:
         # pad so the label's box edges count as background for the distance transform
         dist = ndimage.distance_transform_edt(np.pad(mask, 1))[(slice(1, -1),) * mask.ndim]
-        pts = peak_local_max(dist, min_distance=max(int(min_distance), 1), exclude_border=False, labels=mask.astype(np.uint8))
+        pts = peak_local_max(
+            dist, min_distance=max(int(min_distance), 1), exclude_border=False, labels=mask.astype(np.uint8)
+        )
         energy = -dist
     markers = np.zeros(mask.shape, np.int32)
     if len(pts):
@@ -219,7 +222,9 @@ def split_label(
     new_ids = new_label + np.arange(pieces.size - 1)
     _check_fits(int(new_ids[-1]), labels.dtype)
     if label_divisor is not None and int(new_ids[-1]) // label_divisor != int(label_id) // label_divisor:
-        raise ValueError(f"new ids up to {int(new_ids[-1])} leave class {int(label_id) // label_divisor}; increase label_divisor")
+        raise ValueError(
+            f"new ids up to {int(new_ids[-1])} leave class {int(label_id) // label_divisor}; increase label_divisor"
+        )
     lut = np.zeros(len(pts) + 1, dtype=np.int64)
     lut[pieces[0]] = label_id
     lut[pieces[1:]] = new_ids
@@ -230,9 +235,7 @@ def split_label(
     return out
 
 
-def morph_label(
-    labels: np.ndarray, label_id: int, op: str, radius: int = 1, *, inplace: bool = False
-) -> np.ndarray:
+def morph_label(labels: np.ndarray, label_id: int, op: str, radius: int = 1, *, inplace: bool = False) -> np.ndarray:
     """Apply a morphological ``op`` (dilate, erode, open, close, fill_holes) to one label.
 
     Uses a ball of ``radius`` (disk in 2D) inside the label's box grown by the radius. Pixels are only
@@ -364,9 +367,7 @@ def _tiff_dtype(labels: np.ndarray) -> np.dtype:
     raise ValueError(f"max label {top} does not fit 32 bits; relabel_sequential(labels, label_divisor) first")
 
 
-def export_tiff(
-    labels: np.ndarray, path: Union[str, os.PathLike], series: bool = False, *, overwrite: bool = False
-) -> Path:
+def export_tiff(labels: np.ndarray, path: str | os.PathLike, series: bool = False, *, overwrite: bool = False) -> Path:
     """Write labels as one TIFF (2D, or 3D as a ZYX multi-page stack) or, with ``series=True``, a 3D
     stack as a folder of 2D TIFFs ``<folder name>_0000.tif`` ... (zero-padded to the stack length).
 

@@ -3,9 +3,8 @@
 Bootstrapped cross-entropy over the hardest ``top_k_percent`` pixels (Wu et al. 2016), MSE on
 the center heatmap, L1 on offsets averaged over thing pixels, and a PointRend point CE.
 """
-from __future__ import annotations
 
-from typing import Dict, Tuple
+from __future__ import annotations
 
 import torch
 import torch.nn as nn
@@ -15,8 +14,14 @@ from .models.pointrend import point_sample
 
 
 class PanopticLoss(nn.Module):
-    def __init__(self, ce_weight: float = 1.0, mse_weight: float = 200.0, l1_weight: float = 0.01,
-                 pr_weight: float = 1.0, top_k_percent: float = 0.2):
+    def __init__(
+        self,
+        ce_weight: float = 1.0,
+        mse_weight: float = 200.0,
+        l1_weight: float = 0.01,
+        pr_weight: float = 1.0,
+        top_k_percent: float = 0.2,
+    ):
         super().__init__()
         self.ce_weight, self.mse_weight, self.l1_weight, self.pr_weight = ce_weight, mse_weight, l1_weight, pr_weight
         self.top_k_percent = top_k_percent
@@ -27,7 +32,9 @@ class PanopticLoss(nn.Module):
             return F.binary_cross_entropy_with_logits(logits[:, 0], (sem > 0).to(logits.dtype), reduction="none")
         return F.cross_entropy(logits, sem.long(), reduction="none")
 
-    def forward(self, out: Dict[str, torch.Tensor], target: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def forward(
+        self, out: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         sem = target["sem"]
         ce_pix = self._pixel_ce(out["sem_logits"].float(), sem).reshape(-1)
         k = max(1, int(self.top_k_percent * ce_pix.numel()))

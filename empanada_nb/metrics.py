@@ -15,9 +15,11 @@ Definitions follow empanada-dl 0.1.7 (``evaluation/instance_metrics.py``, ``pano
 
 All counting uses one sparse contingency table of (pred id, gt id) pairs, never a loop over labels.
 """
+
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage

@@ -3,13 +3,14 @@
 A saved model is ``NAME.pth`` (a torch file holding ``format``, ``card`` and ``state_dict``)
 with a human-readable copy of the card beside it as ``NAME.yaml``. Both are written atomically.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -19,7 +20,7 @@ from ._atomic import atomic_path
 from .models import build_model
 
 FORMAT = "empanada_nb-model/1"
-_REGISTRY: Dict[str, str] = {}
+_REGISTRY: dict[str, str] = {}
 
 
 @dataclasses.dataclass
@@ -29,22 +30,22 @@ class ModelCard:
     architecture: str = "PanopticDeepLab"
     encoder: str = "resnet50"
     num_classes: int = 1
-    class_names: Dict[int, str] = dataclasses.field(default_factory=lambda: {1: "mito"})
-    thing_list: List[int] = dataclasses.field(default_factory=lambda: [1])
+    class_names: dict[int, str] = dataclasses.field(default_factory=lambda: {1: "mito"})
+    thing_list: list[int] = dataclasses.field(default_factory=lambda: [1])
     label_divisor: int = 1000
-    norms: Dict[str, float] = dataclasses.field(default_factory=lambda: {"mean": 0.5, "std": 0.5})
+    norms: dict[str, float] = dataclasses.field(default_factory=lambda: {"mean": 0.5, "std": 0.5})
     padding_factor: int = 16
     pointrend: bool = False
     finetunable_layers: str = "all"
-    config: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    history_summary: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    history_summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     created: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelCard":
+    def from_dict(cls, d: dict) -> ModelCard:
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
         if "class_names" in d:
@@ -52,7 +53,7 @@ class ModelCard:
         return cls(**d)
 
     @property
-    def stuff_list(self) -> List[int]:
+    def stuff_list(self) -> list[int]:
         return [c for c in range(1, self.num_classes + 1) if c not in self.thing_list]
 
 
@@ -61,17 +62,23 @@ def card_for(model: nn.Module, **overrides) -> ModelCard:
     card = getattr(model, "card", None)
     if card is None:
         n = model.num_classes
-        card = ModelCard(architecture=model.architecture, encoder=getattr(model, "encoder_name", "resnet50"),
-                         num_classes=n, class_names={c: f"class{c}" if n > 1 else "mito" for c in range(1, n + 1)},
-                         thing_list=list(range(1, n + 1)), norms=dict(getattr(model, "norms", {"mean": 0.5, "std": 0.5})),
-                         padding_factor=model.padding_factor, pointrend=bool(getattr(model, "pointrend", False)))
+        card = ModelCard(
+            architecture=model.architecture,
+            encoder=getattr(model, "encoder_name", "resnet50"),
+            num_classes=n,
+            class_names={c: f"class{c}" if n > 1 else "mito" for c in range(1, n + 1)},
+            thing_list=list(range(1, n + 1)),
+            norms=dict(getattr(model, "norms", {"mean": 0.5, "std": 0.5})),
+            padding_factor=model.padding_factor,
+            pointrend=bool(getattr(model, "pointrend", False)),
+        )
         model.card = card
     for k, v in overrides.items():
         setattr(card, k, v)
     return card
 
 
-def save_model(model: nn.Module, path: Union[str, os.PathLike], card: Optional[ModelCard] = None) -> Path:
+def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None = None) -> Path:
     """Save weights and model card to ``path`` (.pth) and the card to ``path`` with .yaml."""
     path = Path(path)
     if path.suffix not in (".pth", ".pt"):
@@ -93,11 +100,11 @@ def register_model(name: str, path_or_url: str) -> None:
     _REGISTRY[name] = str(path_or_url)
 
 
-def list_models() -> Dict[str, str]:
+def list_models() -> dict[str, str]:
     return dict(_REGISTRY)
 
 
-def _resolve(path_or_name: Union[str, os.PathLike]) -> Path:
+def _resolve(path_or_name: str | os.PathLike) -> Path:
     s = str(path_or_name)
     if s in _REGISTRY:
         s = _REGISTRY[s]
@@ -116,7 +123,7 @@ def _resolve(path_or_name: Union[str, os.PathLike]) -> Path:
     return p
 
 
-def load_model(path_or_name: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> nn.Module:
+def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model saved by :func:`save_model` (path, URL or registered name), in eval mode."""
     path = _resolve(path_or_name)
     try:
@@ -126,8 +133,10 @@ def load_model(path_or_name: Union[str, os.PathLike], device: Union[str, torch.d
     if isinstance(ckpt, dict) and "model" in ckpt and "card" in ckpt.get("model", {}):
         ckpt = ckpt["model"]  # a training checkpoint: take the model inside it
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an empanada_nb model (expected format {FORMAT}); "
-                         "empanada/MitoNet TorchScript files are not supported yet")
+        raise ValueError(
+            f"{path}: not an empanada_nb model (expected format {FORMAT}); "
+            "empanada/MitoNet TorchScript files are not supported yet"
+        )
     card = ModelCard.from_dict(ckpt["card"])
     model = build_model(card.architecture, card.encoder, num_classes=card.num_classes, pointrend=card.pointrend)
     model.load_state_dict(ckpt["state_dict"])

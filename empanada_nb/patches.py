@@ -19,13 +19,15 @@ Regions
     ``[r, r + 1) x [c, c + 1)``); a pixel is inside when its centre is. With ``all_slices`` the shape
     extends through every slice along ``axis``.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -36,13 +38,13 @@ _AXIS_DIMS = {"xy": (0, (1, 2)), "xz": (1, (0, 2)), "yz": (2, (0, 1))}
 PathLike = Union[str, os.PathLike]
 
 
-def _check_axis(axis: str) -> Tuple[int, Tuple[int, int]]:
+def _check_axis(axis: str) -> tuple[int, tuple[int, int]]:
     if axis not in _AXIS_DIMS:
         raise ValueError(f"axis must be one of {', '.join(AXES)}, got {axis!r}")
     return _AXIS_DIMS[axis]
 
 
-def _shape3(shape: Sequence[int]) -> Tuple[int, int, int]:
+def _shape3(shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape)
     if len(shape) == 2:
         return (1,) + shape  # type: ignore[return-value]
@@ -51,14 +53,14 @@ def _shape3(shape: Sequence[int]) -> Tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def patch_start(center: int, size: int, n: int) -> Tuple[int, int]:
+def patch_start(center: int, size: int, n: int) -> tuple[int, int]:
     """``(start, stop)`` of a patch of ``size`` around ``center`` inside ``[0, n)``."""
     start = int(center) - int(size) // 2
     start = min(max(0, start), max(0, n - int(size)))
     return start, min(n, start + int(size))
 
 
-def make_pick(axis: str, index: int, row: float, col: float, size: int, shape: Sequence[int]) -> Dict[str, Any]:
+def make_pick(axis: str, index: int, row: float, col: float, size: int, shape: Sequence[int]) -> dict[str, Any]:
     """A pick dict for a patch centred at ``(row, col)`` of slice ``index`` along ``axis``.
 
     The centre is clamped so that the patch lies inside a volume of ``shape`` (2D or 3D).
@@ -80,14 +82,14 @@ def make_pick(axis: str, index: int, row: float, col: float, size: int, shape: S
     return {"axis": axis, "z": centre[0], "y": centre[1], "x": centre[2], "size": size}
 
 
-def pick_plane(pick: Dict[str, Any]) -> Tuple[str, int, int, int]:
+def pick_plane(pick: dict[str, Any]) -> tuple[str, int, int, int]:
     """``(axis, slice index, row, col)`` of a pick's centre."""
     fixed, (rd, cd) = _check_axis(pick["axis"])
     p = (int(pick["z"]), int(pick["y"]), int(pick["x"]))
     return pick["axis"], p[fixed], p[rd], p[cd]
 
 
-def pick_box(pick: Dict[str, Any], shape: Sequence[int]) -> Tuple[str, int, int, int, int, int]:
+def pick_box(pick: dict[str, Any], shape: Sequence[int]) -> tuple[str, int, int, int, int, int]:
     """``(axis, index, r0, r1, c0, c1)``: the pick's patch on its slice, clipped to ``shape``."""
     fixed, (rd, cd) = _check_axis(pick["axis"])
     shape3 = _shape3(shape)
@@ -99,7 +101,7 @@ def pick_box(pick: Dict[str, Any], shape: Sequence[int]) -> Tuple[str, int, int,
 
 def _index(axis: str, index: int, rows=slice(None), cols=slice(None)) -> tuple:
     fixed, (rd, cd) = _check_axis(axis)
-    idx: List[Any] = [None, None, None]
+    idx: list[Any] = [None, None, None]
     idx[fixed], idx[rd], idx[cd] = int(index), rows, cols
     return tuple(idx)
 
@@ -115,7 +117,7 @@ def _read(volume, idx: tuple, ndim: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def crop_pick(volume, pick: Dict[str, Any], shape: Optional[Sequence[int]] = None) -> np.ndarray:
+def crop_pick(volume, pick: dict[str, Any], shape: Sequence[int] | None = None) -> np.ndarray:
     """The 2D patch of ``volume`` (2D or ``(Z, Y, X)``, any array-like) under ``pick``."""
     shape = tuple(volume.shape) if shape is None else tuple(shape)
     axis, index, r0, r1, c0, c1 = pick_box(pick, shape)
@@ -123,15 +125,18 @@ def crop_pick(volume, pick: Dict[str, Any], shape: Optional[Sequence[int]] = Non
     return np.ascontiguousarray(_read(volume, _index(axis, index, slice(r0, r1), slice(c0, c1)), ndim))
 
 
-def patch_filename(name: str, pick: Dict[str, Any], suffix: str = ".tif") -> str:
+def patch_filename(name: str, pick: dict[str, Any], suffix: str = ".tif") -> str:
     """``<name>_<axis>_z0012_y0340_x0560_s256.tif``: the file name encodes the patch's location."""
-    return (f"{name}_{pick['axis']}_z{int(pick['z']):04d}_y{int(pick['y']):04d}_x{int(pick['x']):04d}"
-            f"_s{int(pick['size'])}{suffix}")
+    return (
+        f"{name}_{pick['axis']}_z{int(pick['z']):04d}_y{int(pick['y']):04d}_x{int(pick['x']):04d}"
+        f"_s{int(pick['size'])}{suffix}"
+    )
 
 
 # ---------------------------------------------------------------------------------------- regions
 
-def region_plane_mask(region: Dict[str, Any], plane_shape: Tuple[int, int]) -> np.ndarray:
+
+def region_plane_mask(region: dict[str, Any], plane_shape: tuple[int, int]) -> np.ndarray:
     """Boolean mask of one region on its slice (``plane_shape`` = (rows, cols))."""
     from skimage.draw import polygon as draw_polygon
 
@@ -152,7 +157,7 @@ def region_plane_mask(region: Dict[str, Any], plane_shape: Tuple[int, int]) -> n
     return mask
 
 
-def region_mask(region: Dict[str, Any], shape: Sequence[int], out: Optional[np.ndarray] = None) -> np.ndarray:
+def region_mask(region: dict[str, Any], shape: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of ``shape`` (2D or 3D) that is True inside ``region`` (OR-ed into ``out``)."""
     shape = tuple(int(s) for s in shape)
     shape3 = _shape3(shape)
@@ -175,7 +180,7 @@ def region_mask(region: Dict[str, Any], shape: Sequence[int], out: Optional[np.n
     return out
 
 
-def regions_mask(regions: Iterable[Dict[str, Any]], shape: Sequence[int]) -> np.ndarray:
+def regions_mask(regions: Iterable[dict[str, Any]], shape: Sequence[int]) -> np.ndarray:
     """Union of ``regions`` as a boolean array of ``shape`` (the volume's, or one slice's for 2D)."""
     out = np.zeros(tuple(int(s) for s in shape), dtype=bool)
     for r in regions:
@@ -183,7 +188,7 @@ def regions_mask(regions: Iterable[Dict[str, Any]], shape: Sequence[int]) -> np.
     return out
 
 
-def slice_roi(regions: Iterable[Dict[str, Any]], shape: Sequence[int], axis: str, index: int) -> np.ndarray:
+def slice_roi(regions: Iterable[dict[str, Any]], shape: Sequence[int], axis: str, index: int) -> np.ndarray:
     """2D boolean mask of the regions on slice ``index`` along ``axis`` (for ``roi=`` in inference)."""
     fixed, (rd, cd) = _check_axis(axis)
     shape3 = _shape3(shape)
@@ -199,6 +204,7 @@ def slice_roi(regions: Iterable[Dict[str, Any]], shape: Sequence[int], axis: str
 
 # ------------------------------------------------------------------------------------- random picks
 
+
 def _box_iou(a, b) -> float:
     r0, r1 = max(a[0], b[0]), min(a[1], b[1])
     c0, c1 = max(a[2], b[2]), min(a[3], b[3])
@@ -207,9 +213,16 @@ def _box_iou(a, b) -> float:
     return inter / union if union else 0.0
 
 
-def random_patches(regions: Sequence[Dict[str, Any]], shape: Sequence[int], n: int, size: int,
-                   rng: Union[None, int, np.random.Generator] = None, existing: Iterable[Dict[str, Any]] = (),
-                   max_overlap: float = 0.25, tries: int = 200) -> List[Dict[str, Any]]:
+def random_patches(
+    regions: Sequence[dict[str, Any]],
+    shape: Sequence[int],
+    n: int,
+    size: int,
+    rng: None | int | np.random.Generator = None,
+    existing: Iterable[dict[str, Any]] = (),
+    max_overlap: float = 0.25,
+    tries: int = 200,
+) -> list[dict[str, Any]]:
     """Up to ``n`` random picks whose centres lie inside ``regions``, spread evenly across them.
 
     Each region gets ``n // len(regions)`` picks (the first ``n % len(regions)`` one more), on the
@@ -223,12 +236,12 @@ def random_patches(regions: Sequence[Dict[str, Any]], shape: Sequence[int], n: i
         return []
     rng = np.random.default_rng(rng)
     shape3 = _shape3(shape)
-    taken: Dict[Tuple[str, int], List[Tuple[int, int, int, int]]] = {}
+    taken: dict[tuple[str, int], list[tuple[int, int, int, int]]] = {}
     for p in existing:
         axis, index, r0, r1, c0, c1 = pick_box(p, shape3)
         taken.setdefault((axis, index), []).append((r0, r1, c0, c1))
     counts = [n // len(regions) + (1 if i < n % len(regions) else 0) for i in range(len(regions))]
-    out: List[Dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
     for region, count in zip(regions, counts):
         if count == 0:
             continue
@@ -267,13 +280,16 @@ def random_patches(regions: Sequence[Dict[str, Any]], shape: Sequence[int], n: i
 
 # ---------------------------------------------------------------------------------- saving patches
 
+
 def _segment(image: np.ndarray, model) -> np.ndarray:
     try:
         from .inference import segment_image  # type: ignore[attr-defined]
     except ImportError as e:
-        raise RuntimeError("save_patches(model=...) needs empanada_nb.inference.segment_image, which is not "
-                           f"available in this installation ({e}); save without a model or label the patches "
-                           "first") from None
+        raise RuntimeError(
+            "save_patches(model=...) needs empanada_nb.inference.segment_image, which is not "
+            f"available in this installation ({e}); save without a model or label the patches "
+            "first"
+        ) from None
     out = segment_image(model, image)
     if isinstance(out, tuple):
         out = out[0]
@@ -282,9 +298,16 @@ def _segment(image: np.ndarray, model) -> np.ndarray:
     return np.asarray(out)
 
 
-def save_patches(image, picks: Sequence[Dict[str, Any]], dataset_dir: PathLike, name: str,
-                 labels=None, model=None, on_clash: str = "skip",
-                 mask_dtype: Optional[np.dtype] = None) -> Dict[str, Any]:
+def save_patches(
+    image,
+    picks: Sequence[dict[str, Any]],
+    dataset_dir: PathLike,
+    name: str,
+    labels=None,
+    model=None,
+    on_clash: str = "skip",
+    mask_dtype: np.dtype | None = None,
+) -> dict[str, Any]:
     """Write the picked patches as a training dataset: ``DATASET/<name>/{images,masks}/*.tif``.
 
     ``image`` and ``labels`` are 2D or ``(Z, Y, X)`` array-likes of the same shape (labels may be
@@ -308,15 +331,17 @@ def save_patches(image, picks: Sequence[Dict[str, Any]], dataset_dir: PathLike, 
     root = Path(dataset_dir) / name
     img_dir, msk_dir = root / "images", root / "masks"
     names = [patch_filename(name, p) for p in picks]
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     clashes = []
     for fn in names:
         if fn in seen or (img_dir / fn).exists() or (msk_dir / fn).exists():
             clashes.append(fn)
         seen[fn] = 1
     if clashes and on_clash == "error":
-        raise FileExistsError(f"{len(clashes)} patch(es) already exist in {root} (e.g. {clashes[0]}); "
-                              "nothing was written. Remove those picks or use on_clash='skip'.")
+        raise FileExistsError(
+            f"{len(clashes)} patch(es) already exist in {root} (e.g. {clashes[0]}); "
+            "nothing was written. Remove those picks or use on_clash='skip'."
+        )
     import tifffile
 
     written, skipped, saved_picks = [], [], []
@@ -360,6 +385,10 @@ def save_patches(image, picks: Sequence[Dict[str, Any]], dataset_dir: PathLike, 
         with atomic_path(sidecar, suffix=".json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
     if skipped:
-        warnings.warn(f"save_patches: skipped {len(skipped)} patch(es) that already exist in {root}: "
-                      + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=2)
+        warnings.warn(
+            f"save_patches: skipped {len(skipped)} patch(es) that already exist in {root}: "
+            + ", ".join(skipped[:5])
+            + (" ..." if len(skipped) > 5 else ""),
+            stacklevel=2,
+        )
     return {"dir": str(root), "written": written, "skipped": skipped}

@@ -9,9 +9,11 @@ pixels, without Python loops over instances or classes, so it runs on any torch 
 
 Panoptic ids are ``class_id * label_divisor + instance_id`` (instance ids from 1, 0 is background).
 """
+
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 import torch
@@ -232,7 +234,8 @@ def _merge(
         number = (F.one_hot(cls, n_cls) * present[:, None]).cumsum(dim=0).gather(1, cls[:, None])[:, 0]
         if int(number.max()) >= label_divisor:
             raise ValueError(
-                f"{int(number.max())} instances of one class do not fit label_divisor={label_divisor}; increase label_divisor"
+                f"{int(number.max())} instances of one class do not fit label_divisor={label_divisor}; "
+                "increase label_divisor"
             )
         lut = torch.where(present, cls * label_divisor + number, torch.zeros_like(cls))
         pan[thing_idx] = lut[ins]
@@ -298,7 +301,10 @@ def panoptic_postprocess(
     things = [int(c) for c in thing_list]
     bad = [c for c in things if not 1 <= c <= n_cls]
     if bad and not semantic_only:
-        raise ValueError(f"thing_list {things} has classes outside 1..{n_cls} for a model with {sem_logits.shape[0]} semantic channel(s)")
+        raise ValueError(
+            f"thing_list {things} has classes outside 1..{n_cls} "
+            f"for a model with {sem_logits.shape[0]} semantic channel(s)"
+        )
     if semantic_only:
         things = []
 
@@ -313,8 +319,14 @@ def panoptic_postprocess(
             thing_idx = torch.nonzero(thing.reshape(-1)).squeeze(1)
             if thing_idx.numel():
                 ins = _instance_ids(
-                    thing_idx, tuple(sem.shape), ctr_hmp.float(), offsets.float(),
-                    center_thr, kernel, top_k, fine_boundaries,
+                    thing_idx,
+                    tuple(sem.shape),
+                    ctr_hmp.float(),
+                    offsets.float(),
+                    center_thr,
+                    kernel,
+                    top_k,
+                    fine_boundaries,
                 )
         pan = _merge(sem, thing_idx, ins, things, n_cls, label_divisor, stuff_area)
     dev = pan.device
@@ -324,9 +336,7 @@ def panoptic_postprocess(
     return pan
 
 
-def panoptic_postprocess_batch(
-    sem_logits: ArrayLike, ctr_hmp: ArrayLike, offsets: ArrayLike, **kwargs
-) -> torch.Tensor:
+def panoptic_postprocess_batch(sem_logits: ArrayLike, ctr_hmp: ArrayLike, offsets: ArrayLike, **kwargs) -> torch.Tensor:
     """:func:`panoptic_postprocess` for each image of ``(N, ...)`` outputs; returns ``(N, H, W)``."""
     sem_logits = _as_tensor(sem_logits, "sem_logits")
     ctr_hmp = _as_tensor(ctr_hmp, "ctr_hmp")
@@ -335,14 +345,10 @@ def panoptic_postprocess_batch(
         if x.ndim != 4:
             raise ValueError(f"{name} must be (N, C, H, W), got shape {tuple(x.shape)}")
     if not sem_logits.shape[0] == ctr_hmp.shape[0] == offsets.shape[0]:
-        raise ValueError(
-            f"batch sizes differ: {sem_logits.shape[0]}, {ctr_hmp.shape[0]}, {offsets.shape[0]}"
-        )
+        raise ValueError(f"batch sizes differ: {sem_logits.shape[0]}, {ctr_hmp.shape[0]}, {offsets.shape[0]}")
     if sem_logits.shape[0] == 0:
         return torch.zeros((0, *sem_logits.shape[-2:]), dtype=torch.long, device=sem_logits.device)
-    return torch.stack(
-        [panoptic_postprocess(s, c, o, **kwargs) for s, c, o in zip(sem_logits, ctr_hmp, offsets)]
-    )
+    return torch.stack([panoptic_postprocess(s, c, o, **kwargs) for s, c, o in zip(sem_logits, ctr_hmp, offsets)])
 
 
 def _to_numpy(labels: ArrayLike) -> tuple[np.ndarray, torch.device | None]:
@@ -415,7 +421,9 @@ def split_fragments(
                 raise ValueError(f"splitting fragments overflows label_divisor={label_divisor}; increase label_divisor")
             lut[extra] = new
     if int(lut.max()) > np.iinfo(arr.dtype).max:
-        raise ValueError(f"new ids up to {int(lut.max())} do not fit {arr.dtype}; cast labels to a wider integer type first")
+        raise ValueError(
+            f"new ids up to {int(lut.max())} do not fit {arr.dtype}; cast labels to a wider integer type first"
+        )
     return _back(lut.astype(arr.dtype)[comp], dev)
 
 

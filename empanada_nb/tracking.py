@@ -9,9 +9,10 @@ merges back to the slices before them, so a Y-shaped object ends with one id. He
 dense 2D arrays and overlaps come from one ``np.unique`` over pixel pairs instead of RLEs, so
 the working set is two slices and a few per-object arrays.
 """
+
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -45,22 +46,29 @@ def overlaps(a: np.ndarray, b: np.ndarray, mask: np.ndarray):
 class SliceLinker:
     """Gives consecutive 2D panoptic slices consistent 3D instance ids (one direction)."""
 
-    def __init__(self, thing_list: Sequence[int], label_divisor: int, iou_thr: float = 0.25,
-                 ioa_thr: float = 0.25, assign_new: bool = True):
+    def __init__(
+        self,
+        thing_list: Sequence[int],
+        label_divisor: int,
+        iou_thr: float = 0.25,
+        ioa_thr: float = 0.25,
+        assign_new: bool = True,
+    ):
         if not 0 <= iou_thr <= 1 or not 0 <= ioa_thr <= 1:
             raise ValueError(f"iou_thr and ioa_thr must be in [0, 1], got {iou_thr}, {ioa_thr}")
         self.thing_list = list(thing_list)
         self.div = int(label_divisor)
         self.iou_thr, self.ioa_thr = float(iou_thr), float(ioa_thr)
         self.assign_new = assign_new
-        self.target: Optional[np.ndarray] = None
-        self.next_label: Dict[int, int] = {}
+        self.target: np.ndarray | None = None
+        self.next_label: dict[int, int] = {}
 
     def _new_id(self, cls: int) -> int:
         n = self.next_label.get(cls, cls * self.div + 1)
         if n % self.div == 0:
-            raise ValueError(f"more than {self.div - 1} instances of class {cls} in the volume; "
-                             "pass a larger label_divisor")
+            raise ValueError(
+                f"more than {self.div - 1} instances of class {cls} in the volume; pass a larger label_divisor"
+            )
         self.next_label[cls] = n + 1
         return n
 
@@ -115,8 +123,14 @@ class SliceLinker:
         return out
 
 
-def link_stack(labels: np.ndarray, thing_list: Sequence[int], label_divisor: int, iou_thr: float = 0.25,
-               ioa_thr: float = 0.25, backward: bool = True) -> np.ndarray:
+def link_stack(
+    labels: np.ndarray,
+    thing_list: Sequence[int],
+    label_divisor: int,
+    iou_thr: float = 0.25,
+    ioa_thr: float = 0.25,
+    backward: bool = True,
+) -> np.ndarray:
     """Link an in-memory (Z, H, W) stack of 2D panoptic slices along axis 0 (forward, then backward)."""
     fwd = SliceLinker(thing_list, label_divisor, iou_thr, ioa_thr)
     out = np.stack([fwd(s) for s in labels]) if len(labels) else np.asarray(labels, np.int64)
@@ -136,7 +150,7 @@ class LabelStats:
 
     def __init__(self, thing_list: Sequence[int], label_divisor: int):
         self.thing_list, self.div = list(thing_list), int(label_divisor)
-        self._parts: List[Tuple[np.ndarray, ...]] = []
+        self._parts: list[tuple[np.ndarray, ...]] = []
         self.ids = np.zeros(0, np.int64)
         self.count = np.zeros(0, np.int64)
         self.lo = np.zeros((0, 3), np.int64)
@@ -176,15 +190,19 @@ class LabelStats:
         self.lo = np.minimum.reduceat(lo, starts, axis=0)
         self.hi = np.maximum.reduceat(hi, starts, axis=0)
 
-    def relabel_map(self, min_size: int = 0, min_extent: int = 0,
-                    label_divisor: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def relabel_map(
+        self, min_size: int = 0, min_extent: int = 0, label_divisor: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(old ids, new ids): instances smaller than ``min_size`` voxels or thinner than
         ``min_extent`` along any axis (empanada's ``remove_pancakes``) map to 0, the rest to
         consecutive ids per class (``class * label_divisor + 1, 2, ...``; default: this table's divisor)."""
         out_div = int(label_divisor or self.div)
         self._reduce()
-        keep = (self.count >= min_size) & ((self.hi - self.lo + 1).min(axis=1) >= min_extent) \
-            if self.ids.size else np.zeros(0, bool)
+        keep = (
+            (self.count >= min_size) & ((self.hi - self.lo + 1).min(axis=1) >= min_extent)
+            if self.ids.size
+            else np.zeros(0, bool)
+        )
         new = np.zeros(len(self.ids), np.int64)
         cls = self.ids // self.div
         for c in np.unique(cls[keep]):  # a loop over classes
@@ -196,8 +214,9 @@ class LabelStats:
         return self.ids.copy(), new
 
 
-def apply_map(labels: np.ndarray, old: np.ndarray, new: np.ndarray, thing_list: Sequence[int],
-              label_divisor: int) -> np.ndarray:
+def apply_map(
+    labels: np.ndarray, old: np.ndarray, new: np.ndarray, thing_list: Sequence[int], label_divisor: int
+) -> np.ndarray:
     """Map thing ids in ``labels`` through (old -> new); ids not in ``old`` become 0; stuff is kept."""
     out = np.array(labels, copy=True)
     m = thing_mask(out, thing_list, label_divisor)
@@ -212,12 +231,12 @@ def apply_map(labels: np.ndarray, old: np.ndarray, new: np.ndarray, thing_list: 
     return out
 
 
-def filter_stack(labels: np.ndarray, thing_list: Sequence[int], label_divisor: int, min_size: int = 0,
-                 min_extent: int = 0) -> np.ndarray:
+def filter_stack(
+    labels: np.ndarray, thing_list: Sequence[int], label_divisor: int, min_size: int = 0, min_extent: int = 0
+) -> np.ndarray:
     """In-memory convenience: drop small/thin 3D instances of a (Z, H, W) stack and renumber."""
     stats = LabelStats(thing_list, label_divisor)
     for i, s in enumerate(labels):
         stats.update(s, i)
     old, new = stats.relabel_map(min_size, min_extent)
     return np.stack([apply_map(s, old, new, thing_list, label_divisor) for s in labels]) if len(labels) else labels
-

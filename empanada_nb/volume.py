@@ -4,6 +4,7 @@ Memory stays bounded by a working set of a few slices whatever the number of sli
 slices are read lazily in blocks, labels are written slab by slab into the output (numpy or
 zarr), and the backward linking pass and the size filter re-read the output slab by slab.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,9 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Union
 
 import numpy as np
 import tifffile
@@ -38,6 +40,7 @@ class Cancelled(RuntimeError):
 # lazy volumes
 # --------------------------------------------------------------------------------------------
 
+
 def open_volume(path: PathLike, mode: str = "r"):
     """A lazy array-like (Z, Y, X) (or 2D) for a TIFF file or a zarr folder.
 
@@ -60,8 +63,10 @@ def open_volume(path: PathLike, mode: str = "r"):
         arrays = sorted(name for name, _ in node.arrays())
         if "0" in arrays or len(arrays) == 1:
             return node["0" if "0" in arrays else arrays[0]]
-        raise ValueError(f"{path}: zarr group with arrays {arrays or 'none'}; pass the array folder, "
-                         f"e.g. {path / (arrays[0] if arrays else 'ARRAY')}")
+        raise ValueError(
+            f"{path}: zarr group with arrays {arrays or 'none'}; pass the array folder, "
+            f"e.g. {path / (arrays[0] if arrays else 'ARRAY')}"
+        )
     try:
         return tifffile.memmap(path, mode="r")
     except Exception:
@@ -93,7 +98,7 @@ def as_volume(volume, what: str = "volume"):
     return volume
 
 
-def volume_irange(volume, n_samples: int = 8) -> Tuple[float, float]:
+def volume_irange(volume, n_samples: int = 8) -> tuple[float, float]:
     """Intensity range of a volume from a few evenly spaced xy slices (read lazily)."""
     if np.dtype(volume.dtype) == np.uint8:
         return 0.0, 255.0
@@ -158,14 +163,14 @@ class BlockReader:
 # outputs
 # --------------------------------------------------------------------------------------------
 
-def default_chunks(shape: Sequence[int], axis: int) -> Tuple[int, ...]:
+
+def default_chunks(shape: Sequence[int], axis: int) -> tuple[int, ...]:
     """Thin along the slicing axis (slabs are written whole), 256 in the plane."""
     return tuple(min(s, SLAB if d == axis else 256) for d, s in enumerate(shape))
 
 
 @contextlib.contextmanager
-def output_array(out, shape: Tuple[int, ...], dtype, axis: int = 0, chunks=None,
-                 overwrite: bool = False) -> Iterator:
+def output_array(out, shape: tuple[int, ...], dtype, axis: int = 0, chunks=None, overwrite: bool = False) -> Iterator:
     """Yield a writable array for ``out``: None (new numpy), a numpy/zarr array, or a zarr folder path.
 
     A path is written through a temporary folder renamed on success, so a failed or cancelled
@@ -183,8 +188,14 @@ def output_array(out, shape: Tuple[int, ...], dtype, axis: int = 0, chunks=None,
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
         with atomic_dir(path) as tmp:
-            arr = zarr.open_array(str(tmp), mode="w", shape=shape, dtype=dtype, fill_value=0,
-                                  chunks=tuple(chunks or default_chunks(shape, axis)))
+            arr = zarr.open_array(
+                str(tmp),
+                mode="w",
+                shape=shape,
+                dtype=dtype,
+                fill_value=0,
+                chunks=tuple(chunks or default_chunks(shape, axis)),
+            )
             yield arr
         return
     if tuple(out.shape) != tuple(shape):
@@ -201,22 +212,27 @@ def _finish(out, arr):
     return arr
 
 
-def write_volume_tiff(volume, path: PathLike, compression: Optional[str] = "zlib", progress: bool = False) -> Path:
+def write_volume_tiff(volume, path: PathLike, compression: str | None = "zlib", progress: bool = False) -> Path:
     """Stream a 3D array-like into a multipage TIFF, one slice at a time, atomically."""
     from tqdm.auto import tqdm
+
     from ._atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path, suffix=path.suffix) as tmp:
-        with tifffile.TiffWriter(tmp, bigtiff=volume.nbytes > 2**32 - 2**25 if hasattr(volume, "nbytes") else True) as tw:
-            pages = (np.asarray(volume[i]) for i in tqdm(range(volume.shape[0]), desc="write tiff",
-                                                          disable=not progress))
-            tw.write(pages, shape=tuple(volume.shape), dtype=volume.dtype, compression=compression,
-                     photometric="minisblack")
+        with tifffile.TiffWriter(
+            tmp, bigtiff=volume.nbytes > 2**32 - 2**25 if hasattr(volume, "nbytes") else True
+        ) as tw:
+            pages = (
+                np.asarray(volume[i]) for i in tqdm(range(volume.shape[0]), desc="write tiff", disable=not progress)
+            )
+            tw.write(
+                pages, shape=tuple(volume.shape), dtype=volume.dtype, compression=compression, photometric="minisblack"
+            )
     return path
 
 
-def _check_cancel(cancel: Optional[threading.Event]) -> None:
+def _check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("cancelled")
 
@@ -225,16 +241,39 @@ def _check_cancel(cancel: Optional[threading.Event]) -> None:
 # stack inference
 # --------------------------------------------------------------------------------------------
 
-def segment_stack(model: nn.Module, volume, *, axis: str = "xy", median_slices: int = 1,
-                  label_divisor: Optional[int] = None, min_size: int = 500, min_extent: int = 5,
-                  iou_thr: float = 0.25, ioa_thr: float = 0.25, out=None, overwrite: bool = False,
-                  chunks: Optional[Sequence[int]] = None, progress: bool = True,
-                  cancel: Optional[threading.Event] = None, downsample: int = 1,
-                  tile_size: Optional[int] = None, tile_overlap: int = 128, batch_size: int = 4, device=None,
-                  irange: Optional[Tuple[float, float]] = None, seg_thr: float = 0.5, center_thr: float = 0.1,
-                  min_distance: int = 3, stuff_area: int = 64, semantic_only: bool = False,
-                  fine_boundaries: bool = False, fill_holes: bool = False, split_fragments: bool = True,
-                  cache_mb: float = 256):
+
+def segment_stack(
+    model: nn.Module,
+    volume,
+    *,
+    axis: str = "xy",
+    median_slices: int = 1,
+    label_divisor: int | None = None,
+    min_size: int = 500,
+    min_extent: int = 5,
+    iou_thr: float = 0.25,
+    ioa_thr: float = 0.25,
+    out=None,
+    overwrite: bool = False,
+    chunks: Sequence[int] | None = None,
+    progress: bool = True,
+    cancel: threading.Event | None = None,
+    downsample: int = 1,
+    tile_size: int | None = None,
+    tile_overlap: int = 128,
+    batch_size: int = 4,
+    device=None,
+    irange: tuple[float, float] | None = None,
+    seg_thr: float = 0.5,
+    center_thr: float = 0.1,
+    min_distance: int = 3,
+    stuff_area: int = 64,
+    semantic_only: bool = False,
+    fine_boundaries: bool = False,
+    fill_holes: bool = False,
+    split_fragments: bool = True,
+    cache_mb: float = 256,
+):
     """Segment a volume slice by slice along ``axis`` and link instances into 3D ids.
 
     ``volume``: array-like (numpy, memmap, zarr) or a TIFF/zarr path, read lazily.
@@ -251,22 +290,65 @@ def segment_stack(model: nn.Module, volume, *, axis: str = "xy", median_slices: 
     if median_slices < 1 or median_slices % 2 == 0:
         raise ValueError(f"median_slices must be an odd number >= 1, got {median_slices}")
     a = AXES[axis]
-    post, pred, dtype = engine(model, label_divisor, downsample=downsample, tile_size=tile_size,
-                               tile_overlap=tile_overlap, batch_size=batch_size, device=device, seg_thr=seg_thr,
-                               center_thr=center_thr, min_distance=min_distance, stuff_area=stuff_area,
-                               semantic_only=semantic_only, fine_boundaries=fine_boundaries, fill_holes=fill_holes,
-                               split_fragments=split_fragments)
+    post, pred, dtype = engine(
+        model,
+        label_divisor,
+        downsample=downsample,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        device=device,
+        seg_thr=seg_thr,
+        center_thr=center_thr,
+        min_distance=min_distance,
+        stuff_area=stuff_area,
+        semantic_only=semantic_only,
+        fine_boundaries=fine_boundaries,
+        fill_holes=fill_holes,
+        split_fragments=split_fragments,
+    )
     irange = irange if irange is not None else volume_irange(vol)
     with output_array(out, tuple(vol.shape), dtype, a, chunks, overwrite) as arr:
-        _stack_into(pred, post, model, vol, a, arr, median_slices=median_slices, min_size=min_size,
-                    min_extent=min_extent, iou_thr=iou_thr, ioa_thr=ioa_thr, irange=irange,
-                    progress=progress, cancel=cancel, cache_mb=cache_mb, name=axis)
+        _stack_into(
+            pred,
+            post,
+            model,
+            vol,
+            a,
+            arr,
+            median_slices=median_slices,
+            min_size=min_size,
+            min_extent=min_extent,
+            iou_thr=iou_thr,
+            ioa_thr=ioa_thr,
+            irange=irange,
+            progress=progress,
+            cancel=cancel,
+            cache_mb=cache_mb,
+            name=axis,
+        )
     return _finish(out, arr)
 
 
-def _stack_into(pred: Predictor, post, model, vol, axis: int, arr, *, median_slices: int, min_size: int,
-                min_extent: int, iou_thr: float, ioa_thr: float, irange, progress: bool, cancel, cache_mb: float,
-                name: str) -> None:
+def _stack_into(
+    pred: Predictor,
+    post,
+    model,
+    vol,
+    axis: int,
+    arr,
+    *,
+    median_slices: int,
+    min_size: int,
+    min_extent: int,
+    iou_thr: float,
+    ioa_thr: float,
+    irange,
+    progress: bool,
+    cancel,
+    cache_mb: float,
+    name: str,
+) -> None:
     from tqdm.auto import tqdm
 
     n = vol.shape[axis]
@@ -283,12 +365,14 @@ def _stack_into(pred: Predictor, post, model, vol, axis: int, arr, *, median_sli
 
     def maps_iter() -> Iterator[torch.Tensor]:
         for b0 in range(0, n, pred.batch_size):
-            imgs = [normalize_image(as_image2d(reader[i], f"slice {i}"), norms, irange)
-                    for i in range(b0, min(n, b0 + pred.batch_size))]
+            imgs = [
+                normalize_image(as_image2d(reader[i], f"slice {i}"), norms, irange)
+                for i in range(b0, min(n, b0 + pred.batch_size))
+            ]
             yield from pred.maps(imgs)
 
     r = median_slices // 2
-    buf: Dict[int, torch.Tensor] = {}
+    buf: dict[int, torch.Tensor] = {}
     slab = np.zeros((t,) + io.plane, arr.dtype)
 
     def emit(i: int) -> None:
@@ -351,11 +435,25 @@ def _widen(labels: np.ndarray, div: int, big: int) -> np.ndarray:
 # ortho-plane inference
 # --------------------------------------------------------------------------------------------
 
-def segment_ortho(model: nn.Module, volume, *, vote: int = 2, keep_single_view: bool = False,
-                  cluster_iou_thr: float = 0.75, erode: int = 0, dilate: int = 0,
-                  consensus_fill_holes: bool = False, out=None, overwrite: bool = False,
-                  chunks: Optional[Sequence[int]] = None, label_divisor: Optional[int] = None,
-                  progress: bool = True, cancel: Optional[threading.Event] = None, **stack_kwargs):
+
+def segment_ortho(
+    model: nn.Module,
+    volume,
+    *,
+    vote: int = 2,
+    keep_single_view: bool = False,
+    cluster_iou_thr: float = 0.75,
+    erode: int = 0,
+    dilate: int = 0,
+    consensus_fill_holes: bool = False,
+    out=None,
+    overwrite: bool = False,
+    chunks: Sequence[int] | None = None,
+    label_divisor: int | None = None,
+    progress: bool = True,
+    cancel: threading.Event | None = None,
+    **stack_kwargs,
+):
     """Segment along xy, xz and yz with :func:`segment_stack`, then take their consensus.
 
     Instances overlapping across views are clustered and kept when ``vote`` views (2 of 3 by
@@ -388,17 +486,39 @@ def segment_ortho(model: nn.Module, volume, *, vote: int = 2, keep_single_view: 
     with output_array(out, shape, dtype, 0, chunks, overwrite) as arr, _view_stores(out, shape, dtype) as stores:
         views = []
         for axis, store in zip(AXES, stores):
-            views.append(segment_stack(model, vol, axis=axis, out=store, label_divisor=div, progress=progress,
-                                       cancel=cancel, **stack_kwargs))
-        ortho_consensus(views, arr, thing_list=things, stuff_list=stuff, label_divisor=div, vote=vote,
-                        keep_single_view=keep_single_view, cluster_iou_thr=cluster_iou_thr, erode=erode,
-                        dilate=dilate, fill_holes=consensus_fill_holes, slab=AxisIO(arr, 0).thickness(),
-                        progress=progress, cancel=cancel)
+            views.append(
+                segment_stack(
+                    model,
+                    vol,
+                    axis=axis,
+                    out=store,
+                    label_divisor=div,
+                    progress=progress,
+                    cancel=cancel,
+                    **stack_kwargs,
+                )
+            )
+        ortho_consensus(
+            views,
+            arr,
+            thing_list=things,
+            stuff_list=stuff,
+            label_divisor=div,
+            vote=vote,
+            keep_single_view=keep_single_view,
+            cluster_iou_thr=cluster_iou_thr,
+            erode=erode,
+            dilate=dilate,
+            fill_holes=consensus_fill_holes,
+            slab=AxisIO(arr, 0).thickness(),
+            progress=progress,
+            cancel=cancel,
+        )
     return _finish(out, arr)
 
 
 @contextlib.contextmanager
-def _view_stores(out, shape: Tuple[int, ...], dtype) -> Iterator[list]:
+def _view_stores(out, shape: tuple[int, ...], dtype) -> Iterator[list]:
     """Where the three views go: numpy arrays beside a numpy output, else zarr arrays in a temp folder."""
     if out is None or isinstance(out, np.ndarray):
         yield [np.zeros(shape, dtype) for _ in AXES]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up on a fresh machine (Python 3.9+ with pip) and run the whole test suite.
+# Set everything up on a fresh machine (Python 3.9+ with venv; installs into .venv unless PYTHON is set) and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+. scripts/_python.sh
 "$PY" -m pip install --disable-pip-version-check -q -e ".[test]"
 # Browser tests drive Debian's Chromium headless (never Playwright's downloaded browser).
 if ! command -v chromium >/dev/null 2>&1; then
@@ -13,5 +13,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "warning: chromium not found and not root; browser tests will be skipped (apt-get install chromium)"
   fi
 fi
-# unit, browser and real-data tests, then every example notebook top to bottom
+# lint and format (ruff), then unit, browser and real-data tests, then every example notebook top to bottom
+"$PY" -m ruff check empanada_nb tests benchmarks
+"$PY" -m ruff format --check empanada_nb tests benchmarks
 "$PY" -m pytest -q -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env tests examples "$@"

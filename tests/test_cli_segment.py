@@ -1,4 +1,5 @@
 """``empanada-nb segment`` and ``empanada-nb evaluate``: outputs, refusals and one-line errors."""
+
 import json
 import subprocess
 import sys
@@ -59,13 +60,37 @@ def test_segment_2d_tiff(run, model_path, img2d, tmp_path):
 
 
 def test_segment_stack_to_zarr_and_tiff(run, model_path, vol3d, tmp_path):
-    rc, _, err = run("segment", model_path, vol3d, "--out", tmp_path / "s.zarr", "--min-size", 0, "--min-extent", 0,
-                     "--batch-size", 16, "--quiet")
+    rc, _, err = run(
+        "segment",
+        model_path,
+        vol3d,
+        "--out",
+        tmp_path / "s.zarr",
+        "--min-size",
+        0,
+        "--min-extent",
+        0,
+        "--batch-size",
+        16,
+        "--quiet",
+    )
     assert rc == 0, err
     z = zarr.open_array(str(tmp_path / "s.zarr"), mode="r")
     assert z.shape == (4, 24, 32) and z.dtype == np.int32
-    rc, _, err = run("segment", model_path, vol3d, "--out", tmp_path / "s.tif", "--axis", "yz", "--median-slices", 3,
-                     "--batch-size", 32, "--quiet")
+    rc, _, err = run(
+        "segment",
+        model_path,
+        vol3d,
+        "--out",
+        tmp_path / "s.tif",
+        "--axis",
+        "yz",
+        "--median-slices",
+        3,
+        "--batch-size",
+        32,
+        "--quiet",
+    )
     assert rc == 0, err
     assert tifffile.imread(tmp_path / "s.tif").shape == (4, 24, 32)
     # the temporary zarr behind the TIFF is gone
@@ -73,12 +98,14 @@ def test_segment_stack_to_zarr_and_tiff(run, model_path, vol3d, tmp_path):
 
 
 def test_segment_ortho_and_2d_mode_on_a_volume(run, model_path, vol3d, tmp_path):
-    rc, _, err = run("segment", model_path, vol3d, "--out", tmp_path / "o.zarr", "--mode", "ortho", "--batch-size", 32,
-                     "--quiet")
+    rc, _, err = run(
+        "segment", model_path, vol3d, "--out", tmp_path / "o.zarr", "--mode", "ortho", "--batch-size", 32, "--quiet"
+    )
     assert rc == 0, err
     assert zarr.open_array(str(tmp_path / "o.zarr"), mode="r").shape == (4, 24, 32)
-    rc, _, err = run("segment", model_path, vol3d, "--out", tmp_path / "p.tif", "--mode", "2d", "--batch-size", 4,
-                     "--quiet")
+    rc, _, err = run(
+        "segment", model_path, vol3d, "--out", tmp_path / "p.tif", "--mode", "2d", "--batch-size", 4, "--quiet"
+    )
     assert rc == 0, err
     assert tifffile.imread(tmp_path / "p.tif").shape == (4, 24, 32)
 

@@ -4,8 +4,17 @@ import tifffile
 import torch
 
 import empanada_nb as enb
-from empanada_nb.data import (AugmentConfig, PanopticDataset, find_pairs, group_weights, instance_centers,
-                              intensity_range, normalize_image, panoptic_targets, random_patch)
+from empanada_nb.data import (
+    AugmentConfig,
+    PanopticDataset,
+    find_pairs,
+    group_weights,
+    instance_centers,
+    intensity_range,
+    normalize_image,
+    panoptic_targets,
+    random_patch,
+)
 
 
 def _write(path, arr):
@@ -24,8 +33,11 @@ def test_pairs_by_name_not_order(tmp_path):
     # a nested group at a deeper level is found too
     _layout(tmp_path, ["x.tif"], sub="deep/er/vol2")
     pairs = find_pairs(tmp_path)
-    assert [(p.image.name, p.mask.name) for p in pairs if p.group == "vol1"] == [("a.tif", "a.tif"), ("b.tif", "b.tif"),
-                                                                                  ("c.tiff", "c.tiff")]
+    assert [(p.image.name, p.mask.name) for p in pairs if p.group == "vol1"] == [
+        ("a.tif", "a.tif"),
+        ("b.tif", "b.tif"),
+        ("c.tiff", "c.tiff"),
+    ]
     assert {p.group for p in pairs} == {"vol1", "deep/er/vol2"}
     assert all(p.image.parent.parent == p.mask.parent.parent for p in pairs)
 
@@ -83,7 +95,7 @@ def test_intensity_range_uint8_is_full_range():
 
 def test_targets_centers_inside_curved_objects():
     m = np.zeros((64, 64), np.int32)
-    m[10:50, 10:20] = 4   # U shape: its centroid falls in the hole
+    m[10:50, 10:20] = 4  # U shape: its centroid falls in the hole
     m[40:50, 10:50] = 4
     m[10:50, 40:50] = 4
     ids, c = instance_centers(m)
@@ -103,20 +115,20 @@ def test_targets_heatmap_peaks_per_instance_and_sigma():
     t = panoptic_targets(m, sigma=4)
     h = t["ctr_hmp"][0]
     _, c = instance_centers(m)
-    assert np.abs(c - [[9.5, 9.5], [59.5, 59.5]]).max() <= 0.5   # a pixel at the centroid of a square
+    assert np.abs(c - [[9.5, 9.5], [59.5, 59.5]]).max() <= 0.5  # a pixel at the centroid of a square
     assert h[c[:, 0], c[:, 1]] == pytest.approx([1.0, 1.0])
-    assert h[c[0, 0], c[0, 1] + 4] == pytest.approx(np.exp(-0.5), rel=1e-5)   # one sigma away
+    assert h[c[0, 0], c[0, 1] + 4] == pytest.approx(np.exp(-0.5), rel=1e-5)  # one sigma away
     assert t["sem"].max() == 1 and t["thing"].sum() == 500
 
 
 def test_panoptic_masks_with_stuff_classes():
     m = np.zeros((40, 40), np.int32)
-    m[:10] = 1001          # stuff class 1
+    m[:10] = 1001  # stuff class 1
     m[20:30, 20:30] = 2003  # thing class 2
     t = panoptic_targets(m, label_divisor=1000, thing_list=[2], num_classes=2)
     assert set(np.unique(t["sem"])) == {0, 1, 2}
     peaks = np.argwhere(t["ctr_hmp"][0] == 1.0)
-    assert t["thing"].sum() == 100 and len(peaks) == 1 and m[tuple(peaks[0])] == 2003   # no center for stuff
+    assert t["thing"].sum() == 100 and len(peaks) == 1 and m[tuple(peaks[0])] == 2003  # no center for stuff
     with pytest.raises(ValueError, match="beyond num_classes"):
         panoptic_targets(m, label_divisor=1000, thing_list=[2], num_classes=1)
 

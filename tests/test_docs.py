@@ -1,4 +1,5 @@
 """The documentation site builds with ``mkdocs build --strict`` (warnings are errors)."""
+
 import importlib.util
 import os
 import subprocess
@@ -14,13 +15,30 @@ def _missing(*modules):
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
-@pytest.mark.skipif(bool(_missing("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers")),
-                    reason="docs toolchain not installed: pip install mkdocs-material 'mkdocstrings[python]'")
+@pytest.mark.skipif(
+    bool(_missing("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers")),
+    reason="docs toolchain not installed: pip install mkdocs-material 'mkdocstrings[python]'",
+)
 def test_mkdocs_build_strict(tmp_path):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site"),
-                        "--config-file", str(ROOT / "mkdocs.yml")],
-                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--site-dir",
+            str(tmp_path / "site"),
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, f"mkdocs build --strict failed:\n{r.stdout}\n{r.stderr}"
     site = tmp_path / "site"
     for page in ("index.html", "api/index.html", "cli/index.html", "faq/index.html", "concepts/index.html"):

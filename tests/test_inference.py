@@ -1,4 +1,5 @@
 """2D inference: tiling geometry, exact seam-free stitching, downsampling, ROI, batches, errors."""
+
 import numpy as np
 import pytest
 import torch
@@ -35,8 +36,14 @@ class ConeModel(nn.Module):
         self.radius, self.sigma = radius, sigma
         self.dummy = nn.Parameter(torch.zeros(1))
         self.norms = {"mean": 0.5, "std": 0.5}
-        self.card = ModelCard(architecture="PanopticDeepLab", encoder="resnet18", num_classes=1, thing_list=[1],
-                              label_divisor=1000, padding_factor=16)
+        self.card = ModelCard(
+            architecture="PanopticDeepLab",
+            encoder="resnet18",
+            num_classes=1,
+            thing_list=[1],
+            label_divisor=1000,
+            padding_factor=16,
+        )
         self.images_seen = 0
         self.modes = []
 
@@ -48,13 +55,18 @@ class ConeModel(nn.Module):
         p = torch.nn.functional.pad(i, (1, 1, 1, 1), mode="replicate")
         gy = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2
         gx = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) / 2
-        norm = torch.sqrt(gy ** 2 + gx ** 2)
+        norm = torch.sqrt(gy**2 + gx**2)
         r = (2 * self.radius * (1 - i)).clamp(min=0) * fg
         unit = torch.where(norm > 0, 1 / norm.clamp(min=1e-12), torch.zeros_like(norm))
-        ctr = torch.maximum(torch.exp(-r ** 2 / (2 * self.sigma ** 2)),
-                            torch.exp(-(norm * 2 * self.radius) ** 2 / 0.05)) * fg
-        return {"sem_logits": 10 * (2 * fg - 1), "ctr_hmp": ctr,
-                "offsets": torch.cat([gy * unit * r, gx * unit * r], dim=1)}
+        ctr = (
+            torch.maximum(torch.exp(-(r**2) / (2 * self.sigma**2)), torch.exp(-((norm * 2 * self.radius) ** 2) / 0.05))
+            * fg
+        )
+        return {
+            "sem_logits": 10 * (2 * fg - 1),
+            "ctr_hmp": ctr,
+            "offsets": torch.cat([gy * unit * r, gx * unit * r], dim=1),
+        }
 
 
 CENTERS = [(100, 72), (40, 150), (160, 160)]
@@ -71,18 +83,20 @@ def cone_image():
 
 
 def _disk(shape, c, r):
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    return (yy - c[0]) ** 2 + (xx - c[1]) ** 2 < r ** 2
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - c[0]) ** 2 + (xx - c[1]) ** 2 < r**2
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(200, 64, 16), (64, 64, 16), (65, 64, 0), (1000, 256, 100), (17, 32, 8)])
+@pytest.mark.parametrize(
+    "length,tile,overlap", [(200, 64, 16), (64, 64, 16), (65, 64, 0), (1000, 256, 100), (17, 32, 8)]
+)
 def test_tile_spans_partition_and_context(length, tile, overlap):
     spans = tile_spans(length, tile, overlap)
     cover = np.zeros(length, int)
     for s in spans:
         assert 0 <= s.start <= s.core_start < s.core_stop <= s.stop <= length
         assert s.stop - s.start == min(tile, length)
-        cover[s.core_start:s.core_stop] += 1
+        cover[s.core_start : s.core_stop] += 1
         # every core pixel has overlap // 2 px of context unless it is at the image border
         assert s.core_start - s.start >= overlap // 2 or s.start == 0
         assert s.stop - s.core_stop >= overlap // 2 or s.stop == length
@@ -140,8 +154,9 @@ def test_roi_zeroes_outside_and_skips_tiles(cone, cone_image):
     roi = np.zeros(cone_image.shape, bool)
     roi[:, :110] = True  # holds the disks at x = 72 and x = 150? only the first
     cone.images_seen = 0
-    labels, probs = segment_image(cone, cone_image, irange=(0, 1), roi=roi, tile_size=64, tile_overlap=16,
-                                  return_probs=True)
+    labels, probs = segment_image(
+        cone, cone_image, irange=(0, 1), roi=roi, tile_size=64, tile_overlap=16, return_probs=True
+    )
     assert not labels[~roi].any() and not probs[~roi].any()
     assert labels[_disk(labels.shape, CENTERS[0], 15)].all()
     # 4 x 4 tiles on the whole image; the ROI box (plus context) needs fewer
@@ -179,12 +194,15 @@ def test_real_model_odd_size_uint8():
     assert model.training  # build_model returns a training-mode model; its mode is restored
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.zeros((0, 5)), "empty"),
-    (np.zeros((32, 32, 3)), "colour channel"),
-    (np.zeros((4, 32, 32)), "must be 2D"),
-    (np.array(["a", "b"]).reshape(1, 2), "dtype"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((0, 5)), "empty"),
+        (np.zeros((32, 32, 3)), "colour channel"),
+        (np.zeros((4, 32, 32)), "must be 2D"),
+        (np.array(["a", "b"]).reshape(1, 2), "dtype"),
+    ],
+)
 def test_bad_images_are_refused(cone, bad, match):
     with pytest.raises(ValueError, match=match):
         segment_image(cone, bad)

@@ -47,7 +47,7 @@ def test_finetunable_layers_change_trainable_count_as_stated(encoder):
     assert stem + sum(stage) == n_enc
     assert enb.set_finetunable(m, "none") == decoder
     for k in range(1, 5):
-        assert enb.set_finetunable(m, f"stage{k}") == decoder + sum(stage[k - 1:])
+        assert enb.set_finetunable(m, f"stage{k}") == decoder + sum(stage[k - 1 :])
     assert enb.set_finetunable(m, "all") == total
     # the stem trains only with "all", and stage4 really is the last stage
     enb.set_finetunable(m, "stage4")
@@ -62,8 +62,10 @@ def test_set_finetunable_rejects_unknown_option():
         enb.set_finetunable(m, "layer4")
 
 
-@pytest.mark.parametrize("arch,size,hint", [("PanopticDeepLab", 250, "240 or 256"), ("PanopticBiFPN", 256 + 64, "256 or 384"),
-                                            ("PanopticBiFPN", 100, "128")])
+@pytest.mark.parametrize(
+    "arch,size,hint",
+    [("PanopticDeepLab", 250, "240 or 256"), ("PanopticBiFPN", 256 + 64, "256 or 384"), ("PanopticBiFPN", 100, "128")],
+)
 def test_patch_size_error_names_nearest_valid_sizes(arch, size, hint):
     with pytest.raises(ValueError, match=hint):
         enb.check_patch_size(size, arch)
@@ -85,6 +87,7 @@ def test_output_stride_16_for_deeplab_basicblock_encoder():
 
 def _write_cem(path, encoder="resnet18", rgb=True):
     import torchvision
+
     body = getattr(torchvision.models, encoder)(weights=None)
     sd = body.state_dict()
     if not rgb:
@@ -99,7 +102,9 @@ def test_cem_weights_load_from_path_with_norms(tmp_path, rgb):
     m = enb.build_model("PanopticDeepLab", "resnet18", pretrained=str(tmp_path / "cem.pth.tar"))
     assert m.norms == {"mean": 0.58, "std": 0.135}
     torch.testing.assert_close(m.encoder.body.layer3[0].conv1.weight, sd["layer3.0.conv1.weight"])
-    torch.testing.assert_close(m.encoder.body.conv1.weight, sd["conv1.weight"].sum(1, keepdim=True) if rgb else sd["conv1.weight"])
+    torch.testing.assert_close(
+        m.encoder.body.conv1.weight, sd["conv1.weight"].sum(1, keepdim=True) if rgb else sd["conv1.weight"]
+    )
 
 
 def test_cem_weights_from_url_go_through_torch_hub_cache(tmp_path, monkeypatch):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from empanada_nb.postprocess import (
-    find_centers,
     fill_instance_holes,
+    find_centers,
     harden_semantic,
     panoptic_postprocess,
     panoptic_postprocess_batch,

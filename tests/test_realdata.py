@@ -1,4 +1,8 @@
-"""Training on a real EM crop (Lucchi++ FIB-SEM, ../shared/data): the loss falls and the model beats a trivial baseline."""
+"""Training on a real EM crop (Lucchi++ FIB-SEM, ../shared/data).
+
+The loss falls and the model beats a trivial baseline.
+"""
+
 import warnings
 
 import numpy as np
@@ -15,8 +19,8 @@ def _crops(img, msk, slices, size, root):
     for z in slices:
         for y0, x0 in [(100, 100), (400, 500)]:
             name = f"lucchi_z{z:03d}_y{y0}_x{x0}.tif"
-            write_tiff(root / "lucchi" / "images" / name, img[z, y0:y0 + size, x0:x0 + size])
-            write_tiff(root / "lucchi" / "masks" / name, msk[z, y0:y0 + size, x0:x0 + size])
+            write_tiff(root / "lucchi" / "images" / name, img[z, y0 : y0 + size, x0 : x0 + size])
+            write_tiff(root / "lucchi" / "masks" / name, msk[z, y0 : y0 + size, x0 : x0 + size])
 
 
 def test_training_on_real_crop_learns(shared_data, tmp_path):
@@ -30,9 +34,18 @@ def test_training_on_real_crop_learns(shared_data, tmp_path):
     _crops(img, msk, range(8, 10), 256, tmp_path / "val")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        h = enb.train(tmp_path / "train", val_dir=tmp_path / "val", out=tmp_path / "m.pth", architecture="PanopticDeepLab",
-                      encoder="resnet18", iterations=60, batch_size=8, patch_size=128, connected_components=True,
-                      val_interval=60)
+        h = enb.train(
+            tmp_path / "train",
+            val_dir=tmp_path / "val",
+            out=tmp_path / "m.pth",
+            architecture="PanopticDeepLab",
+            encoder="resnet18",
+            iterations=60,
+            batch_size=8,
+            patch_size=128,
+            connected_components=True,
+            val_interval=60,
+        )
     steps = [s["loss"] for s in h.events("step")]
     assert np.mean(steps[-10:]) < 0.8 * np.mean(steps[:10])
     val = h.events("validation")[-1]

@@ -54,8 +54,9 @@ def test_one_cycle_lr_and_no_decay_on_biases_and_norms(dataset, tmp_path):
 
 def test_background_run_stops_after_current_step_and_saves(dataset, tmp_path):
     seen = []
-    h = _quiet(enb.train, dataset, out=tmp_path / "bg.pth", iterations=500, background=True,
-               callbacks=[seen.append], **TINY)
+    h = _quiet(
+        enb.train, dataset, out=tmp_path / "bg.pth", iterations=500, background=True, callbacks=[seen.append], **TINY
+    )
     while not any(e["type"] == "step" for e in seen):
         assert not h.done, "run ended early"
         time.sleep(0.05)
@@ -92,11 +93,13 @@ def test_finetune_none_trains_decoder_only_and_freezes_bn(dataset, tmp_path):
     enc_before = {k: v.clone() for k, v in base.encoder.state_dict().items()}
     dec_before = base.ins_center.head[1].weight.clone()
     with pytest.warns(UserWarning) as rec:
-        h = enb.finetune(base, dataset, layers="none", out=tmp_path / "ft.pth", iterations=4, patch_size=64, batch_size=2)
+        h = enb.finetune(
+            base, dataset, layers="none", out=tmp_path / "ft.pth", iterations=4, patch_size=64, batch_size=2
+        )
     msgs = " ".join(str(w.message) for w in rec)
     assert "BatchNorm" in msgs and "with replacement" not in msgs
     for k, v in h.model.encoder.state_dict().items():
-        torch.testing.assert_close(v, enc_before[k], msg=k)   # weights and BN statistics untouched
+        torch.testing.assert_close(v, enc_before[k], msg=k)  # weights and BN statistics untouched
     assert not torch.equal(h.model.ins_center.head[1].weight, dec_before)
     assert enb.load_model(tmp_path / "ft.pth").card.finetunable_layers == "none"
 
@@ -105,8 +108,9 @@ def test_finetune_stage4_changes_only_stage4(dataset, tmp_path):
     base = enb.build_model("PanopticDeepLab", "resnet18")
     l3 = {k: v.clone() for k, v in base.encoder.stage(3).state_dict().items()}
     l4w = base.encoder.stage(4)[0].conv1.weight.clone()
-    h = _quiet(enb.finetune, base, dataset, layers="stage4", out=tmp_path / "ft.pth", iterations=3, patch_size=64,
-               batch_size=8)
+    h = _quiet(
+        enb.finetune, base, dataset, layers="stage4", out=tmp_path / "ft.pth", iterations=3, patch_size=64, batch_size=8
+    )
     for k, v in h.model.encoder.stage(3).state_dict().items():
         torch.testing.assert_close(v, l3[k])
     assert not torch.equal(h.model.encoder.stage(4)[0].conv1.weight, l4w)

@@ -1,4 +1,5 @@
 """3D: lazy volumes, slice linking, stack and ortho inference, zarr output, bounded memory, cancel."""
+
 import threading
 import tracemalloc
 
@@ -6,21 +7,22 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from test_inference import ConeModel, cone_volume
 
 from empanada_nb.consensus import _morph, _SumTable, cluster_instances, ortho_consensus
 from empanada_nb.tracking import filter_stack, link_stack
 from empanada_nb.volume import Cancelled, open_volume, segment_ortho, segment_stack, write_volume_tiff
-from test_inference import ConeModel, cone_volume
 
 DIV = 1000
 
 
 def _ball(shape, c, r):
     g = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
-    return sum((gi - ci) ** 2 for gi, ci in zip(g, c)) < r ** 2
+    return sum((gi - ci) ** 2 for gi, ci in zip(g, c)) < r**2
 
 
 # ---------------------------------------------------------------- linking (no model)
+
 
 def _y_shape():
     """Two discs that approach and merge at slice 8 (a 'Y'), plus a box elsewhere."""
@@ -51,7 +53,7 @@ def test_linking_follows_moving_objects_and_splits_at_gaps():
     v = np.zeros((9, 30, 30), np.int64)
     for z in range(9):
         if z != 4:  # a gap slice
-            v[z, 5:15, 2 + z:12 + z] = 1000 + 1 + (z % 3)  # per-slice ids change on purpose
+            v[z, 5:15, 2 + z : 12 + z] = 1000 + 1 + (z % 3)  # per-slice ids change on purpose
     out = link_stack(v, [1], DIV)
     assert len(np.unique(out[:4][out[:4] > 0])) == 1
     assert len(np.unique(out[5:][out[5:] > 0])) == 1
@@ -70,15 +72,16 @@ def test_no_linking_across_classes_and_stuff_kept():
 
 def test_filter_removes_small_and_flat_objects_and_renumbers():
     v = np.zeros((6, 30, 30), np.int64)
-    v[:, 2:12, 2:12] = 1005    # 600 voxels, extent 6
+    v[:, 2:12, 2:12] = 1005  # 600 voxels, extent 6
     v[:, 20:22, 20:22] = 1007  # 24 voxels
-    v[2, 14:28, 2:16] = 1009   # 196 voxels but one slice thick
+    v[2, 14:28, 2:16] = 1009  # 196 voxels but one slice thick
     out = filter_stack(v, [1], DIV, min_size=100, min_extent=2)
     assert set(np.unique(out)) == {0, 1001}
     assert (out[:, 5, 5] == 1001).all()
 
 
 # ---------------------------------------------------------------- lazy volumes
+
 
 def test_open_volume_tiff_zarr_and_errors(tmp_path):
     vol = np.arange(4 * 20 * 30, dtype=np.uint16).reshape(4, 20, 30)
@@ -121,8 +124,10 @@ def balls():
 @pytest.fixture(scope="module")
 def views(balls):
     model = ConeModel(radius=R)
-    return [segment_stack(model, balls, axis=a, irange=(0, 1), min_size=50, min_extent=3, progress=False)
-            for a in ("xy", "xz", "yz")]
+    return [
+        segment_stack(model, balls, axis=a, irange=(0, 1), min_size=50, min_extent=3, progress=False)
+        for a in ("xy", "xz", "yz")
+    ]
 
 
 def test_segment_stack_links_balls_in_every_axis(balls, views):
@@ -138,8 +143,17 @@ def test_segment_stack_links_balls_in_every_axis(balls, views):
 def test_segment_stack_median_and_zarr_output(balls, views, tmp_path):
     model = ConeModel(radius=R)
     ref = views[0]
-    out = segment_stack(model, balls, irange=(0, 1), min_size=50, min_extent=3, median_slices=3, progress=False,
-                        out=tmp_path / "seg.zarr", chunks=(4, 32, 32))
+    out = segment_stack(
+        model,
+        balls,
+        irange=(0, 1),
+        min_size=50,
+        min_extent=3,
+        median_slices=3,
+        progress=False,
+        out=tmp_path / "seg.zarr",
+        chunks=(4, 32, 32),
+    )
     assert isinstance(out, zarr.Array) and out.chunks == (4, 32, 32)
     got = out[:]
     assert len(np.unique(got[got > 0])) == 3
@@ -172,15 +186,25 @@ def test_bad_volumes_are_refused():
 def _peak_numpy_bytes(n_slices, tmp_path):
     """Peak traced allocations of a zarr -> zarr stack run (numpy buffers are traced; torch's are not)."""
     vol = np.tile(cone_volume((96, 96), [(30, 30), (66, 66)], 15)[None], (n_slices, 1, 1))
-    src = zarr.open_array(str(tmp_path / f"in{n_slices}.zarr"), mode="w", shape=vol.shape, dtype=vol.dtype,
-                          chunks=(1, 96, 96))
+    src = zarr.open_array(
+        str(tmp_path / f"in{n_slices}.zarr"), mode="w", shape=vol.shape, dtype=vol.dtype, chunks=(1, 96, 96)
+    )
     src[:] = vol
     del vol
     model = ConeModel(radius=15)
     tracemalloc.start()
     try:
-        out = segment_stack(model, src, irange=(0, 1), min_size=0, min_extent=0, batch_size=2, progress=False,
-                            out=tmp_path / f"out{n_slices}.zarr", chunks=(4, 96, 96))
+        out = segment_stack(
+            model,
+            src,
+            irange=(0, 1),
+            min_size=0,
+            min_extent=0,
+            batch_size=2,
+            progress=False,
+            out=tmp_path / f"out{n_slices}.zarr",
+            chunks=(4, 96, 96),
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -199,10 +223,14 @@ def test_memory_bounded_by_working_set_not_volume(tmp_path):
 
 # ---------------------------------------------------------------- ortho consensus
 
+
 def test_cluster_instances_votes_and_single_views():
     # view 0: ids 1001, 1002; view 1: 1001 (overlaps 1001 of view 0); view 2: 1003 alone
-    areas = [(np.array([1001, 1002]), np.array([100, 50])), (np.array([1001]), np.array([100])),
-             (np.array([1003]), np.array([40]))]
+    areas = [
+        (np.array([1001, 1002]), np.array([100, 50])),
+        (np.array([1001]), np.array([100])),
+        (np.array([1003]), np.array([40])),
+    ]
     pairs = _SumTable(4)
     pairs.add(np.array([[0, 1001, 1, 1001]]), np.array([90]))
     ids, owners, seen = cluster_instances(areas, pairs.reduce(), n_views=3, min_views=2, cluster_iou_thr=0.75)
@@ -240,8 +268,9 @@ def test_consensus_vote_and_morphology(views, tmp_path):
 
 def test_segment_ortho_zarr_output_leaves_only_the_store(balls, tmp_path):
     small = balls[:, :40, :]
-    z = segment_ortho(ConeModel(radius=R), small, irange=(0, 1), min_size=50, progress=False, dilate=1,
-                      out=tmp_path / "o.zarr")
+    z = segment_ortho(
+        ConeModel(radius=R), small, irange=(0, 1), min_size=50, progress=False, dilate=1, out=tmp_path / "o.zarr"
+    )
     assert isinstance(z, zarr.Array) and len(np.unique(z[:])) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]  # temporary views removed
 

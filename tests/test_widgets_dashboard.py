@@ -1,4 +1,5 @@
 """TrainingDashboard: form validation, throttled event messages, live preview, inference panel."""
+
 import time
 import warnings
 
@@ -94,9 +95,19 @@ def test_events_are_throttled_and_complete(viewer, monkeypatch):
     d.running = True
     n = 200
     for i in range(1, n + 1):
-        d._on_event({"type": "step", "iteration": i, "iterations": n, "loss": 1.0 / i,
-                     "terms": {"ce": 0.5 / i, "mse": np.float32(0.01), "l1": float("nan")}, "lr": 1e-3,
-                     "images_per_s": 10.0, "elapsed": i * 0.01, "eta": (n - i) * 0.01})
+        d._on_event(
+            {
+                "type": "step",
+                "iteration": i,
+                "iterations": n,
+                "loss": 1.0 / i,
+                "terms": {"ce": 0.5 / i, "mse": np.float32(0.01), "l1": float("nan")},
+                "lr": 1e-3,
+                "images_per_s": 10.0,
+                "elapsed": i * 0.01,
+                "eta": (n - i) * 0.01,
+            }
+        )
     d._on_event({"type": "validation", "iteration": n, "iou": 0.5, "pq": 0.4, "f1": 0.6})
     d._on_event({"type": "end", "iteration": n, "path": "m.pth", "stopped": False})
     events = rec.events()
@@ -156,8 +167,16 @@ def test_real_training_run(tmp_path, tiny_dataset, rng):
     vol = rng.integers(0, 255, size=(2, 64, 64)).astype(np.uint8)
     v = Viewer(vol)
     v.send = lambda content, buffers=None: None
-    d = TrainingDashboard(v, dataset_dir=str(tiny_dataset), iterations=2, patch_size=64, batch_size=2,
-                          encoder="resnet18", out=str(tmp_path / "m.pth"), preview_every=2)
+    d = TrainingDashboard(
+        v,
+        dataset_dir=str(tiny_dataset),
+        iterations=2,
+        patch_size=64,
+        batch_size=2,
+        encoder="resnet18",
+        out=str(tmp_path / "m.pth"),
+        preview_every=2,
+    )
     rec = Recorder(d)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,4 +1,5 @@
 """empanada_nb.patches: picks, regions, random patches and writing a training dataset."""
+
 import json
 
 import numpy as np

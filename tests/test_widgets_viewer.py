@@ -1,4 +1,5 @@
 """Viewer state and messages, driven by calling the message handler with fake browser content."""
+
 import json
 
 import numpy as np
@@ -7,8 +8,8 @@ import tifffile
 
 from empanada_nb.widgets import Viewer, VolumeSource, label_color
 from empanada_nb.widgets import viewer as viewer_mod
-from empanada_nb.widgets.viewer import decode_labels, encode_labels
 from empanada_nb.widgets.editing import History, LabelLayer, apply_fill, apply_stroke, diff_volume, stroke_mask
+from empanada_nb.widgets.viewer import decode_labels, encode_labels
 
 
 class Recorder:
@@ -45,6 +46,7 @@ def viewer(vol):
 
 
 # ------------------------------------------------------------------------------------------ source
+
 
 def test_source_numpy_planes(vol):
     s = VolumeSource(vol)
@@ -100,6 +102,7 @@ def test_source_zarr_and_dask(tmp_path, vol):
 
 
 # ------------------------------------------------------------------------------------------ editing
+
 
 def test_stroke_mask_geometry():
     r0, c0, m = stroke_mask([[5.5, 5.5]], 1, (20, 20))
@@ -166,6 +169,7 @@ def test_label_layer_inputs():
 
 # ------------------------------------------------------------------------------------------- viewer
 
+
 def test_viewer_initial_state(viewer, vol):
     v = viewer
     assert v.shape == [12, 64, 96] and v.ndim == 3 and v.dtype == "uint8"
@@ -196,7 +200,7 @@ def test_viewer_2d_and_dtypes(rng):
     assert 1000 <= v.contrast_limits[0] < v.contrast_limits[1] <= 3000
     rec = Recorder(v)
     msg(v, type="get", rid=1, axis="xy", index=1, image=True, layers=[])
-    (c, bufs), = rec.msgs
+    ((c, bufs),) = rec.msgs
     assert c["parts"][0]["dtype"] == "uint16"
     np.testing.assert_array_equal(np.frombuffer(bufs[0], np.uint16).reshape(20, 20), u16[1])
     v = Viewer(rng.integers(-5, 5, size=(2, 8, 8)).astype(np.int16))
@@ -209,7 +213,7 @@ def test_get_sends_binary_slices(viewer, vol):
     v, rec = viewer, viewer._rec
     uid = v.label_layers[0].uid
     msg(v, type="get", rid=7, axis="xy", index=3, image=True, layers=[uid])
-    (c, bufs), = rec.msgs
+    ((c, bufs),) = rec.msgs
     assert c["type"] == "data" and c["rid"] == 7 and c["last"] and c["axis"] == "xy" and c["index"] == 3
     img, lab = c["parts"]
     assert img["kind"] == "image" and img["shape"] == [64, 96] and len(bufs[0]) == 64 * 96
@@ -220,11 +224,11 @@ def test_get_sends_binary_slices(viewer, vol):
     assert (got == 5).sum() == 100
     rec.clear()
     msg(v, type="get", rid=8, axis="xz", index=15, image=False, layers=[uid])
-    (c, bufs), = rec.msgs
+    ((c, bufs),) = rec.msgs
     assert [p["kind"] for p in c["parts"]] == ["labels"] and c["parts"][0]["shape"] == [12, 96]
     rec.clear()
     msg(v, type="get", rid=9, axis="xy", index=0, image=False, layers=[uid])  # empty slice: no buffer
-    (c, bufs), = rec.msgs
+    ((c, bufs),) = rec.msgs
     assert c["parts"][0]["empty"] and bufs == []
 
 
@@ -246,26 +250,30 @@ def test_big_slices_are_split_into_small_messages(monkeypatch, rng):
         assert len(c["parts"]) == len(bufs)
         for p, b in zip(c["parts"], bufs):
             if p["kind"] == "image":
-                out[p["row0"]:p["row0"] + p["rows"]] = np.frombuffer(b, np.float32).reshape(p["rows"], 512)
+                out[p["row0"] : p["row0"] + p["rows"]] = np.frombuffer(b, np.float32).reshape(p["rows"], 512)
             else:
                 assert p["encoding"] == "raw"  # noise: neither runs nor zlib pay off
-                labs[p["row0"]:p["row0"] + p["rows"]] = decode_labels(p, b).reshape(-1, 512)
+                labs[p["row0"] : p["row0"] + p["rows"]] = decode_labels(p, b).reshape(-1, 512)
     np.testing.assert_array_equal(out, img[1])
     np.testing.assert_array_equal(labs, lab[1])
 
 
 @pytest.mark.parametrize("kind", ["runs", "blocks", "noise", "big ids", "empty"])
 def test_label_encoding_round_trip(kind, rng):
-    a = {"runs": np.repeat(np.arange(40, dtype=np.uint32), 500).reshape(100, 200),
-         "blocks": np.kron(rng.integers(0, 300, (20, 20)), np.ones((2, 3), int)).astype(np.int64),
-         "noise": rng.integers(0, 60000, (64, 64)).astype(np.uint32),
-         "big ids": np.full((8, 8), 2**40 + 5, np.uint64),
-         "empty": np.zeros((0, 5), np.uint8)}[kind]
+    a = {
+        "runs": np.repeat(np.arange(40, dtype=np.uint32), 500).reshape(100, 200),
+        "blocks": np.kron(rng.integers(0, 300, (20, 20)), np.ones((2, 3), int)).astype(np.int64),
+        "noise": rng.integers(0, 60000, (64, 64)).astype(np.uint32),
+        "big ids": np.full((8, 8), 2**40 + 5, np.uint64),
+        "empty": np.zeros((0, 5), np.uint8),
+    }[kind]
     meta, buf = encode_labels(a)
     np.testing.assert_array_equal(decode_labels(meta, buf), a.ravel())
     assert meta["encoding"] == {"runs": "rle", "blocks": "zlib", "noise": "raw", "big ids": "rle", "empty": "raw"}[kind]
-    assert meta["dtype"] == {"runs": "uint8", "blocks": "uint16", "noise": "uint16", "big ids": "float64",
-                             "empty": "uint8"}[kind]
+    assert (
+        meta["dtype"]
+        == {"runs": "uint8", "blocks": "uint16", "noise": "uint16", "big ids": "float64", "empty": "uint8"}[kind]
+    )
 
 
 def test_pick_messages(viewer):
@@ -292,8 +300,14 @@ def test_regions_and_random_picks(viewer):
     msg(v, type="region", shape="rectangle", axis="xy", index=2, points=[[0, 0], [32, 48]])
     msg(v, type="region", shape="polygon", axis="xy", index=5, points=[[10, 10], [10, 60], [50, 60], [50, 10]])
     assert [r["name"] for r in v.regions] == ["region 1", "region 2"]
-    assert v.regions[0] == {"name": "region 1", "axis": "xy", "slice": 2, "shape": "rectangle",
-                            "points": [[0.0, 0.0], [32.0, 48.0]], "all_slices": False}
+    assert v.regions[0] == {
+        "name": "region 1",
+        "axis": "xy",
+        "slice": 2,
+        "shape": "rectangle",
+        "points": [[0.0, 0.0], [32.0, 48.0]],
+        "all_slices": False,
+    }
     m = v.context_mask()
     assert m.shape == (12, 64, 96) and m.dtype == bool
     assert m[2].sum() == 32 * 48 and m[5].sum() == 40 * 50 and m.sum() == 32 * 48 + 40 * 50
@@ -328,13 +342,23 @@ def test_stroke_fill_undo_redo_messages(viewer):
     lab = v.label_layers[0].data
     uid = v.label_layers[0].uid
     version = v.layers[0]["version"]
-    msg(v, type="stroke", stroke=11, layer=uid, axis="xy", index=3, points=[[40, 40], [40, 70]], size=6, label=9,
-        erase=False)
+    msg(
+        v,
+        type="stroke",
+        stroke=11,
+        layer=uid,
+        axis="xy",
+        index=3,
+        points=[[40, 40], [40, 70]],
+        size=6,
+        label=9,
+        erase=False,
+    )
     assert (lab[3] == 9).sum() > 150 and (lab[2] == 9).sum() == 0
-    (c, bufs), = rec.of("labels_update")
+    ((c, bufs),) = rec.of("labels_update")
     assert c["stroke"] == 11 and c["scope"] == "slice" and not c["full"] and c["version"] == version + 1
     patch = decode_labels(c, bufs[0]).reshape(c["h"], c["w"])
-    np.testing.assert_array_equal(patch, lab[3, c["r0"]:c["r0"] + c["h"], c["c0"]:c["c0"] + c["w"]])
+    np.testing.assert_array_equal(patch, lab[3, c["r0"] : c["r0"] + c["h"], c["c0"] : c["c0"] + c["w"]])
     assert v.layers[0]["version"] == version + 1 and v.can_undo
     assert len(bufs[0]) < 2000  # a small patch, not the slice
     rec.clear()
@@ -353,7 +377,7 @@ def test_stroke_fill_undo_redo_messages(viewer):
     # nothing painted (outside the image): the browser is told to drop its preview
     rec.clear()
     msg(v, type="stroke", stroke=13, layer=uid, axis="xy", index=3, points=[[-100, -100]], size=2, label=1)
-    (c, _), = rec.of("labels_update")
+    ((c, _),) = rec.of("labels_update")
     assert c["noop"] and c["stroke"] == 13
 
 
@@ -389,7 +413,7 @@ def test_layers_and_new_label(viewer, vol):
     rec.clear()
     pred[2] = 3
     v.refresh("labels [1]")
-    (c, bufs), = rec.of("labels_update")
+    ((c, bufs),) = rec.of("labels_update")
     assert c["full"] and c["scope"] == "all" and c["index"] == v.slice_index
     v.set_labels("preview", np.ones((64, 96), np.uint8), plane=("xy", 6), editable=False)
     assert v.layer("preview").plane == ("xy", 6)
@@ -413,7 +437,10 @@ def test_proofreading_messages(viewer):
     lab = v.label_layers[0].data
     lab[3, 30:40, 30:40] = 7
     v.refresh()
-    sel = [{"id": 5, "axis": "xy", "index": 3, "row": 15, "col": 15}, {"id": 7, "axis": "xy", "index": 3, "row": 35, "col": 35}]
+    sel = [
+        {"id": 5, "axis": "xy", "index": 3, "row": 15, "col": 15},
+        {"id": 7, "axis": "xy", "index": 3, "row": 35, "col": 35},
+    ]
     msg(v, type="proofread", op="merge", selection=sel, axis="xy", index=3, scope="slice")
     assert (lab[3] == 5).sum() == 200 and "merged" in v.message
     msg(v, type="undo")
@@ -476,5 +503,5 @@ def test_goto_sends_message(viewer):
     v, rec = viewer, viewer._rec
     v.goto("xz", 20, center=(5, 6))
     assert v.axis == "xz" and v.slice_index == 20
-    (c, _), = rec.of("goto")
+    ((c, _),) = rec.of("goto")
     assert c == {"type": "goto", "axis": "xz", "index": 20, "center": [5, 6]}

@@ -1,10 +1,11 @@
 """``empanada-nb`` command line: one module per subcommand, each with ``add_parser`` and ``run``."""
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from typing import List, Optional
+from typing import Optional
 
 #: subcommand modules inside this package, in the order ``--help`` lists them
 COMMANDS = ["demo", "train", "finetune", "segment", "evaluate"]
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

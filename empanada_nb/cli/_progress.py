@@ -1,15 +1,16 @@
 """A tqdm progress bar fed by training events (the same events the widgets plot)."""
+
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable
 
 
-def progress_callback(total: int) -> Callable[[Dict], None]:
+def progress_callback(total: int) -> Callable[[dict], None]:
     from tqdm.auto import tqdm
 
     bars = []  # created at the first event, so that argument errors print no empty bar
 
-    def on_event(e: Dict) -> None:
+    def on_event(e: dict) -> None:
         if not bars:
             bars.append(tqdm(total=total, unit="it", desc="training", dynamic_ncols=True))
         bar = bars[0]
@@ -18,8 +19,10 @@ def progress_callback(total: int) -> Callable[[Dict], None]:
             bar.set_postfix(loss=f"{e['loss']:.3f}", lr=f"{e['lr']:.1e}", refresh=False)
             bar.refresh()
         elif e["type"] == "validation":
-            bar.write(f"iteration {e['iteration']}: validation IoU {e.get('iou', float('nan')):.3f} "
-                      f"PQ {e.get('pq', float('nan')):.3f} F1 {e.get('f1', float('nan')):.3f}")
+            bar.write(
+                f"iteration {e['iteration']}: validation IoU {e.get('iou', float('nan')):.3f} "
+                f"PQ {e.get('pq', float('nan')):.3f} F1 {e.get('f1', float('nan')):.3f}"
+            )
         elif e["type"] == "end":
             bar.close()
 
@@ -29,8 +32,10 @@ def progress_callback(total: int) -> Callable[[Dict], None]:
 def print_summary(handle) -> None:
     s = handle.summary()
     end = handle.events("end")[-1] if handle.events("end") else {}
-    print(f"loss {s.get('loss_start', float('nan')):.3f} -> {s.get('loss_end', float('nan')):.3f} "
-          f"over {s.get('iterations', 0)} iterations" + (" (stopped early)" if end.get("stopped") else ""))
+    print(
+        f"loss {s.get('loss_start', float('nan')):.3f} -> {s.get('loss_end', float('nan')):.3f} "
+        f"over {s.get('iterations', 0)} iterations" + (" (stopped early)" if end.get("stopped") else "")
+    )
     m = handle.final_metrics
     if m:
         print("validation: " + ", ".join(f"{k} {m[k]:.3f}" for k in ("iou", "pq", "sq", "rq", "f1") if k in m))

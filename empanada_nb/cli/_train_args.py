@@ -1,8 +1,8 @@
 """Arguments shared by ``train`` and ``finetune``."""
+
 from __future__ import annotations
 
 import argparse
-from typing import Dict
 
 from ..training import TrainConfig
 
@@ -15,7 +15,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="batch size (default 16)")
     p.add_argument("--lr", type=float, help="maximum learning rate (OneCycle)")
     p.add_argument("--config", help="TrainConfig YAML file; flags override it")
-    p.add_argument("--connected-components", action="store_true", help="binary masks: one instance per connected object")
+    p.add_argument(
+        "--connected-components", action="store_true", help="binary masks: one instance per connected object"
+    )
     p.add_argument("--val-fraction", type=float, help="hold out this fraction of training images when no --val-dir")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int)
@@ -26,7 +28,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace, **extra) -> TrainConfig:
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    changes: Dict = {k: v for k, v in extra.items() if v is not None}
+    changes: dict = {k: v for k, v in extra.items() if v is not None}
     for flag in ("iterations", "patch_size", "batch_size", "lr", "val_fraction", "device", "seed"):
         v = getattr(args, flag)
         if v is not None:

@@ -1,4 +1,5 @@
 """``empanada-nb demo``: synthetic (or your) data -> a trained model, with progress and metrics."""
+
 from __future__ import annotations
 
 
@@ -18,9 +19,12 @@ def run(args) -> int:
     if args.iterations < 1:
         raise ValueError("--iterations must be at least 1")
     extra = {"connected_components": True} if args.connected_components else {}
-    print(f"empanada_nb demo: {'dataset ' + args.data if args.data else 'generated EM-like data'}, "
-          f"{args.iterations} iterations of a PanopticDeepLab (ResNet-18) on the CPU/GPU")
-    h = run_demo(args.data, iterations=args.iterations, out=args.out,
-                 callbacks=[progress_callback(args.iterations)], **extra)
+    print(
+        f"empanada_nb demo: {'dataset ' + args.data if args.data else 'generated EM-like data'}, "
+        f"{args.iterations} iterations of a PanopticDeepLab (ResNet-18) on the CPU/GPU"
+    )
+    h = run_demo(
+        args.data, iterations=args.iterations, out=args.out, callbacks=[progress_callback(args.iterations)], **extra
+    )
     print_summary(h)
     return 0

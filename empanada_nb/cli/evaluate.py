@@ -1,4 +1,5 @@
 """``empanada-nb evaluate PRED GT``: compare predicted labels with ground truth (IoU, PQ, F1, AP)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,16 +12,25 @@ from . import CLIError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("evaluate", help="score predicted labels against ground truth",
-                              description="Compare two label images/volumes (TIFF or zarr) of the same shape.")
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score predicted labels against ground truth",
+        description="Compare two label images/volumes (TIFF or zarr) of the same shape.",
+    )
     p.add_argument("pred", help="predicted labels (TIFF or zarr folder)")
     p.add_argument("gt", help="ground-truth labels or mask (TIFF or zarr folder)")
-    p.add_argument("--instances", action="store_true",
-                   help="also score instances (PQ, F1, AP); default: foreground IoU only")
-    p.add_argument("--binary", action="store_true",
-                   help="treat both inputs as masks; objects are their connected components")
-    p.add_argument("--label-divisor", type=int, default=None,
-                   help="ids are class * divisor + instance; objects match only within their class")
+    p.add_argument(
+        "--instances", action="store_true", help="also score instances (PQ, F1, AP); default: foreground IoU only"
+    )
+    p.add_argument(
+        "--binary", action="store_true", help="treat both inputs as masks; objects are their connected components"
+    )
+    p.add_argument(
+        "--label-divisor",
+        type=int,
+        default=None,
+        help="ids are class * divisor + instance; objects match only within their class",
+    )
     p.add_argument("--iou-thresholds", type=float, nargs="+", default=[0.5, 0.75])
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return p
@@ -44,8 +54,14 @@ def run(args) -> int:
 
     pred, gt = _read(args.pred, "PRED"), _read(args.gt, "GT")
     try:
-        scores = evaluate(pred, gt, label_divisor=args.label_divisor, instances=args.instances or args.binary,
-                          binary=args.binary, iou_thresholds=args.iou_thresholds)
+        scores = evaluate(
+            pred,
+            gt,
+            label_divisor=args.label_divisor,
+            instances=args.instances or args.binary,
+            binary=args.binary,
+            iou_thresholds=args.iou_thresholds,
+        )
     except TypeError as e:
         raise CLIError(str(e)) from None
     if args.json:

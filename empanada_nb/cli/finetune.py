@@ -1,4 +1,5 @@
 """``empanada-nb finetune``: finetune a saved model on a dataset."""
+
 from __future__ import annotations
 
 from ..models import FINETUNABLE_LAYERS
@@ -22,8 +23,16 @@ def run(args) -> int:
     cfg = config_from(args, finetunable_layers=args.layers)
     if not args.iterations and not args.config:
         cfg = cfg.replace(iterations=100)
-    h = finetune(model, args.train_dir, layers=args.layers, config=cfg, val_dir=args.val_dir, out=args.out,
-                 overwrite=args.overwrite, resume=True if args.resume else None,
-                 callbacks=[progress_callback(cfg.iterations)])
+    h = finetune(
+        model,
+        args.train_dir,
+        layers=args.layers,
+        config=cfg,
+        val_dir=args.val_dir,
+        out=args.out,
+        overwrite=args.overwrite,
+        resume=True if args.resume else None,
+        callbacks=[progress_callback(cfg.iterations)],
+    )
     print_summary(h)
     return 0

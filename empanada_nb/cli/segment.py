@@ -1,4 +1,5 @@
 """``empanada-nb segment MODEL INPUT --out OUT``: 2D, stack or ortho-plane inference to TIFF or zarr."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,15 +15,22 @@ TIFF = (".tif", ".tiff")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("segment", help="segment a 2D image or a 3D volume with a saved model",
-                              description="Segment a TIFF (2D or 3D) or zarr volume; write panoptic labels "
-                                          "(class * label_divisor + instance) to a TIFF or a zarr folder.")
+    p = subparsers.add_parser(
+        "segment",
+        help="segment a 2D image or a 3D volume with a saved model",
+        description="Segment a TIFF (2D or 3D) or zarr volume; write panoptic labels "
+        "(class * label_divisor + instance) to a TIFF or a zarr folder.",
+    )
     p.add_argument("model", help="model file saved by empanada_nb (.pth) or a registered name")
     p.add_argument("input", help="TIFF image/volume or zarr folder")
     p.add_argument("--out", required=True, help="output .tif/.tiff file or zarr folder")
-    p.add_argument("--mode", choices=["2d", "stack", "ortho"], default=None,
-                   help="2d: every slice on its own; stack: slices linked in 3D; ortho: xy+xz+yz consensus "
-                        "(default: 2d for 2D input, stack for 3D)")
+    p.add_argument(
+        "--mode",
+        choices=["2d", "stack", "ortho"],
+        default=None,
+        help="2d: every slice on its own; stack: slices linked in 3D; ortho: xy+xz+yz consensus "
+        "(default: 2d for 2D input, stack for 3D)",
+    )
     p.add_argument("--axis", choices=["xy", "xz", "yz"], default="xy", help="slicing axis for --mode stack")
     p.add_argument("--downsample", type=int, default=1, help="shrink the input by 1, 2, 4, ... 64 for the network")
     p.add_argument("--tile-size", type=int, default=None, help="tile side in network pixels (default: auto)")
@@ -79,11 +87,21 @@ def run(args) -> int:
     if vol.ndim == 2 and mode != "2d":
         raise CLIError(f"{src} is a 2D image; --mode {mode} needs a 3D volume (use --mode 2d)")
     model = load_model(args.model, device=args.device or "cpu")
-    post = dict(seg_thr=args.seg_thr, center_thr=args.center_thr, min_distance=args.min_distance,
-                fine_boundaries=args.fine_boundaries, semantic_only=args.semantic_only,
-                label_divisor=args.label_divisor)
-    net = dict(downsample=args.downsample, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
-               batch_size=args.batch_size, device=args.device)
+    post = dict(
+        seg_thr=args.seg_thr,
+        center_thr=args.center_thr,
+        min_distance=args.min_distance,
+        fine_boundaries=args.fine_boundaries,
+        semantic_only=args.semantic_only,
+        label_divisor=args.label_divisor,
+    )
+    net = dict(
+        downsample=args.downsample,
+        tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     progress = not args.quiet
     to_tiff = out.suffix.lower() in TIFF
 
@@ -91,8 +109,14 @@ def run(args) -> int:
         if vol.ndim == 2:
             labels = segment_image(model, np.asarray(vol), **net, **post)
         else:
-            labels = segment_batch(model, (np.asarray(vol[i]) for i in range(vol.shape[0])),
-                                   irange=volume_irange(vol), progress=progress, **net, **post)
+            labels = segment_batch(
+                model,
+                (np.asarray(vol[i]) for i in range(vol.shape[0])),
+                irange=volume_irange(vol),
+                progress=progress,
+                **net,
+                **post,
+            )
             labels = np.stack(labels)
         if to_tiff and labels.ndim == 3:
             write_volume_tiff(labels, out)  # one greyscale page per slice
@@ -105,8 +129,16 @@ def run(args) -> int:
                 zarr.open_array(str(tmp), mode="w", shape=labels.shape, dtype=labels.dtype)[:] = labels
         return _report(out, labels)
 
-    kw = dict(min_size=args.min_size, min_extent=args.min_extent, median_slices=args.median_slices,
-              iou_thr=args.iou_thr, ioa_thr=args.ioa_thr, progress=progress, **net, **post)
+    kw = dict(
+        min_size=args.min_size,
+        min_extent=args.min_extent,
+        median_slices=args.median_slices,
+        iou_thr=args.iou_thr,
+        ioa_thr=args.ioa_thr,
+        progress=progress,
+        **net,
+        **post,
+    )
 
     def segment(dst):
         if mode == "stack":

@@ -1,4 +1,5 @@
 """``empanada-nb train``: train a new model."""
+
 from __future__ import annotations
 
 from ..models import ARCHITECTURES, ENCODERS
@@ -20,9 +21,22 @@ def add_parser(sub):
 def run(args) -> int:
     from ..training import train
 
-    cfg = config_from(args, architecture=args.arch, encoder=args.encoder, num_classes=args.num_classes,
-                      pretrained=args.pretrained, finetunable_layers=args.layers)
-    h = train(args.train_dir, config=cfg, val_dir=args.val_dir, out=args.out, overwrite=args.overwrite,
-              resume=True if args.resume else None, callbacks=[progress_callback(cfg.iterations)])
+    cfg = config_from(
+        args,
+        architecture=args.arch,
+        encoder=args.encoder,
+        num_classes=args.num_classes,
+        pretrained=args.pretrained,
+        finetunable_layers=args.layers,
+    )
+    h = train(
+        args.train_dir,
+        config=cfg,
+        val_dir=args.val_dir,
+        out=args.out,
+        overwrite=args.overwrite,
+        resume=True if args.resume else None,
+        callbacks=[progress_callback(cfg.iterations)],
+    )
     print_summary(h)
     return 0

@@ -1,4 +1,5 @@
 """Data: reading and normalizing images, the training layout, targets, augmentation, demo data."""
+
 from .augment import AugmentConfig, random_patch
 from .dataset import Pair, PanopticDataset, find_pairs, group_weights, load_pair
 from .io import intensity_range, normalize_image, read_image, write_tiff

@@ -5,10 +5,10 @@ source size, and keeps image and mask geometrically identical (linear for the im
 for the mask). Photometric jitter follows. Everything draws from the generator it is given, so
 a seed makes a batch reproducible.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -16,19 +16,26 @@ from scipy import ndimage
 
 @dataclasses.dataclass
 class AugmentConfig:
-    scale: Tuple[float, float] = (0.75, 1.25)
+    scale: tuple[float, float] = (0.75, 1.25)
     rotate: bool = True
     flip: bool = True
     brightness: float = 0.2
     contrast: float = 0.2
 
 
-def random_patch(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator,
-                 cfg: AugmentConfig = AugmentConfig(), augment: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def random_patch(
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    cfg: AugmentConfig | None = None,
+    augment: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` patch of (image in [0,1] float32, mask int) with random geometry.
 
     Images smaller than the patch are padded (image by reflection, mask with 0).
     """
+    cfg = cfg if cfg is not None else AugmentConfig()
     h, w = image.shape
     s = rng.uniform(*cfg.scale) if augment else 1.0
     theta = rng.uniform(0, 2 * np.pi) if (augment and cfg.rotate) else 0.0
@@ -48,11 +55,12 @@ def random_patch(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.
     if not augment and h >= size and w >= size:
         y0 = int(rng.integers(0, h - size + 1))
         x0 = int(rng.integers(0, w - size + 1))
-        img = image[y0:y0 + size, x0:x0 + size].astype(np.float32)
-        msk = mask[y0:y0 + size, x0:x0 + size]
+        img = image[y0 : y0 + size, x0 : x0 + size].astype(np.float32)
+        msk = mask[y0 : y0 + size, x0 : x0 + size]
     else:
-        img = ndimage.affine_transform(image.astype(np.float32, copy=False), rot, offset, (size, size),
-                                       order=1, mode="mirror")
+        img = ndimage.affine_transform(
+            image.astype(np.float32, copy=False), rot, offset, (size, size), order=1, mode="mirror"
+        )
         msk = ndimage.affine_transform(mask, rot, offset, (size, size), order=0, mode="constant", cval=0)
     if augment:
         img = _photometric(img, rng, cfg)

@@ -4,13 +4,14 @@ Layout (as empanada's): ``DATASET/<name>/images/*.tif(f)`` and ``DATASET/<name>/
 with identical file names, any number of ``<name>`` subfolders at any depth. Files are paired by
 name (never by listing order, which is what empanada's glob pairing relied on).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ class Pair:
     group: str  # the <name> folder, for per-group sampling weights
 
 
-def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
+def find_pairs(root: str | os.PathLike) -> list[Pair]:
     """All (image, mask) pairs under ``root``, paired by file name within each images/masks folder.
 
     Non-image files are ignored with a warning; unpaired files are all listed in one error.
@@ -38,9 +39,9 @@ def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist")
-    pairs: List[Pair] = []
-    problems: List[str] = []
-    ignored: List[str] = []
+    pairs: list[Pair] = []
+    problems: list[str] = []
+    ignored: list[str] = []
     image_dirs = sorted(p for p in root.rglob("images") if p.is_dir())
     if (root / "images").is_dir() and root / "images" not in image_dirs:
         image_dirs.insert(0, root / "images")
@@ -51,7 +52,7 @@ def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
             continue
         group = str(idir.parent.relative_to(root)) if idir.parent != root else root.name
 
-        def listing(d: Path) -> Dict[str, Path]:
+        def listing(d: Path) -> dict[str, Path]:
             out = {}
             for f in d.iterdir():
                 if f.is_dir():
@@ -70,24 +71,29 @@ def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
         pairs += [Pair(imgs[s], msks[s], group) for s in sorted(set(imgs) & set(msks))]
     visible = [f for f in ignored if Path(f).name.lower() not in IGNORED]
     if ignored:
-        warnings.warn(f"ignoring {len(ignored)} non-TIFF file(s) in {root}"
-                      + (f": {', '.join(visible[:5])}" if visible else ""), stacklevel=2)
+        warnings.warn(
+            f"ignoring {len(ignored)} non-TIFF file(s) in {root}" + (f": {', '.join(visible[:5])}" if visible else ""),
+            stacklevel=2,
+        )
     if problems:
         raise ValueError(f"{len(problems)} problem(s) in dataset {root}:\n  " + "\n  ".join(problems))
     if not pairs:
-        raise ValueError(f"no image/mask pairs found under {root}; expected {root}/<name>/images/*.tif "
-                         f"and {root}/<name>/masks/*.tif with identical file names")
+        raise ValueError(
+            f"no image/mask pairs found under {root}; expected {root}/<name>/images/*.tif "
+            f"and {root}/<name>/masks/*.tif with identical file names"
+        )
     return pairs
 
 
-def load_pair(pair: Pair) -> Tuple[np.ndarray, np.ndarray]:
+def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     """Read and check one pair: 2D, same shape, integer mask."""
     img, msk = read_image(pair.image), read_image(pair.mask)
     if img.ndim == 3 and img.shape[-1] in (3, 4):
         raise ValueError(f"{pair.image}: has a colour/channel axis {img.shape}; save greyscale 2D images")
     if img.ndim != 2:
-        raise ValueError(f"{pair.image}: expected a 2D image, got shape {img.shape}; "
-                         "split volumes into 2D slices or patches first")
+        raise ValueError(
+            f"{pair.image}: expected a 2D image, got shape {img.shape}; split volumes into 2D slices or patches first"
+        )
     if msk.ndim != 2 or msk.shape != img.shape:
         raise ValueError(f"{pair.mask}: mask shape {msk.shape} does not match image shape {img.shape}")
     if not (np.issubdtype(msk.dtype, np.integer) or msk.dtype == bool):
@@ -111,10 +117,22 @@ class PanopticDataset(torch.utils.data.Dataset):
     ``(seed, i)``, so batches do not depend on worker count or on where a run resumed.
     """
 
-    def __init__(self, pairs: Sequence[Pair], *, patch_size: int, batch_size: int, iterations: int,
-                 label_divisor: Optional[int] = None, thing_list: Sequence[int] = (1,), num_classes: int = 1,
-                 connected_components: bool = False, sigma: float = 8.0, augment: Optional[AugmentConfig] = None,
-                 gamma: float = 0.3, seed: int = 0):
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        *,
+        patch_size: int,
+        batch_size: int,
+        iterations: int,
+        label_divisor: int | None = None,
+        thing_list: Sequence[int] = (1,),
+        num_classes: int = 1,
+        connected_components: bool = False,
+        sigma: float = 8.0,
+        augment: AugmentConfig | None = None,
+        gamma: float = 0.3,
+        seed: int = 0,
+    ):
         self.pairs = list(pairs)
         self.patch_size, self.batch_size, self.iterations = patch_size, batch_size, iterations
         self.label_divisor, self.thing_list, self.num_classes = label_divisor, list(thing_list), num_classes
@@ -131,30 +149,41 @@ class PanopticDataset(torch.utils.data.Dataset):
             elif label_divisor is None and msk.max() == 1 and (msk == 1).sum() > 0:
                 n = ndimage.label(msk > 0)[1]
                 if n > 1:
-                    warnings.warn(f"{p.mask} is a binary mask with {n} separate objects, which would train as one "
-                                  "instance; pass connected_components=True to make each object an instance",
-                                  stacklevel=2)
+                    warnings.warn(
+                        f"{p.mask} is a binary mask with {n} separate objects, which would train as one "
+                        "instance; pass connected_components=True to make each object an instance",
+                        stacklevel=2,
+                    )
             self.masks.append(msk)
 
     def __len__(self) -> int:
         return self.iterations
 
-    def sample(self, rng: np.random.Generator, augment: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
         k = int(rng.choice(len(self.pairs), p=self.weights))
         return random_patch(self.images[k], self.masks[k], self.patch_size, rng, self.augment, augment)
 
-    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(i)])
         imgs, sems, hmps, offs, things = [], [], [], [], []
         for _ in range(self.batch_size):
             img, msk = self.sample(rng)
-            t = panoptic_targets(msk, label_divisor=self.label_divisor, thing_list=self.thing_list,
-                                 num_classes=self.num_classes, sigma=self.sigma)
+            t = panoptic_targets(
+                msk,
+                label_divisor=self.label_divisor,
+                thing_list=self.thing_list,
+                num_classes=self.num_classes,
+                sigma=self.sigma,
+            )
             imgs.append(img[None])
             sems.append(t["sem"])
             hmps.append(t["ctr_hmp"])
             offs.append(t["offsets"])
             things.append(t["thing"])
-        return {"image": torch.from_numpy(np.stack(imgs)), "sem": torch.from_numpy(np.stack(sems)),
-                "ctr_hmp": torch.from_numpy(np.stack(hmps)), "offsets": torch.from_numpy(np.stack(offs)),
-                "thing": torch.from_numpy(np.stack(things))}
+        return {
+            "image": torch.from_numpy(np.stack(imgs)),
+            "sem": torch.from_numpy(np.stack(sems)),
+            "ctr_hmp": torch.from_numpy(np.stack(hmps)),
+            "offsets": torch.from_numpy(np.stack(offs)),
+            "thing": torch.from_numpy(np.stack(things)),
+        }

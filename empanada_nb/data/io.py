@@ -1,9 +1,9 @@
 """Reading images and volumes, and normalizing intensities of any dtype."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import tifffile
@@ -13,7 +13,7 @@ from .._atomic import atomic_path
 IMAGE_SUFFIXES = (".tif", ".tiff")
 
 
-def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
+def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a 2D image from TIFF with a clear error when it is not one."""
     path = Path(path)
     if not path.exists():
@@ -25,13 +25,13 @@ def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
     return img
 
 
-def write_tiff(path: Union[str, os.PathLike], array: np.ndarray, compression: Optional[str] = "zlib") -> None:
+def write_tiff(path: str | os.PathLike, array: np.ndarray, compression: str | None = "zlib") -> None:
     """Write a TIFF atomically (temp file + rename)."""
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
         tifffile.imwrite(tmp, array, compression=compression, photometric="minisblack")
 
 
-def intensity_range(image: np.ndarray, percentiles: Tuple[float, float] = (0.1, 99.9)) -> Tuple[float, float]:
+def intensity_range(image: np.ndarray, percentiles: tuple[float, float] = (0.1, 99.9)) -> tuple[float, float]:
     """The range that maps to [0, 1] for ``image``'s dtype.
 
     uint8 uses the full 0-255 range (what empanada's MitoNet norms assume). Other dtypes (uint16,
@@ -52,8 +52,9 @@ def intensity_range(image: np.ndarray, percentiles: Tuple[float, float] = (0.1, 
     return float(lo), float(hi)
 
 
-def normalize_image(image: np.ndarray, norms: Optional[Dict[str, float]] = None,
-                    irange: Optional[Tuple[float, float]] = None) -> np.ndarray:
+def normalize_image(
+    image: np.ndarray, norms: dict[str, float] | None = None, irange: tuple[float, float] | None = None
+) -> np.ndarray:
     """Map ``image`` to float32: rescale ``irange`` to [0, 1], clip, then (x - mean) / std.
 
     empanada casts to uint8 semantics and zeroes int32 images; here every dtype is rescaled

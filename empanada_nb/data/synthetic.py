@@ -5,11 +5,11 @@ ingredients a model must learn to separate, i.e. a textured cytoplasm, cell memb
 (Voronoi edges), and ellipsoidal mitochondria with a dark double membrane, a grey matrix
 and cristae stripes, plus shot-like noise.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Tuple, Union
 
 import numpy as np
 from scipy import ndimage
@@ -22,8 +22,9 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
     return n / (n.std() + 1e-6)
 
 
-def synthetic_volume(shape: Tuple[int, int, int] = (16, 256, 256), n_objects: int = 12, seed: int = 0,
-                     dtype=np.uint8) -> Tuple[np.ndarray, np.ndarray]:
+def synthetic_volume(
+    shape: tuple[int, int, int] = (16, 256, 256), n_objects: int = 12, seed: int = 0, dtype=np.uint8
+) -> tuple[np.ndarray, np.ndarray]:
     """A (Z, Y, X) EM-like volume and its instance labels (int32, ids 1..n)."""
     rng = np.random.default_rng(seed)
     z, h, w = shape
@@ -68,14 +69,17 @@ def synthetic_volume(shape: Tuple[int, int, int] = (16, 256, 256), n_objects: in
     return img.astype(dtype), labels
 
 
-def synthetic_image(size: int = 256, n_objects: int = 10, seed: int = 0, dtype=np.uint8) -> Tuple[np.ndarray, np.ndarray]:
+def synthetic_image(
+    size: int = 256, n_objects: int = 10, seed: int = 0, dtype=np.uint8
+) -> tuple[np.ndarray, np.ndarray]:
     """A 2D EM-like image and its instance labels."""
     img, lab = synthetic_volume((1, size, size), n_objects, seed, dtype)
     return img[0], lab[0]
 
 
-def make_synthetic_dataset(root: Union[str, os.PathLike], n_images: int = 16, size: int = 256,
-                           groups: int = 2, seed: int = 0, dtype=np.uint8) -> Path:
+def make_synthetic_dataset(
+    root: str | os.PathLike, n_images: int = 16, size: int = 256, groups: int = 2, seed: int = 0, dtype=np.uint8
+) -> Path:
     """Write ``n_images`` synthetic image/mask pairs in the training layout under ``root``."""
     root = Path(root)
     for i in range(n_images):

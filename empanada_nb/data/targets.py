@@ -10,16 +10,18 @@ inside the object.
 
 Cost is O(pixels + instances * window), never instances x pixels.
 """
+
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 
-def split_panoptic(mask: np.ndarray, label_divisor: Optional[int], thing_list: Sequence[int] = (1,),
-                   num_classes: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+def split_panoptic(
+    mask: np.ndarray, label_divisor: int | None, thing_list: Sequence[int] = (1,), num_classes: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (semantic class map, thing instance map) from a mask.
 
     ``label_divisor=None``: every nonzero id is an instance of class 1. Otherwise ids are
@@ -33,13 +35,15 @@ def split_panoptic(mask: np.ndarray, label_divisor: Optional[int], thing_list: S
     sem = (mask // label_divisor).astype(np.int64)
     bad = np.unique(sem[(sem > num_classes) | (sem < 0)])
     if bad.size:
-        raise ValueError(f"mask has class ids {bad.tolist()} beyond num_classes={num_classes} "
-                         f"(label_divisor={label_divisor}); check label_divisor or num_classes")
+        raise ValueError(
+            f"mask has class ids {bad.tolist()} beyond num_classes={num_classes} "
+            f"(label_divisor={label_divisor}); check label_divisor or num_classes"
+        )
     inst = np.where(np.isin(sem, list(thing_list)), mask, 0).astype(np.int64)
     return sem, inst
 
 
-def instance_centers(inst: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def instance_centers(inst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ids and (y, x) centers of the instances: each instance's pixel nearest its centroid."""
     ids = np.unique(inst)
     ids = ids[ids != 0]
@@ -56,15 +60,15 @@ def instance_centers(inst: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return ids, np.asarray(pos, np.int64).reshape(-1, 2)
 
 
-def center_heatmap(shape: Tuple[int, int], centers: np.ndarray, sigma: float = 8.0) -> np.ndarray:
+def center_heatmap(shape: tuple[int, int], centers: np.ndarray, sigma: float = 8.0) -> np.ndarray:
     """Max over instances of exp(-d^2 / 2 sigma^2), drawn in a 6-sigma window around each center."""
     h, w = shape
     heat = np.zeros(shape, np.float32)
     if len(centers) == 0:
         return heat
     r = int(3 * sigma + 1)
-    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
-    g = np.exp(-(dy ** 2 + dx ** 2) / (2 * sigma ** 2)).astype(np.float32).ravel()
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    g = np.exp(-(dy**2 + dx**2) / (2 * sigma**2)).astype(np.float32).ravel()
     ys = (centers[:, 0, None] + dy.ravel()[None]).ravel()
     xs = (centers[:, 1, None] + dx.ravel()[None]).ravel()
     vals = np.tile(g, len(centers))
@@ -88,12 +92,22 @@ def center_offsets(inst: np.ndarray, ids: np.ndarray, centers: np.ndarray) -> np
     return off
 
 
-def panoptic_targets(mask: np.ndarray, *, label_divisor: Optional[int] = None, thing_list: Sequence[int] = (1,),
-                     num_classes: int = 1, sigma: float = 8.0) -> Dict[str, np.ndarray]:
+def panoptic_targets(
+    mask: np.ndarray,
+    *,
+    label_divisor: int | None = None,
+    thing_list: Sequence[int] = (1,),
+    num_classes: int = 1,
+    sigma: float = 8.0,
+) -> dict[str, np.ndarray]:
     """Targets for one 2D mask: ``sem`` (H,W) int64, ``ctr_hmp`` (1,H,W), ``offsets`` (2,H,W), ``thing`` (H,W) bool."""
     if mask.ndim != 2:
         raise ValueError(f"expected a 2D mask, got shape {mask.shape}")
     sem, inst = split_panoptic(mask, label_divisor, thing_list, num_classes)
     ids, centers = instance_centers(inst)
-    return {"sem": sem, "ctr_hmp": center_heatmap(mask.shape, centers, sigma)[None],
-            "offsets": center_offsets(inst, ids, centers), "thing": inst > 0}
+    return {
+        "sem": sem,
+        "ctr_hmp": center_heatmap(mask.shape, centers, sigma)[None],
+        "offsets": center_offsets(inst, ids, centers),
+        "thing": inst > 0,
+    }

@@ -1,4 +1,5 @@
 """Small building blocks shared by the architectures (after empanada's ``models/blocks.py``)."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -17,21 +18,25 @@ class SeparableConv2d(nn.Sequential):
 
 
 def conv_bn_act(nin: int, nout: int, kernel_size: int, stride: int = 1, act: bool = True) -> nn.Sequential:
-    layers = [nn.Conv2d(nin, nout, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, bias=False),
-              nn.BatchNorm2d(nout)]
+    layers = [
+        nn.Conv2d(nin, nout, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, bias=False),
+        nn.BatchNorm2d(nout),
+    ]
     if act:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
 def separable_conv_bn_act(nin: int, nout: int, kernel_size: int, act: nn.Module | None = None) -> nn.Sequential:
-    return nn.Sequential(SeparableConv2d(nin, nout, kernel_size), nn.BatchNorm2d(nout),
-                         act if act is not None else nn.ReLU(inplace=True))
+    return nn.Sequential(
+        SeparableConv2d(nin, nout, kernel_size), nn.BatchNorm2d(nout), act if act is not None else nn.ReLU(inplace=True)
+    )
 
 
 def conv_transpose_bn_act(nin: int, nout: int, scale: int = 2) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(nin, nout, scale, stride=scale, bias=False),
-                         nn.BatchNorm2d(nout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.ConvTranspose2d(nin, nout, scale, stride=scale, bias=False), nn.BatchNorm2d(nout), nn.ReLU(inplace=True)
+    )
 
 
 class Resample2d(nn.Module):

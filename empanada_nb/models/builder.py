@@ -1,7 +1,6 @@
 """Model builders, finetunable-layer control and patch-size validation."""
-from __future__ import annotations
 
-from typing import List, Optional, Union
+from __future__ import annotations
 
 import torch.nn as nn
 
@@ -13,8 +12,14 @@ ARCHITECTURES = {"PanopticDeepLab": PanopticDeepLab, "PanopticBiFPN": PanopticBi
 FINETUNABLE_LAYERS = ("none", "stage1", "stage2", "stage3", "stage4", "all")
 
 
-def build_model(architecture: str, encoder: str = "resnet50", num_classes: int = 1,
-                pointrend: bool = False, pretrained: Optional[str] = None, **kwargs) -> nn.Module:
+def build_model(
+    architecture: str,
+    encoder: str = "resnet50",
+    num_classes: int = 1,
+    pointrend: bool = False,
+    pretrained: str | None = None,
+    **kwargs,
+) -> nn.Module:
     """Build a PanopticDeepLab or PanopticBiFPN with a one-channel torchvision encoder.
 
     ``pretrained`` is a URL or path of CEM-format encoder weights (a dict with ``state_dict`` in
@@ -33,7 +38,7 @@ def build_model(architecture: str, encoder: str = "resnet50", num_classes: int =
     return model
 
 
-def _stages_to_train(layers: str) -> List[int]:
+def _stages_to_train(layers: str) -> list[int]:
     if layers == "none":
         return []
     if layers == "all":
@@ -77,13 +82,15 @@ def valid_patch_sizes(size: int, factor: int) -> tuple:
     return lo, hi
 
 
-def check_patch_size(patch_size: int, model_or_arch: Union[nn.Module, str]) -> None:
+def check_patch_size(patch_size: int, model_or_arch: nn.Module | str) -> None:
     """Raise a ValueError naming the nearest valid sizes if ``patch_size`` cannot go through the model."""
-    factor = (model_or_arch.padding_factor if isinstance(model_or_arch, nn.Module)
-              else ARCHITECTURES[model_or_arch].padding_factor)
+    factor = (
+        model_or_arch.padding_factor
+        if isinstance(model_or_arch, nn.Module)
+        else ARCHITECTURES[model_or_arch].padding_factor
+    )
     name = model_or_arch.architecture if isinstance(model_or_arch, nn.Module) else model_or_arch
     if patch_size <= 0 or patch_size % factor:
         lo, hi = valid_patch_sizes(patch_size, factor)
         near = f"{lo} or {hi}" if lo != hi else f"{lo}"
-        raise ValueError(f"patch size {patch_size} is not divisible by {factor}, which {name} needs; "
-                         f"use {near}")
+        raise ValueError(f"patch size {patch_size} is not divisible by {factor}, which {name} needs; use {near}")

@@ -3,10 +3,10 @@
 The published files are dicts with ``state_dict`` in torchvision ResNet keys (3- or 1-channel
 first conv) and ``norms`` = [mean, std] of the pretraining data.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Dict, Union
 
 import torch
 import torch.nn as nn
@@ -18,18 +18,20 @@ CEM_URLS = {
 }
 
 
-def _read(source: Union[str, os.PathLike]) -> dict:
+def _read(source: str | os.PathLike) -> dict:
     source = str(source)
     if source in CEM_URLS:
         source = CEM_URLS[source]
     if source.startswith(("http://", "https://")):
         return torch.hub.load_state_dict_from_url(source, map_location="cpu", progress=True)
     if not os.path.exists(source):
-        raise FileNotFoundError(f"pretrained weights {source!r} not found: give a path, a URL or one of {list(CEM_URLS)}")
+        raise FileNotFoundError(
+            f"pretrained weights {source!r} not found: give a path, a URL or one of {list(CEM_URLS)}"
+        )
     return torch.load(source, map_location="cpu", weights_only=False)
 
 
-def load_encoder_weights(encoder: nn.Module, source: Union[str, os.PathLike]) -> Dict[str, float]:
+def load_encoder_weights(encoder: nn.Module, source: str | os.PathLike) -> dict[str, float]:
     """Load CEM-format weights into ``encoder.body``; returns the norms as {'mean', 'std'}."""
     ckpt = _read(source)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
@@ -44,12 +46,16 @@ def load_encoder_weights(encoder: nn.Module, source: Union[str, os.PathLike]) ->
     try:
         missing, unexpected = encoder.body.load_state_dict(sd, strict=False)
     except RuntimeError as e:  # shape mismatches: weights of another encoder
-        raise ValueError(f"{source}: weights do not fit encoder {getattr(encoder, 'name', '?')}: "
-                         f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
+        raise ValueError(
+            f"{source}: weights do not fit encoder {getattr(encoder, 'name', '?')}: "
+            f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}"
+        ) from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"{source}: weights do not fit encoder {getattr(encoder, 'name', '?')}: "
-                         f"missing {missing[:3]}..., unexpected {unexpected[:3]}...")
+        raise ValueError(
+            f"{source}: weights do not fit encoder {getattr(encoder, 'name', '?')}: "
+            f"missing {missing[:3]}..., unexpected {unexpected[:3]}..."
+        )
     norms = ckpt.get("norms", [0.5, 0.5])
     if isinstance(norms, dict):
         return {"mean": float(norms["mean"]), "std": float(norms["std"])}

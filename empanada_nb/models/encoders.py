@@ -4,9 +4,8 @@ Each encoder keeps the torchvision model itself as ``self.body`` so that state d
 torchvision keys (such as the CEM pretrained weights) load without renaming, and names its
 stem and four stages explicitly so that finetunable layers map onto real modules.
 """
-from __future__ import annotations
 
-from typing import List
+from __future__ import annotations
 
 import torch
 import torch.nn as nn
@@ -72,10 +71,10 @@ class Encoder(nn.Module):
         """Stage ``i`` (1..4) of the encoder: ``layer{i}`` on ResNets, ``block{i}`` on RegNets."""
         return self.body.get_submodule(self.stage_names[i - 1])
 
-    def stem(self) -> List[nn.Module]:
+    def stem(self) -> list[nn.Module]:
         return [self.body.get_submodule(n) for n in self.stem_names]
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         b = self.body
         if self.name in RESNETS:
             x = b.relu(b.bn1(b.conv1(x)))

@@ -6,9 +6,10 @@ brings the fused pyramid back to 1/4 with the stage-1 features (P2). Inputs must
 by 128 (P7). Unlike empanada, each fusion node owns its convolution (empanada reuses one
 module per FPN direction, silently tying their weights).
 """
+
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -36,7 +37,7 @@ class _WeightedFuse(nn.Module):
         self.w = nn.Parameter(torch.ones(n))
         self.conv = separable_conv_bn_act(dim, dim, 3, act=nn.SiLU(inplace=True))
 
-    def forward(self, xs: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         w = F.relu(self.w)
         w = w / (w.sum() + 1e-4)
         return self.conv(sum(wi * xi for wi, xi in zip(w, xs)))
@@ -50,7 +51,7 @@ class BiFPNLayer(nn.Module):
         self.td = nn.ModuleList(_WeightedFuse(2, dim) for _ in range(n - 1))
         self.bu = nn.ModuleList(_WeightedFuse(3 if i < n - 2 else 2, dim) for i in range(n - 1))
 
-    def forward(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         p = [r(f) for r, f in zip(self.resample, feats)]  # fine -> coarse
         n = len(p)
         td = [p[-1]]
@@ -68,9 +69,10 @@ class BiFPN(nn.Module):
         super().__init__()
         self.p6 = Resample2d(nins[-1], dim)
         self.layers = nn.ModuleList(
-            BiFPNLayer(list(nins) + [dim, dim] if i == 0 else [dim] * (len(nins) + 2), dim) for i in range(layers))
+            BiFPNLayer(list(nins) + [dim, dim] if i == 0 else [dim] * (len(nins) + 2), dim) for i in range(layers)
+        )
 
-    def forward(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         p6 = _down(self.p6(feats[-1]))
         feats = list(feats) + [p6, _down(p6)]
         for layer in self.layers:
@@ -86,7 +88,7 @@ class BiFPNDecoder(nn.Module):
         self.ups = nn.ModuleList(conv_transpose_bn_act(dim if i == 0 else 2 * dim, dim) for i in range(n_scales))
         self.fusion = separable_conv_bn_act(2 * dim, dim, 5)
 
-    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:  # coarse -> fine
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:  # coarse -> fine
         x = feats[0]
         for up, skip in zip(self.ups, feats[1:]):
             x = torch.cat([up(x), skip], 1)
@@ -99,8 +101,14 @@ class PanopticBiFPN(nn.Module):
     architecture = "PanopticBiFPN"
     padding_factor = 128
 
-    def __init__(self, encoder: str = "resnet50", num_classes: int = 1, fpn_dim: int = 128,
-                 fpn_layers: int = 3, pointrend: bool = False):
+    def __init__(
+        self,
+        encoder: str = "resnet50",
+        num_classes: int = 1,
+        fpn_dim: int = 128,
+        fpn_layers: int = 3,
+        pointrend: bool = False,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.encoder = Encoder(encoder, output_stride=32)
@@ -116,7 +124,7 @@ class PanopticBiFPN(nn.Module):
         self.ins_xy = PanopticHead(fpn_dim, 2)
         self.semantic_pr = PointRendSemSegHead(fpn_dim, n_sem) if pointrend else None
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.encoder(x)
         p2 = self.p2_resample(feats[1])
         sem_x = self.semantic_decoder(([p2] + self.semantic_fpn(feats[2:]))[::-1])

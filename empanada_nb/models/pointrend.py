@@ -4,6 +4,7 @@ Training: predictions at uncertain, randomly oversampled points are returned for
 Inference: the coarse (1/4) logits are upsampled twice by 2x, each time re-predicting the most
 uncertain grid points.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,9 +26,17 @@ def uncertainty(logits: torch.Tensor) -> torch.Tensor:
 
 
 class PointRendSemSegHead(nn.Module):
-    def __init__(self, nin: int, num_classes: int, num_fc: int = 3, train_num_points: int = 1024,
-                 oversample_ratio: int = 3, importance_sample_ratio: float = 0.75,
-                 subdivision_steps: int = 2, subdivision_num_points: int = 8192):
+    def __init__(
+        self,
+        nin: int,
+        num_classes: int,
+        num_fc: int = 3,
+        train_num_points: int = 1024,
+        oversample_ratio: int = 3,
+        importance_sample_ratio: float = 0.75,
+        subdivision_steps: int = 2,
+        subdivision_num_points: int = 8192,
+    ):
         super().__init__()
         self.train_num_points = train_num_points
         self.oversample_ratio = oversample_ratio
@@ -73,8 +82,9 @@ class PointRendSemSegHead(nn.Module):
             unc = uncertainty(logits).view(n, h * w)
             p = min(h * w, self.subdivision_num_points)
             idx = torch.topk(unc, p, dim=1)[1]
-            coords = torch.stack([((idx % w).float() + 0.5) / w,
-                                  (torch.div(idx, w, rounding_mode="floor").float() + 0.5) / h], -1)
+            coords = torch.stack(
+                [((idx % w).float() + 0.5) / w, (torch.div(idx, w, rounding_mode="floor").float() + 0.5) / h], -1
+            )
             pl = self.point_head(point_sample(features, coords), point_sample(coarse, coords))
             logits = logits.reshape(n, c, h * w).scatter(2, idx.unsqueeze(1).expand(-1, c, -1), pl).view(n, c, h, w)
         return {"sem_seg_logits": logits}

@@ -1,4 +1,5 @@
 """Training: the config, the one loop behind train() and finetune(), checkpoints, the handle."""
+
 from .checkpoint import checkpoint_path, load_checkpoint
 from .config import TrainConfig
 from .handle import TrainingHandle

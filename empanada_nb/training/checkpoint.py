@@ -1,10 +1,11 @@
 """Training checkpoints: model, optimizer, scheduler, scaler, RNG states and history, written atomically."""
+
 from __future__ import annotations
 
 import os
 import random
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,21 +13,25 @@ import torch
 from .._atomic import atomic_path
 
 
-def checkpoint_path(out: Union[str, os.PathLike]) -> Path:
+def checkpoint_path(out: str | os.PathLike) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".checkpoint.pth")
 
 
-def save_checkpoint(path: Union[str, os.PathLike], state: Dict[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     state = dict(state)
-    state["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    state["rng"] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
     with atomic_path(path, suffix=".pth") as tmp:
         torch.save(state, tmp)
     return Path(path)
 
 
-def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -39,7 +44,7 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     return state
 
 
-def restore_rng(state: Dict[str, Any]) -> None:
+def restore_rng(state: dict[str, Any]) -> None:
     rng = state.get("rng")
     if not rng:
         return

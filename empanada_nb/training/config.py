@@ -1,10 +1,11 @@
 """The training configuration: one dataclass holding every hyperparameter, saved as YAML."""
+
 from __future__ import annotations
 
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 import yaml
 
@@ -23,12 +24,12 @@ class TrainConfig:
     encoder: str = "resnet50"
     num_classes: int = 1
     pointrend: bool = False
-    pretrained: Optional[str] = None  #: CEM weights: a URL, a path or a name in models.CEM_URLS
-    class_names: Dict[int, str] = dataclasses.field(default_factory=lambda: {1: "mito"})
-    thing_list: List[int] = dataclasses.field(default_factory=lambda: [1])
+    pretrained: str | None = None  #: CEM weights: a URL, a path or a name in models.CEM_URLS
+    class_names: dict[int, str] = dataclasses.field(default_factory=lambda: {1: "mito"})
+    thing_list: list[int] = dataclasses.field(default_factory=lambda: [1])
     finetunable_layers: str = "all"
     # masks
-    label_divisor: Optional[int] = None  #: None: masks hold instance ids; else class * divisor + instance
+    label_divisor: int | None = None  #: None: masks hold instance ids; else class * divisor + instance
     connected_components: bool = False  #: binary masks -> one instance per connected component
     output_label_divisor: int = 1000
     heatmap_sigma: float = 8.0
@@ -47,19 +48,19 @@ class TrainConfig:
     pr_weight: float = 1.0
     top_k_percent: float = 0.2
     # augmentation and sampling
-    scale: List[float] = dataclasses.field(default_factory=lambda: [0.75, 1.25])
+    scale: list[float] = dataclasses.field(default_factory=lambda: [0.75, 1.25])
     rotate: bool = True
     flip: bool = True
     brightness: float = 0.2
     contrast: float = 0.2
     group_gamma: float = 0.3  #: per-subfolder sampling weight (1/count)^gamma
     # validation, checkpoints, runtime
-    val_interval: Optional[int] = None  #: default: iterations // 5, never 0
+    val_interval: int | None = None  #: default: iterations // 5, never 0
     val_fraction: float = 0.0  #: hold out this fraction of the training pairs when no val_dir is given
-    checkpoint_interval: Optional[int] = None  #: default: iterations // 5, never 0
+    checkpoint_interval: int | None = None  #: default: iterations // 5, never 0
     seed: int = 0
     num_workers: int = 0
-    device: Optional[str] = None
+    device: str | None = None
     amp: bool = True  #: mixed precision on CUDA
     channels_last: bool = True  #: on CUDA
     # postprocessing for validation
@@ -92,24 +93,24 @@ class TrainConfig:
     def checkpoint_every(self) -> int:
         return int(self.checkpoint_interval or max(1, self.iterations // 5))
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
         return cls(**d)
 
-    def to_yaml(self, path: Union[str, os.PathLike, None] = None) -> str:
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
             with atomic_path(path, suffix=".yaml") as tmp:
@@ -117,7 +118,7 @@ class TrainConfig:
         return text
 
     @classmethod
-    def from_yaml(cls, path_or_text: Union[str, os.PathLike]) -> "TrainConfig":
+    def from_yaml(cls, path_or_text: str | os.PathLike) -> TrainConfig:
         p = Path(str(path_or_text))
         text = p.read_text() if "\n" not in str(path_or_text) and p.exists() else str(path_or_text)
         data = yaml.safe_load(text) or {}

@@ -1,9 +1,10 @@
 """The handle returned by train()/finetune(): stop, wait, history, model, plot."""
+
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 import torch.nn as nn
 
@@ -17,13 +18,13 @@ class TrainingHandle:
     def __init__(self, model: nn.Module, out: Path):
         self.model = model
         self.out = Path(out)
-        self.history: List[Dict] = []
-        self.error: Optional[BaseException] = None
+        self.history: list[dict] = []
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
-        self._callbacks: List[Callable[[Dict], None]] = []
-        self.thread: Optional[threading.Thread] = None
+        self._callbacks: list[Callable[[dict], None]] = []
+        self.thread: threading.Thread | None = None
 
     # -- control
     def stop(self) -> None:
@@ -38,7 +39,7 @@ class TrainingHandle:
     def done(self) -> bool:
         return self._done.is_set()
 
-    def wait(self, timeout: Optional[float] = None) -> "TrainingHandle":
+    def wait(self, timeout: float | None = None) -> TrainingHandle:
         """Block until the run ends; re-raises an error the run died of."""
         if not self._done.wait(timeout):
             raise TimeoutError(f"training still running after {timeout} s")
@@ -47,16 +48,16 @@ class TrainingHandle:
         return self
 
     # -- events
-    def add_callback(self, fn: Callable[[Dict], None]) -> None:
+    def add_callback(self, fn: Callable[[dict], None]) -> None:
         self._callbacks.append(fn)
 
-    def emit(self, event: Dict) -> None:
+    def emit(self, event: dict) -> None:
         with self._lock:
             self.history.append(event)
         for fn in list(self._callbacks):
             fn(event)
 
-    def events(self, kind: str) -> List[Dict]:
+    def events(self, kind: str) -> list[dict]:
         with self._lock:
             return [e for e in self.history if e["type"] == kind]
 
@@ -66,11 +67,11 @@ class TrainingHandle:
         return steps[-1]["iteration"] if steps else 0
 
     @property
-    def final_metrics(self) -> Dict:
+    def final_metrics(self) -> dict:
         vals = self.events("validation")
         return vals[-1] if vals else {}
 
-    def summary(self) -> Dict:
+    def summary(self) -> dict:
         """Loss at the start and the end (mean of the first/last 10 % of steps) and the last validation."""
         steps = self.events("step")
         if not steps:
@@ -79,13 +80,13 @@ class TrainingHandle:
         first = sum(s["loss"] for s in steps[:k]) / k
         last = sum(s["loss"] for s in steps[-k:]) / k
         out = {"iterations": steps[-1]["iteration"], "loss_start": round(first, 5), "loss_end": round(last, 5)}
-        out.update({k2: round(v, 4) for k2, v in self.final_metrics.items()
-                    if k2 in ("iou", "pq", "f1", "sq", "rq")})
+        out.update({k2: round(v, 4) for k2, v in self.final_metrics.items() if k2 in ("iou", "pq", "f1", "sq", "rq")})
         return out
 
     def plot(self, smooth: int = 20, log: bool = True):
         """A matplotlib figure of the loss terms and validation metrics (for papers and reports)."""
         from .plot import plot_history
+
         return plot_history(self.history, smooth=smooth, log=log)
 
     def __repr__(self) -> str:

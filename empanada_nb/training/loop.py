@@ -6,14 +6,16 @@ would have seen. AdamW without decay on biases and norm layers, OneCycle LR, mix
 and channels_last on CUDA, atomic checkpoints, and a model that is always saved at the end,
 whether the run finished, was stopped, was interrupted with Ctrl-C or died of an error.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Callable, Union
 
 import numpy as np
 import torch
@@ -30,7 +32,7 @@ from .handle import TrainingHandle
 from .validate import load_validation_set, validate
 
 PathLike = Union[str, os.PathLike]
-Callback = Callable[[Dict], None]
+Callback = Callable[[dict], None]
 
 
 def _device(cfg: TrainConfig) -> torch.device:
@@ -47,8 +49,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
 
 
 def set_train_mode(model: nn.Module, freeze_all_bn: bool) -> None:
@@ -66,9 +69,16 @@ def _check_out(out: Path, overwrite: bool, resume) -> None:
         raise FileExistsError(f"{out} exists; choose another out= path or pass overwrite=True")
 
 
-def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, cfg: TrainConfig, *,
-                 val_dir: Optional[PathLike] = None, resume: Optional[PathLike] = None,
-                 is_finetune: bool = False) -> TrainingHandle:
+def run_training(
+    handle: TrainingHandle,
+    model: nn.Module,
+    train_dir: PathLike,
+    cfg: TrainConfig,
+    *,
+    val_dir: PathLike | None = None,
+    resume: PathLike | None = None,
+    is_finetune: bool = False,
+) -> TrainingHandle:
     """Run the loop to completion (or stop/interrupt/error), emitting events on ``handle``."""
     device = _device(cfg)
     out = handle.out
@@ -94,26 +104,43 @@ def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, 
         val_pairs = [pairs[i] for i in order[:n_val]]
         pairs = [pairs[i] for i in sorted(order[n_val:])]
     if len(pairs) < cfg.batch_size:
-        warnings.warn(f"{len(pairs)} training image(s) for batch size {cfg.batch_size}: images are sampled "
-                      "with replacement (each batch repeats images under different augmentations)", stacklevel=3)
+        warnings.warn(
+            f"{len(pairs)} training image(s) for batch size {cfg.batch_size}: images are sampled "
+            "with replacement (each batch repeats images under different augmentations)",
+            stacklevel=3,
+        )
     small = cfg.batch_size < cfg.min_bn_batch
     # Frozen statistics are only meaningful when they come from a trained model; from scratch,
     # noisy batch statistics are the lesser evil.
     freeze_bn = small and is_finetune
     if freeze_bn:
-        warnings.warn(f"batch size {cfg.batch_size} < {cfg.min_bn_batch}: BatchNorm statistics from so few "
-                      "images are too noisy to update, so the model's trained statistics stay frozen "
-                      "(scale and shift still train)", stacklevel=3)
+        warnings.warn(
+            f"batch size {cfg.batch_size} < {cfg.min_bn_batch}: BatchNorm statistics from so few "
+            "images are too noisy to update, so the model's trained statistics stay frozen "
+            "(scale and shift still train)",
+            stacklevel=3,
+        )
     elif small:
-        warnings.warn(f"batch size {cfg.batch_size} < {cfg.min_bn_batch} while training from scratch: "
-                      "BatchNorm statistics from so few images are noisy and the model may train poorly; "
-                      "use batch size 16 where memory allows, or finetune a trained model", stacklevel=3)
+        warnings.warn(
+            f"batch size {cfg.batch_size} < {cfg.min_bn_batch} while training from scratch: "
+            "BatchNorm statistics from so few images are noisy and the model may train poorly; "
+            "use batch size 16 where memory allows, or finetune a trained model",
+            stacklevel=3,
+        )
     dataset = PanopticDataset(
-        pairs, patch_size=cfg.patch_size, batch_size=cfg.batch_size, iterations=cfg.iterations,
-        label_divisor=cfg.label_divisor, thing_list=card.thing_list, num_classes=model.num_classes,
-        connected_components=cfg.connected_components, sigma=cfg.heatmap_sigma,
+        pairs,
+        patch_size=cfg.patch_size,
+        batch_size=cfg.batch_size,
+        iterations=cfg.iterations,
+        label_divisor=cfg.label_divisor,
+        thing_list=card.thing_list,
+        num_classes=model.num_classes,
+        connected_components=cfg.connected_components,
+        sigma=cfg.heatmap_sigma,
         augment=AugmentConfig(tuple(cfg.scale), cfg.rotate, cfg.flip, cfg.brightness, cfg.contrast),
-        gamma=cfg.group_gamma, seed=cfg.seed)
+        gamma=cfg.group_gamma,
+        seed=cfg.seed,
+    )
     val_set = load_validation_set(val_pairs, cfg, card) if val_pairs else None
 
     model.to(device)
@@ -139,14 +166,28 @@ def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, 
     std = torch.tensor(model.norms["std"], device=device)
 
     def checkpoint(it: int) -> None:
-        save_checkpoint(ckpt_file, {
-            "model": {"format": "empanada_nb-model/1", "card": card.to_dict(),
-                      "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-            "iteration": it, "config": cfg.to_dict(), "history": list(handle.history)})
+        save_checkpoint(
+            ckpt_file,
+            {
+                "model": {
+                    "format": "empanada_nb-model/1",
+                    "card": card.to_dict(),
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                },
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "iteration": it,
+                "config": cfg.to_dict(),
+                "history": list(handle.history),
+            },
+        )
 
-    loader = iter(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, cfg.iterations),
-                                              num_workers=cfg.num_workers, pin_memory=cuda))
+    loader = iter(
+        torch.utils.data.DataLoader(
+            dataset, batch_size=None, sampler=range(start, cfg.iterations), num_workers=cfg.num_workers, pin_memory=cuda
+        )
+    )
     if state is not None:
         restore_rng(state)  # after creating the loader iterator, which draws from the global RNG
     it, stopped, t0, t_last = start, False, time.time(), time.time()
@@ -164,8 +205,9 @@ def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, 
                 output = model(x)
             loss, terms = criterion(output, target)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at iteration {it_idx + 1}; "
-                                         "lower lr or check the masks")
+                raise FloatingPointError(
+                    f"loss became {float(loss)} at iteration {it_idx + 1}; lower lr or check the masks"
+                )
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -174,10 +216,19 @@ def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, 
             it = it_idx + 1
             now = time.time()
             done = it - start
-            handle.emit({"type": "step", "iteration": it, "iterations": cfg.iterations, "loss": float(loss.detach()),
-                         "terms": terms, "lr": opt.param_groups[0]["lr"],
-                         "images_per_s": cfg.batch_size / max(now - t_last, 1e-9), "elapsed": now - t0,
-                         "eta": (now - t0) / done * (cfg.iterations - it)})
+            handle.emit(
+                {
+                    "type": "step",
+                    "iteration": it,
+                    "iterations": cfg.iterations,
+                    "loss": float(loss.detach()),
+                    "terms": terms,
+                    "lr": opt.param_groups[0]["lr"],
+                    "images_per_s": cfg.batch_size / max(now - t_last, 1e-9),
+                    "elapsed": now - t0,
+                    "eta": (now - t0) / done * (cfg.iterations - it),
+                }
+            )
             t_last = now
             if val_set is not None and (it % cfg.val_every == 0 or it == cfg.iterations):
                 metrics = validate(model, val_set, cfg, card, device)
@@ -203,13 +254,22 @@ def run_training(handle: TrainingHandle, model: nn.Module, train_dir: PathLike, 
     model.to("cpu")
     save_model(model, out, card)
     model.to(device)
-    handle.emit({"type": "end", "iteration": it, "path": str(out), "stopped": stopped,
-                 "checkpoint": str(ckpt_file)})
+    handle.emit({"type": "end", "iteration": it, "path": str(out), "stopped": stopped, "checkpoint": str(ckpt_file)})
     return handle
 
 
-def _launch(model: nn.Module, train_dir: PathLike, cfg: TrainConfig, out: PathLike, val_dir, callbacks,
-            background: bool, resume, overwrite: bool, is_finetune: bool) -> TrainingHandle:
+def _launch(
+    model: nn.Module,
+    train_dir: PathLike,
+    cfg: TrainConfig,
+    out: PathLike,
+    val_dir,
+    callbacks,
+    background: bool,
+    resume,
+    overwrite: bool,
+    is_finetune: bool,
+) -> TrainingHandle:
     out = Path(out)
     if out.suffix not in (".pth", ".pt"):
         out = out.with_suffix(".pth")
@@ -238,9 +298,18 @@ def _launch(model: nn.Module, train_dir: PathLike, cfg: TrainConfig, out: PathLi
     return handle
 
 
-def train(train_dir: PathLike, *, config: Optional[TrainConfig] = None, val_dir: Optional[PathLike] = None,
-          out: PathLike = "model.pth", callbacks: Optional[Sequence[Callback]] = None, background: bool = False,
-          resume: Union[PathLike, bool, None] = None, overwrite: bool = False, **overrides) -> TrainingHandle:
+def train(
+    train_dir: PathLike,
+    *,
+    config: TrainConfig | None = None,
+    val_dir: PathLike | None = None,
+    out: PathLike = "model.pth",
+    callbacks: Sequence[Callback] | None = None,
+    background: bool = False,
+    resume: PathLike | bool | None = None,
+    overwrite: bool = False,
+    **overrides,
+) -> TrainingHandle:
     """Train a new model on the dataset in ``train_dir`` (training layout: <name>/images, <name>/masks).
 
     ``overrides`` are TrainConfig fields (``iterations=500, patch_size=256, ...``). Runs in the
@@ -257,15 +326,30 @@ def train(train_dir: PathLike, *, config: Optional[TrainConfig] = None, val_dir:
         model.norms, model.card = dict(c.norms), c
     else:
         torch.manual_seed(cfg.seed)  # same seed, same initial weights
-        model = build_model(cfg.architecture, cfg.encoder, num_classes=cfg.num_classes, pointrend=cfg.pointrend,
-                            pretrained=cfg.pretrained)
+        model = build_model(
+            cfg.architecture,
+            cfg.encoder,
+            num_classes=cfg.num_classes,
+            pointrend=cfg.pointrend,
+            pretrained=cfg.pretrained,
+        )
     return _launch(model, train_dir, cfg, out, val_dir, callbacks, background, resume, overwrite, False)
 
 
-def finetune(model: Union[nn.Module, PathLike], train_dir: PathLike, *, layers: Optional[str] = None,
-             config: Optional[TrainConfig] = None, val_dir: Optional[PathLike] = None, out: PathLike = "finetuned.pth",
-             callbacks: Optional[Sequence[Callback]] = None, background: bool = False,
-             resume: Union[PathLike, bool, None] = None, overwrite: bool = False, **overrides) -> TrainingHandle:
+def finetune(
+    model: nn.Module | PathLike,
+    train_dir: PathLike,
+    *,
+    layers: str | None = None,
+    config: TrainConfig | None = None,
+    val_dir: PathLike | None = None,
+    out: PathLike = "finetuned.pth",
+    callbacks: Sequence[Callback] | None = None,
+    background: bool = False,
+    resume: PathLike | bool | None = None,
+    overwrite: bool = False,
+    **overrides,
+) -> TrainingHandle:
     """Finetune an existing model (an nn.Module, a saved model path or a registered name).
 
     ``layers`` sets the finetunable encoder stages ("none", "stage1".."stage4", "all"; default
@@ -276,8 +360,14 @@ def finetune(model: Union[nn.Module, PathLike], train_dir: PathLike, *, layers: 
     cfg = config or TrainConfig(iterations=100, finetunable_layers="none")
     card = card_for(model)
     changes = dict(overrides)
-    changes.update(architecture=model.architecture, encoder=card.encoder, num_classes=model.num_classes,
-                   pointrend=card.pointrend, class_names=dict(card.class_names), thing_list=list(card.thing_list))
+    changes.update(
+        architecture=model.architecture,
+        encoder=card.encoder,
+        num_classes=model.num_classes,
+        pointrend=card.pointrend,
+        class_names=dict(card.class_names),
+        thing_list=list(card.thing_list),
+    )
     if layers is not None:
         changes["finetunable_layers"] = layers
     elif config is None:

@@ -1,12 +1,11 @@
 """Matplotlib figure of a training history (the widgets draw the same events live)."""
-from __future__ import annotations
 
-from typing import Dict, List
+from __future__ import annotations
 
 import numpy as np
 
 
-def smooth_curve(values: List[float], window: int) -> np.ndarray:
+def smooth_curve(values: list[float], window: int) -> np.ndarray:
     """Trailing moving average that is defined from the first point."""
     v = np.asarray(values, float)
     if len(v) == 0 or window <= 1:
@@ -17,7 +16,7 @@ def smooth_curve(values: List[float], window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_history(history: List[Dict], smooth: int = 20, log: bool = True):
+def plot_history(history: list[dict], smooth: int = 20, log: bool = True):
     import matplotlib.pyplot as plt
 
     steps = [e for e in history if e["type"] == "step"]
@@ -26,7 +25,7 @@ def plot_history(history: List[Dict], smooth: int = 20, log: bool = True):
     ax = axes[0, 0]
     it = [s["iteration"] for s in steps]
     series = {"total": [s["loss"] for s in steps]}
-    for key in (steps[0]["terms"] if steps else {}):
+    for key in steps[0]["terms"] if steps else {}:
         series[key] = [s["terms"][key] for s in steps]
     for i, (name, ys) in enumerate(series.items()):
         color = f"C{i}"

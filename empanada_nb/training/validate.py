@@ -1,7 +1,8 @@
 """Validation during training: whole images through the model, postprocessing and metrics."""
+
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch.nn as nn
@@ -13,7 +14,7 @@ from ..metrics import evaluate
 from ..model_io import ModelCard
 
 
-def load_validation_set(pairs: Sequence[Pair], cfg, card: ModelCard) -> List[Tuple[np.ndarray, np.ndarray]]:
+def load_validation_set(pairs: Sequence[Pair], cfg, card: ModelCard) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image in [0,1], ground truth as panoptic ids with the card's label divisor) per pair."""
     out = []
     div = card.label_divisor
@@ -23,6 +24,7 @@ def load_validation_set(pairs: Sequence[Pair], cfg, card: ModelCard) -> List[Tup
         img = np.clip((img.astype(np.float32) - lo) / (hi - lo), 0, 1)
         if cfg.connected_components:
             from scipy import ndimage
+
             msk = ndimage.label(msk > 0)[0]
         if cfg.label_divisor is None:
             ids, inv = np.unique(msk, return_inverse=True)  # sequential ids so they stay below the divisor
@@ -34,7 +36,7 @@ def load_validation_set(pairs: Sequence[Pair], cfg, card: ModelCard) -> List[Tup
     return out
 
 
-def _mosaic(labels: Sequence[np.ndarray], divisor: int, big: int = 10 ** 9) -> np.ndarray:
+def _mosaic(labels: Sequence[np.ndarray], divisor: int, big: int = 10**9) -> np.ndarray:
     """Lay label images side by side (1 px apart) with instance ids renumbered to stay unique."""
     h = max(a.shape[0] for a in labels)
     w = sum(a.shape[1] + 1 for a in labels)
@@ -43,13 +45,13 @@ def _mosaic(labels: Sequence[np.ndarray], divisor: int, big: int = 10 ** 9) -> n
     for a in labels:
         a = a.astype(np.int64)
         cls, inst = a // divisor, a % divisor
-        out[:a.shape[0], x:x + a.shape[1]] = np.where(a > 0, cls * big + inst + offset, 0)
+        out[: a.shape[0], x : x + a.shape[1]] = np.where(a > 0, cls * big + inst + offset, 0)
         offset += int(inst.max()) + 1 if a.size else 0
         x += a.shape[1] + 1
     return out
 
 
-def validate(model: nn.Module, val_set, cfg, card: ModelCard, device) -> Dict[str, float]:
+def validate(model: nn.Module, val_set, cfg, card: ModelCard, device) -> dict[str, float]:
     """Foreground IoU, PQ (SQ, RQ) and F1@0.5 pooled over all validation images.
 
     Pooling (rather than averaging per image) keeps images without objects from scoring a
@@ -58,9 +60,19 @@ def validate(model: nn.Module, val_set, cfg, card: ModelCard, device) -> Dict[st
     model.eval()
     preds, gts = [], []
     for img, gt in val_set:
-        preds.append(segment_image(model, img, irange=(0.0, 1.0), label_divisor=card.label_divisor, device=device,
-                                   seg_thr=cfg.seg_thr, center_thr=cfg.center_thr, min_distance=cfg.min_distance))
+        preds.append(
+            segment_image(
+                model,
+                img,
+                irange=(0.0, 1.0),
+                label_divisor=card.label_divisor,
+                device=device,
+                seg_thr=cfg.seg_thr,
+                center_thr=cfg.center_thr,
+                min_distance=cfg.min_distance,
+            )
+        )
         gts.append(gt)
-    big = 10 ** 9
+    big = 10**9
     r = evaluate(_mosaic(preds, card.label_divisor, big), _mosaic(gts, card.label_divisor, big), label_divisor=big)
     return {k: float(r[k]) for k in ("iou", "pq", "sq", "rq", "f1") if k in r}

@@ -1,4 +1,5 @@
 """Jupyter widgets (anywidget): the :class:`Viewer` and the :class:`TrainingDashboard`."""
+
 from .dashboard import TrainingDashboard
 from .editing import LabelLayer
 from .source import VolumeSource

@@ -8,6 +8,7 @@ Messages, browser -> Python: ``start``, ``stop``, ``history`` (send every event 
 ``segment_slice``, ``segment_volume``, ``cancel``. Python -> browser: ``events`` {events: [...],
 reset: bool}. Everything else is traits.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import anywidget
 import numpy as np
@@ -47,7 +48,7 @@ def _clean(v: Any) -> Any:
     return f if math.isfinite(f) else None
 
 
-def _thin(events: List[dict], max_points: Optional[int] = None) -> List[dict]:
+def _thin(events: list[dict], max_points: int | None = None) -> list[dict]:
     """Keep every non-step event and at most ``max_points`` step events (evenly spaced, last kept)."""
     max_points = MAX_HISTORY_POINTS if max_points is None else max_points
     steps = [e for e in events if e.get("type") == "step"]
@@ -100,7 +101,7 @@ class TrainingDashboard(anywidget.AnyWidget):
     has_model = t.Bool(False).tag(sync=True)
     given_model = t.Unicode("").tag(sync=True)
 
-    def __init__(self, viewer: Optional[Viewer] = None, model: Any = None, **kwargs):
+    def __init__(self, viewer: Viewer | None = None, model: Any = None, **kwargs):
         from ..models import ARCHITECTURES, CEM_URLS, ENCODERS
 
         try:
@@ -112,13 +113,13 @@ class TrainingDashboard(anywidget.AnyWidget):
         self.viewer = viewer
         self.handle = None
         self._given = None
-        self._events: List[dict] = []
-        self._pending: List[dict] = []
+        self._events: list[dict] = []
+        self._pending: list[dict] = []
         self._last_flush = 0.0
-        self._timer: Optional[threading.Timer] = None
+        self._timer: threading.Timer | None = None
         self._send_lock = threading.Lock()
         self._cancel = threading.Event()
-        self._infer_thread: Optional[threading.Thread] = None
+        self._infer_thread: threading.Thread | None = None
         self._irange = None
         given = ""
         if model is not None and not isinstance(model, (str, Path)):
@@ -130,11 +131,19 @@ class TrainingDashboard(anywidget.AnyWidget):
             kwargs.setdefault("mode", "finetune")
             kwargs.setdefault("layers", "none")
             kwargs.setdefault("iterations", 100)
-        super().__init__(options={"architectures": list(ARCHITECTURES), "encoders": list(ENCODERS),
-                                  "pretrained": [""] + list(CEM_URLS), "layers": list(LAYERS),
-                                  "models": registered},
-                         has_viewer=viewer is not None, viewer_3d=bool(viewer is not None and viewer.ndim == 3),
-                         given_model=given, **kwargs)
+        super().__init__(
+            options={
+                "architectures": list(ARCHITECTURES),
+                "encoders": list(ENCODERS),
+                "pretrained": [""] + list(CEM_URLS),
+                "layers": list(LAYERS),
+                "models": registered,
+            },
+            has_viewer=viewer is not None,
+            viewer_3d=bool(viewer is not None and viewer.ndim == 3),
+            given_model=given,
+            **kwargs,
+        )
         if viewer is not None and not self.dataset_dir and viewer.dataset_dir:
             self.dataset_dir = viewer.dataset_dir
         self.on_msg(self._on_custom_msg)
@@ -142,17 +151,27 @@ class TrainingDashboard(anywidget.AnyWidget):
         self._update_has_model()
 
     # --------------------------------------------------------------------------------- form
-    @t.observe("mode", "architecture", "patch_size", "iterations", "batch_size", "lr", "model_source", "dataset_dir",
-               "preview_every", "encoder")
+    @t.observe(
+        "mode",
+        "architecture",
+        "patch_size",
+        "iterations",
+        "batch_size",
+        "lr",
+        "model_source",
+        "dataset_dir",
+        "preview_every",
+        "encoder",
+    )
     def _form_changed(self, change):
         self._check_form()
         if change["name"] in ("mode", "model_source"):
             self._update_has_model()
 
-    def _check_form(self) -> Dict[str, str]:
+    def _check_form(self) -> dict[str, str]:
         from ..models import check_patch_size
 
-        errs: Dict[str, str] = {}
+        errs: dict[str, str] = {}
         target: Any = self.architecture
         if self.mode == "finetune" and self._given is not None:
             target = self._given
@@ -185,7 +204,7 @@ class TrainingDashboard(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------------------ training
     @property
-    def history(self) -> List[dict]:
+    def history(self) -> list[dict]:
         """Every event of the current (or last) run."""
         return list(self._events)
 
@@ -214,17 +233,30 @@ class TrainingDashboard(anywidget.AnyWidget):
             raise ValueError("; ".join(errs.values()))
         from .. import training as T
 
-        common = dict(val_dir=self.val_dir.strip() or None, out=self.out.strip() or "model.pth",
-                      callbacks=[self._on_event], background=True, overwrite=bool(self.overwrite),
-                      iterations=int(self.iterations), patch_size=int(self.patch_size),
-                      batch_size=int(self.batch_size), lr=float(self.lr))
+        common = dict(
+            val_dir=self.val_dir.strip() or None,
+            out=self.out.strip() or "model.pth",
+            callbacks=[self._on_event],
+            background=True,
+            overwrite=bool(self.overwrite),
+            iterations=int(self.iterations),
+            patch_size=int(self.patch_size),
+            batch_size=int(self.batch_size),
+            lr=float(self.lr),
+        )
         dataset = str(Path(self.dataset_dir).expanduser())
         self._events = []
         self._pending = []
         self._emit({"type": "events", "events": [], "reset": True})
         if self.mode == "train":
-            handle = T.train(dataset, architecture=self.architecture, encoder=self.encoder,
-                             pretrained=self.pretrained or None, finetunable_layers=self.layers, **common)
+            handle = T.train(
+                dataset,
+                architecture=self.architecture,
+                encoder=self.encoder,
+                pretrained=self.pretrained or None,
+                finetunable_layers=self.layers,
+                **common,
+            )
         else:
             model = self._given if self._given is not None else self.model_source.strip()
             handle = T.finetune(model, dataset, layers=self.layers, **common)
@@ -240,7 +272,7 @@ class TrainingDashboard(anywidget.AnyWidget):
             self.handle.stop()
             self.status = "stopping after this step…"
 
-    def wait(self, timeout: Optional[float] = None):
+    def wait(self, timeout: float | None = None):
         if self.handle is None:
             raise RuntimeError("no training run")
         try:
@@ -259,8 +291,14 @@ class TrainingDashboard(anywidget.AnyWidget):
             self._flush()
             self.running = False
             err = self.handle.error if self.handle is not None else None
-            self.status = (f"{'stopped' if e.get('stopped') else 'finished'} at iteration {e.get('iteration')}; "
-                           f"model saved to {e.get('path')}") if err is None else f"training failed: {err}"
+            self.status = (
+                (
+                    f"{'stopped' if e.get('stopped') else 'finished'} at iteration {e.get('iteration')}; "
+                    f"model saved to {e.get('path')}"
+                )
+                if err is None
+                else f"training failed: {err}"
+            )
             return
         if kind == "step" and self.preview and self.viewer is not None and self.handle is not None:
             it = int(e.get("iteration", 0))
@@ -298,7 +336,7 @@ class TrainingDashboard(anywidget.AnyWidget):
             self._irange = intensity_range(src.sample())
         return self._irange
 
-    def _predict_slice(self, model, roi: Optional[np.ndarray] = None) -> np.ndarray:
+    def _predict_slice(self, model, roi: np.ndarray | None = None) -> np.ndarray:
         import torch
 
         from ..inference import segment_image
@@ -320,9 +358,19 @@ class TrainingDashboard(anywidget.AnyWidget):
             roi = v.slice_roi() if v.confine_to_regions else None
             pred = self._predict_slice(model, roi)
             v.set_labels("preview", pred, plane=(v.axis, v.slice_index), editable=False, opacity=0.5)
-            self._emit({"type": "events", "events": [{"type": "preview", "iteration": self.handle.iteration,
-                                                      "seconds": round(time.perf_counter() - t0, 2)}],
-                        "reset": False})
+            self._emit(
+                {
+                    "type": "events",
+                    "events": [
+                        {
+                            "type": "preview",
+                            "iteration": self.handle.iteration,
+                            "seconds": round(time.perf_counter() - t0, 2),
+                        }
+                    ],
+                    "reset": False,
+                }
+            )
         except Exception as e:  # a failed preview must not stop training
             log.warning("live preview failed: %s", e)
             self.status = f"preview failed: {e}"

@@ -4,11 +4,13 @@ A :class:`LabelLayer` holds an integer label array of the image's shape (edited 
 a writable numpy array, else copied once). Edits (a brush stroke, a fill, a whole-volume operation)
 are recorded as :class:`Edit` diffs so that they can be undone and redone.
 """
+
 from __future__ import annotations
 
 import collections
 import itertools
-from typing import Any, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +26,16 @@ class LabelLayer:
     (used for live previews of a prediction on the current slice).
     """
 
-    def __init__(self, data: Any, name: str, shape: Sequence[int], opacity: float = 0.5, visible: bool = True,
-                 editable: bool = True, plane: Optional[Tuple[str, int]] = None):
+    def __init__(
+        self,
+        data: Any,
+        name: str,
+        shape: Sequence[int],
+        opacity: float = 0.5,
+        visible: bool = True,
+        editable: bool = True,
+        plane: tuple[str, int] | None = None,
+    ):
         self.uid = next(_uids)
         self.name = str(name)
         self.opacity = float(opacity)
@@ -64,11 +74,13 @@ class LabelLayer:
             elif want2 is not None and data.shape == tuple(want2):
                 vol = data[None]
             else:
-                raise ValueError(f"label layer {self.name!r}: shape {data.shape} does not match the image "
-                                 f"shape {self._shape3 if want2 is None else tuple(want2)}")
+                raise ValueError(
+                    f"label layer {self.name!r}: shape {data.shape} does not match the image "
+                    f"shape {self._shape3 if want2 is None else tuple(want2)}"
+                )
         self.data = data
         self._vol = vol
-        self._max: Optional[int] = None
+        self._max: int | None = None
         self.version += 1
 
     @property
@@ -76,7 +88,7 @@ class LabelLayer:
         """The labels as ``(Z, Y, X)`` (a view of ``data``); 2D for slice layers."""
         return self._vol
 
-    def plane_view(self, axis: str, index: int) -> Optional[np.ndarray]:
+    def plane_view(self, axis: str, index: int) -> np.ndarray | None:
         """A view of slice ``index`` along ``axis`` (None where a slice layer has no data)."""
         if self.plane is not None:
             return self._vol if self.plane == (axis, int(index)) else None
@@ -105,17 +117,30 @@ class LabelLayer:
             raise ValueError(f"label {label} does not fit in layer {self.name!r} of dtype {self._vol.dtype}")
 
     def meta(self) -> dict:
-        return {"uid": self.uid, "name": self.name, "opacity": self.opacity, "visible": self.visible,
-                "editable": self.editable, "version": self.version,
-                "plane": list(self.plane) if self.plane is not None else None,
-                "dtype": str(self._vol.dtype)}
+        return {
+            "uid": self.uid,
+            "name": self.name,
+            "opacity": self.opacity,
+            "visible": self.visible,
+            "editable": self.editable,
+            "version": self.version,
+            "plane": list(self.plane) if self.plane is not None else None,
+            "dtype": str(self._vol.dtype),
+        }
 
 
 class Edit:
     """One undoable change of a layer: a box (index, before, after) or sparse voxels (flat, before, after)."""
 
-    def __init__(self, layer: LabelLayer, before: np.ndarray, after: np.ndarray, index: Optional[tuple] = None,
-                 flat: Optional[np.ndarray] = None, where: Optional[dict] = None):
+    def __init__(
+        self,
+        layer: LabelLayer,
+        before: np.ndarray,
+        after: np.ndarray,
+        index: tuple | None = None,
+        flat: np.ndarray | None = None,
+        where: dict | None = None,
+    ):
         self.layer = layer
         self.index = index
         self.flat = flat
@@ -142,7 +167,7 @@ class Edit:
         self._put(self.after)
 
 
-def diff_volume(layer: LabelLayer, new: np.ndarray) -> Optional[Edit]:
+def diff_volume(layer: LabelLayer, new: np.ndarray) -> Edit | None:
     """Replace ``layer``'s labels by ``new`` (same shape) in place; returns the sparse Edit (None if equal)."""
     vol = layer.volume
     new = np.asarray(new)
@@ -168,19 +193,20 @@ class History:
     def __init__(self, max_steps: int = 50, max_bytes: int = 1 << 30):
         self.max_steps = int(max_steps)
         self.max_bytes = int(max_bytes)
-        self._undo: "collections.deque[Edit]" = collections.deque()
-        self._redo: List[Edit] = []
+        self._undo: collections.deque[Edit] = collections.deque()
+        self._redo: list[Edit] = []
 
-    def record(self, edit: Optional[Edit]) -> None:
+    def record(self, edit: Edit | None) -> None:
         if edit is None:
             return
         self._undo.append(edit)
         self._redo.clear()
         while len(self._undo) > self.max_steps or (
-                len(self._undo) > 1 and sum(e.nbytes for e in self._undo) > self.max_bytes):
+            len(self._undo) > 1 and sum(e.nbytes for e in self._undo) > self.max_bytes
+        ):
             self._undo.popleft()
 
-    def undo(self) -> Optional[Edit]:
+    def undo(self) -> Edit | None:
         if not self._undo:
             return None
         e = self._undo.pop()
@@ -188,7 +214,7 @@ class History:
         self._redo.append(e)
         return e
 
-    def redo(self) -> Optional[Edit]:
+    def redo(self) -> Edit | None:
         if not self._redo:
             return None
         e = self._redo.pop()
@@ -209,7 +235,7 @@ class History:
         return bool(self._redo)
 
 
-def stroke_mask(points: Sequence[Sequence[float]], size: float, plane_shape: Tuple[int, int]):
+def stroke_mask(points: Sequence[Sequence[float]], size: float, plane_shape: tuple[int, int]):
     """Pixels within ``size / 2`` of the polyline through ``points`` (continuous ``[row, col]``).
 
     Returns ``(r0, c0, mask)`` with ``mask`` the bounding box of the stroke clipped to the slice,
@@ -245,14 +271,22 @@ def stroke_mask(points: Sequence[Sequence[float]], size: float, plane_shape: Tup
     seed[dense[:, 0] - fr0, dense[:, 1] - fc0] = False
     dist = distance_transform_edt(seed)
     mask = dist <= radius + 1e-6
-    mask = mask[r0 - fr0:r1 - fr0, c0 - fc0:c1 - fc0]
+    mask = mask[r0 - fr0 : r1 - fr0, c0 - fc0 : c1 - fc0]
     if not mask.any():
         return None
     return r0, c0, mask
 
 
-def apply_stroke(layer: LabelLayer, axis: str, index: int, points, size: float, label: int,
-                 erase: bool = False, preserve_labels: bool = False) -> Optional[Edit]:
+def apply_stroke(
+    layer: LabelLayer,
+    axis: str,
+    index: int,
+    points,
+    size: float,
+    label: int,
+    erase: bool = False,
+    preserve_labels: bool = False,
+) -> Edit | None:
     """Paint (or erase) a stroke on slice ``index`` along ``axis``; returns the Edit (None if nothing changed)."""
     view = layer.plane_view(axis, index)
     if view is None:
@@ -278,11 +312,12 @@ def apply_stroke(layer: LabelLayer, axis: str, index: int, points, size: float, 
         layer.forget_max()
     else:
         layer.note_label(label)
-    return Edit(layer, before, after, index=idx,
-                where={"axis": axis, "index": int(index), "r0": r0, "c0": c0, "h": h, "w": w})
+    return Edit(
+        layer, before, after, index=idx, where={"axis": axis, "index": int(index), "r0": r0, "c0": c0, "h": h, "w": w}
+    )
 
 
-def apply_fill(layer: LabelLayer, axis: str, index: int, row: int, col: int, label: int) -> Optional[Edit]:
+def apply_fill(layer: LabelLayer, axis: str, index: int, row: int, col: int, label: int) -> Edit | None:
     """Flood-fill the 4-connected region of equal labels under ``(row, col)`` with ``label``."""
     from skimage.segmentation import flood
 
@@ -305,6 +340,10 @@ def apply_fill(layer: LabelLayer, axis: str, index: int, row: int, col: int, lab
     after[mask[r0:r1, c0:c1]] = label
     layer.volume[idx] = after
     layer.forget_max()
-    return Edit(layer, before, after, index=idx,
-                where={"axis": axis, "index": int(index), "r0": int(r0), "c0": int(c0),
-                       "h": int(r1 - r0), "w": int(c1 - c0)})
+    return Edit(
+        layer,
+        before,
+        after,
+        index=idx,
+        where={"axis": axis, "index": int(index), "r0": int(r0), "c0": int(c0), "h": int(r1 - r0), "w": int(c1 - c0)},
+    )

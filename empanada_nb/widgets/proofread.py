@@ -3,20 +3,28 @@
 Each operation works on the current slice (``scope="slice"``) or on the whole label volume
 (``scope="volume"``) of the active layer and is recorded as one undoable edit.
 """
+
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 
 from .editing import LabelLayer
 
-MORPHS = {"dilate": "dilate", "erode": "erode", "open": "open", "close": "close", "fill holes": "fill_holes",
-          "fill_holes": "fill_holes"}
+MORPHS = {
+    "dilate": "dilate",
+    "erode": "erode",
+    "open": "open",
+    "close": "close",
+    "fill holes": "fill_holes",
+    "fill_holes": "fill_holes",
+}
 
 
-def _ids(selection: Sequence[dict]) -> List[int]:
-    out: List[int] = []
+def _ids(selection: Sequence[dict]) -> list[int]:
+    out: list[int] = []
     for s in selection:
         i = int(s["id"] if isinstance(s, dict) else s)
         if i and i not in out:
@@ -24,9 +32,19 @@ def _ids(selection: Sequence[dict]) -> List[int]:
     return out
 
 
-def run(layer: LabelLayer, op: str, selection: Sequence[dict], axis: str, index: int, scope: str,
-        apply: Callable[[LabelLayer, Optional[str], Optional[int], np.ndarray], bool],
-        morph: str = "dilate", radius: int = 1, min_size: int = 64, min_distance: int = 10):
+def run(
+    layer: LabelLayer,
+    op: str,
+    selection: Sequence[dict],
+    axis: str,
+    index: int,
+    scope: str,
+    apply: Callable[[LabelLayer, str | None, int | None, np.ndarray], bool],
+    morph: str = "dilate",
+    radius: int = 1,
+    min_size: int = 64,
+    min_distance: int = 10,
+):
     """Run ``op`` (merge, delete, split, morph, filter); returns ``(changed, message)``.
 
     ``apply(layer, axis, index, new)`` records the result: ``axis=None`` for the whole volume.

@@ -6,13 +6,14 @@ indexing. It exposes ``shape`` (always 3D: 2D images get a leading axis of lengt
 ``ndim`` (the source's own 2 or 3) and :meth:`plane` (one 2D slice along ``"xy"``, ``"xz"`` or ``"yz"``).
 The raw values are never altered: slices are returned in the source's dtype.
 """
+
 from __future__ import annotations
 
 import collections
 import os
 import threading
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -27,13 +28,13 @@ def check_axis(axis: str) -> str:
     return axis
 
 
-def plane_shape(shape3: Tuple[int, int, int], axis: str) -> Tuple[int, int]:
+def plane_shape(shape3: tuple[int, int, int], axis: str) -> tuple[int, int]:
     """Shape (rows, cols) of one slice of a ``(Z, Y, X)`` volume along ``axis``."""
     _, (r, c) = AXIS_DIMS[check_axis(axis)]
     return int(shape3[r]), int(shape3[c])
 
 
-def n_slices(shape3: Tuple[int, int, int], axis: str) -> int:
+def n_slices(shape3: tuple[int, int, int], axis: str) -> int:
     return int(shape3[AXIS_DIMS[check_axis(axis)][0]])
 
 
@@ -45,7 +46,7 @@ def plane_index(axis: str, index: int, rows=slice(None), cols=slice(None)) -> tu
     return tuple(idx)
 
 
-def plane_to_volume(axis: str, index: int, row: float, col: float) -> Tuple[float, float, float]:
+def plane_to_volume(axis: str, index: int, row: float, col: float) -> tuple[float, float, float]:
     """(z, y, x) of the point ``(row, col)`` on slice ``index`` along ``axis``."""
     fixed, (r, c) = AXIS_DIMS[check_axis(axis)]
     out = [0.0, 0.0, 0.0]
@@ -53,7 +54,7 @@ def plane_to_volume(axis: str, index: int, row: float, col: float) -> Tuple[floa
     return tuple(out)
 
 
-def volume_to_plane(axis: str, z, y, x) -> Tuple[Any, Any, Any]:
+def volume_to_plane(axis: str, z, y, x) -> tuple[Any, Any, Any]:
     """(index, row, col) of the volume point ``(z, y, x)`` seen along ``axis``."""
     fixed, (r, c) = AXIS_DIMS[check_axis(axis)]
     p = (z, y, x)
@@ -76,10 +77,12 @@ class _LazyTiff:
         if len(shape) == 2:
             shape = (1,) + shape
         if len(shape) != 3 or len(self._pages) != shape[0]:
-            raise ValueError(f"{self.path}: expected a 2D image or a stack of 2D pages, got series shape "
-                             f"{series.shape} in {len(self._pages)} pages")
+            raise ValueError(
+                f"{self.path}: expected a 2D image or a stack of 2D pages, got series shape "
+                f"{series.shape} in {len(self._pages)} pages"
+            )
         self.shape = shape
-        self._cache: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
+        self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         page_bytes = shape[1] * shape[2] * self.dtype.itemsize
         self._max_pages = max(2, cache_bytes // max(1, page_bytes))
         self._lock = threading.Lock()
@@ -138,7 +141,7 @@ class VolumeSource:
     """Read-only, lazily read view of a 2D image or 3D volume (see module docstring)."""
 
     def __init__(self, data: Any):
-        self.path: Optional[Path] = None
+        self.path: Path | None = None
         if isinstance(data, (str, os.PathLike)):
             path = Path(data)
             if not path.exists():
@@ -171,7 +174,7 @@ class VolumeSource:
         self.dtype = np.dtype(data.dtype)
         if self.dtype.kind not in "uifb":
             raise ValueError(f"unsupported image dtype {self.dtype}")
-        self.shape: Tuple[int, int, int] = (1,) + shape if len(shape) == 2 else shape  # type: ignore
+        self.shape: tuple[int, int, int] = (1,) + shape if len(shape) == 2 else shape  # type: ignore
         if isinstance(data, _LazyTiff):
             self.shape = data.shape
 

@@ -20,14 +20,16 @@ Messages, Python -> browser:
     ``labels_update`` {layer, version, axis, index, scope: slice|all, full, r0, c0, h, w, dtype, encoding, stroke}
     with one buffer; ``invalidate`` {image}; ``goto`` {axis, index, center}.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import warnings
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import anywidget
 import numpy as np
@@ -68,7 +70,7 @@ def _label_transfer_dtype(arr: np.ndarray) -> str:
     return "float64"
 
 
-def encode_labels(arr: np.ndarray, dtype: Optional[str] = None) -> Tuple[dict, bytes]:
+def encode_labels(arr: np.ndarray, dtype: str | None = None) -> tuple[dict, bytes]:
     """Encode a label slice for the browser: run lengths when that is small, else zlib, else raw.
 
     Returns ``({"dtype", "encoding", ["nruns"]}, bytes)``; run-length bytes are the uint32 run
@@ -105,12 +107,12 @@ def decode_labels(meta: dict, buf: bytes) -> np.ndarray:
     return np.frombuffer(buf, dt)
 
 
-def _row_chunks(h: int, row_bytes: int) -> List[Tuple[int, int]]:
+def _row_chunks(h: int, row_bytes: int) -> list[tuple[int, int]]:
     rows = max(1, CHUNK_BYTES // max(1, row_bytes))
     return [(r, min(h, r + rows)) for r in range(0, h, rows)] or [(0, 0)]
 
 
-def label_color(label_id: int) -> Tuple[int, int, int]:
+def label_color(label_id: int) -> tuple[int, int, int]:
     """The RGB colour the viewer draws ``label_id`` with (same hash as ``viewer.js``)."""
     import colorsys
 
@@ -154,7 +156,9 @@ class Viewer(anywidget.AnyWidget):
     data_range = t.List(t.Float(), default_value=[0.0, 255.0]).tag(sync=True)
     layers = t.List(t.Dict(), help="label layer metadata (uid, name, opacity, visible, version, ...)").tag(sync=True)
     active_layer = t.Int(0, help="uid of the layer that editing tools change").tag(sync=True)
-    tool = t.Enum(["pan", "pick", "rect", "polygon", "paint", "erase", "fill", "picker", "select"], "pan").tag(sync=True)
+    tool = t.Enum(["pan", "pick", "rect", "polygon", "paint", "erase", "fill", "picker", "select"], "pan").tag(
+        sync=True
+    )
     brush_size = t.Int(10).tag(sync=True)
     current_label = t.Int(1).tag(sync=True)
     patch_size = t.Int(256).tag(sync=True)
@@ -172,15 +176,25 @@ class Viewer(anywidget.AnyWidget):
     dataset_dir = t.Unicode("").tag(sync=True)
     dataset_name = t.Unicode("").tag(sync=True)
 
-    def __init__(self, data: Any, labels: Any = None, axis: str = "xy", *, contrast_limits=None,
-                 patch_size: int = 256, height: int = 560, max_undo: int = 50, name: Optional[str] = None,
-                 **kwargs):
+    def __init__(
+        self,
+        data: Any,
+        labels: Any = None,
+        axis: str = "xy",
+        *,
+        contrast_limits=None,
+        patch_size: int = 256,
+        height: int = 560,
+        max_undo: int = 50,
+        name: str | None = None,
+        **kwargs,
+    ):
         source = data if isinstance(data, VolumeSource) else VolumeSource(data)
         axis = check_axis(axis)
         if source.ndim == 2 and axis != "xy":
             raise ValueError("a 2D image can only be viewed along 'xy'")
         self.source = source
-        self.label_layers: List[LabelLayer] = []
+        self.label_layers: list[LabelLayer] = []
         self.history = History(max_steps=max_undo)
         self.model = None  #: model used for ``save_patches`` and previews when none is passed
         self._lock = threading.RLock()
@@ -188,10 +202,18 @@ class Viewer(anywidget.AnyWidget):
         drange = self._data_range()
         if contrast_limits is None:
             contrast_limits = self._initial_contrast(drange)
-        super().__init__(shape=list(source.shape), ndim=source.ndim, dtype=str(source.dtype), axis=axis,
-                         slice_index=n_slices(source.shape, axis) // 2, data_range=list(drange),
-                         contrast_limits=[float(c) for c in contrast_limits], patch_size=int(patch_size),
-                         height=int(height), **kwargs)
+        super().__init__(
+            shape=list(source.shape),
+            ndim=source.ndim,
+            dtype=str(source.dtype),
+            axis=axis,
+            slice_index=n_slices(source.shape, axis) // 2,
+            data_range=list(drange),
+            contrast_limits=[float(c) for c in contrast_limits],
+            patch_size=int(patch_size),
+            height=int(height),
+            **kwargs,
+        )
         default_name = name or (source.path.stem if source.path is not None else "patches")
         self.dataset_name = default_name
         self.on_msg(self._on_custom_msg)
@@ -207,11 +229,11 @@ class Viewer(anywidget.AnyWidget):
                 self.add_labels(labels, name="labels")
 
     # ------------------------------------------------------------------------------ contrast
-    def _data_range(self) -> Tuple[float, float]:
+    def _data_range(self) -> tuple[float, float]:
         dt = self.source.dtype
         if dt == np.uint8:
             return 0.0, 255.0
-        if dt == bool:
+        if dt == np.bool_:
             return 0.0, 1.0
         s = self.source.sample()
         lo, hi = float(np.nanmin(s)), float(np.nanmax(s))
@@ -223,13 +245,13 @@ class Viewer(anywidget.AnyWidget):
             hi = lo + 1.0
         return lo, hi
 
-    def _initial_contrast(self, drange) -> Tuple[float, float]:
+    def _initial_contrast(self, drange) -> tuple[float, float]:
         if self.source.dtype in (np.uint8, bool):
             return drange
         return self._percentiles(self.source.sample(), (0.1, 99.9))
 
     @staticmethod
-    def _percentiles(values: np.ndarray, percentiles=(0.5, 99.5)) -> Tuple[float, float]:
+    def _percentiles(values: np.ndarray, percentiles=(0.5, 99.5)) -> tuple[float, float]:
         v = np.asarray(values, dtype=np.float64).ravel()
         v = v[np.isfinite(v)]
         if v.size == 0:
@@ -239,7 +261,7 @@ class Viewer(anywidget.AnyWidget):
             hi = lo + 1.0
         return float(lo), float(hi)
 
-    def auto_contrast(self, percentiles=(0.5, 99.5), scope: str = "slice") -> Tuple[float, float]:
+    def auto_contrast(self, percentiles=(0.5, 99.5), scope: str = "slice") -> tuple[float, float]:
         """Set the contrast limits to percentiles of the current slice (``scope="slice"``) or of a sample."""
         vals = self.current_slice() if scope == "slice" else self.source.sample()
         lo, hi = self._percentiles(vals, percentiles)
@@ -301,7 +323,7 @@ class Viewer(anywidget.AnyWidget):
         return out
 
     @staticmethod
-    def _plane_of(p) -> Tuple[int, float, float]:
+    def _plane_of(p) -> tuple[int, float, float]:
         fixed, (rd, cd) = AXIS_DIMS[check_axis(p["axis"])]
         c = (p["z"], p["y"], p["x"])
         return int(c[fixed]), c[rd], c[cd]
@@ -317,14 +339,14 @@ class Viewer(anywidget.AnyWidget):
         return self.source.plane(self.axis, self.slice_index)
 
     @property
-    def labels(self) -> Optional[np.ndarray]:
+    def labels(self) -> np.ndarray | None:
         """The active label layer's array (None without label layers)."""
         layer = self._active(create=False)
         return layer.data if layer is not None else None
 
-    def layer(self, key: Union[str, int]) -> LabelLayer:
+    def layer(self, key: str | int) -> LabelLayer:
         """A label layer by name, list index or uid."""
-        for i, l in enumerate(self.label_layers):
+        for _i, l in enumerate(self.label_layers):
             if l.name == key:
                 return l
         if isinstance(key, int):
@@ -335,13 +357,13 @@ class Viewer(anywidget.AnyWidget):
                 return self.label_layers[key]
         raise KeyError(f"no label layer {key!r}; layers: {[l.name for l in self.label_layers]}")
 
-    def _layer_by_uid(self, uid) -> Optional[LabelLayer]:
+    def _layer_by_uid(self, uid) -> LabelLayer | None:
         for l in self.label_layers:
             if l.uid == uid:
                 return l
         return None
 
-    def _active(self, create: bool = True) -> Optional[LabelLayer]:
+    def _active(self, create: bool = True) -> LabelLayer | None:
         layer = self._layer_by_uid(self.active_layer)
         if layer is None and self.label_layers:
             layer = next((l for l in self.label_layers if l.editable and l.plane is None), self.label_layers[0])
@@ -353,8 +375,16 @@ class Viewer(anywidget.AnyWidget):
         return layer
 
     # --------------------------------------------------------------------------------- layers
-    def add_labels(self, array: Any, name: Optional[str] = None, opacity: float = 0.5, visible: bool = True,
-                   editable: bool = True, plane: Optional[Tuple[str, int]] = None, active: bool = False) -> LabelLayer:
+    def add_labels(
+        self,
+        array: Any,
+        name: str | None = None,
+        opacity: float = 0.5,
+        visible: bool = True,
+        editable: bool = True,
+        plane: tuple[str, int] | None = None,
+        active: bool = False,
+    ) -> LabelLayer:
         """Add a label layer of the image's shape (``plane=(axis, index)``: a 2D layer for one slice).
 
         A writable numpy array is edited in place by the tools; other inputs are copied once. Names are
@@ -371,8 +401,9 @@ class Viewer(anywidget.AnyWidget):
             while uniq in names:
                 uniq = f"{base} [{k}]"
                 k += 1
-            layer = LabelLayer(array, uniq, self.source.shape, opacity=opacity, visible=visible,
-                               editable=editable, plane=plane)
+            layer = LabelLayer(
+                array, uniq, self.source.shape, opacity=opacity, visible=visible, editable=editable, plane=plane
+            )
             self.label_layers.append(layer)
             if active or self._layer_by_uid(self.active_layer) is None and editable and plane is None:
                 self.active_layer = layer.uid
@@ -394,7 +425,7 @@ class Viewer(anywidget.AnyWidget):
             self._sync_layers()
             return layer
 
-    def remove_labels(self, key: Union[str, int]) -> None:
+    def remove_labels(self, key: str | int) -> None:
         with self._lock:
             layer = self.layer(key)
             self.label_layers.remove(layer)
@@ -403,7 +434,7 @@ class Viewer(anywidget.AnyWidget):
                 self.active_layer = self.label_layers[0].uid if self.label_layers else 0
             self._sync_layers()
 
-    def refresh(self, key: Union[str, int, None] = None) -> None:
+    def refresh(self, key: str | int | None = None) -> None:
         """Tell the browser that label arrays changed outside the viewer (all layers when ``key`` is None)."""
         with self._lock:
             layers = self.label_layers if key is None else [self.layer(key)]
@@ -418,9 +449,9 @@ class Viewer(anywidget.AnyWidget):
         self.can_undo, self.can_redo = self.history.can_undo, self.history.can_redo
 
     # ---------------------------------------------------------------------------------- sending
-    def _send_parts(self, head: dict, parts: List[Tuple[dict, Optional[bytes]]]) -> None:
+    def _send_parts(self, head: dict, parts: list[tuple[dict, bytes | None]]) -> None:
         """Send ``parts`` (meta, buffer) in messages of at most MAX_MESSAGE_BYTES of buffers each."""
-        batch: List[Tuple[dict, Optional[bytes]]] = []
+        batch: list[tuple[dict, bytes | None]] = []
         size = 0
         groups = []
         for meta, buf in parts:
@@ -435,7 +466,7 @@ class Viewer(anywidget.AnyWidget):
             content = dict(head, parts=[m for m, _ in group], last=gi == len(groups) - 1)
             self.send(content, buffers=[b for _, b in group if b is not None])
 
-    def _image_parts(self, axis: str, index: int) -> List[Tuple[dict, bytes]]:
+    def _image_parts(self, axis: str, index: int) -> list[tuple[dict, bytes]]:
         plane = self.source.plane(axis, index)
         dt = _display_dtype(plane.dtype)
         if plane.dtype != np.dtype(dt):
@@ -444,12 +475,23 @@ class Viewer(anywidget.AnyWidget):
         chunks = _row_chunks(h, w * plane.itemsize)
         out = []
         for r0, r1 in chunks:
-            out.append(({"kind": "image", "dtype": dt, "shape": [h, w], "row0": r0, "rows": r1 - r0,
-                         "nchunks": len(chunks), "encoding": "raw"},
-                        np.ascontiguousarray(plane[r0:r1]).tobytes()))
+            out.append(
+                (
+                    {
+                        "kind": "image",
+                        "dtype": dt,
+                        "shape": [h, w],
+                        "row0": r0,
+                        "rows": r1 - r0,
+                        "nchunks": len(chunks),
+                        "encoding": "raw",
+                    },
+                    np.ascontiguousarray(plane[r0:r1]).tobytes(),
+                )
+            )
         return out
 
-    def _label_parts(self, layer: LabelLayer, axis: str, index: int) -> List[Tuple[dict, Optional[bytes]]]:
+    def _label_parts(self, layer: LabelLayer, axis: str, index: int) -> list[tuple[dict, bytes | None]]:
         view = layer.plane_view(axis, index)
         pshape = list(plane_shape(self.source.shape, axis))
         base = {"kind": "labels", "layer": layer.uid, "version": layer.version, "shape": pshape}
@@ -463,11 +505,12 @@ class Viewer(anywidget.AnyWidget):
             out.append((dict(base, **meta, row0=r0, rows=r1 - r0, nchunks=len(chunks)), buf))
         return out
 
-    def _send_slice(self, axis: str, index: int, image: bool = True, layers: Optional[Iterable[int]] = None,
-                    rid: Optional[int] = None) -> None:
+    def _send_slice(
+        self, axis: str, index: int, image: bool = True, layers: Iterable[int] | None = None, rid: int | None = None
+    ) -> None:
         axis = check_axis(axis)
         index = int(index)
-        parts: List[Tuple[dict, Optional[bytes]]] = []
+        parts: list[tuple[dict, bytes | None]] = []
         with self._lock:
             if image:
                 parts += self._image_parts(axis, index)
@@ -478,7 +521,7 @@ class Viewer(anywidget.AnyWidget):
                     parts += self._label_parts(layer, axis, index)
         self._send_parts({"type": "data", "rid": rid, "axis": axis, "index": index}, parts)
 
-    def _push_edit(self, edit: Edit, stroke: Optional[int] = None, values: str = "after") -> None:
+    def _push_edit(self, edit: Edit, stroke: int | None = None, values: str = "after") -> None:
         """Send the browser what ``edit`` changed, then bump the layer version."""
         layer = edit.layer
         layer.version += 1
@@ -486,14 +529,29 @@ class Viewer(anywidget.AnyWidget):
         if w:
             patch = edit.after if values == "after" else edit.before
             meta, buf = encode_labels(patch)
-            self.send({"type": "labels_update", "layer": layer.uid, "version": layer.version, "scope": "slice",
-                       "full": False, "axis": w["axis"], "index": w["index"], "r0": w["r0"], "c0": w["c0"],
-                       "h": w["h"], "w": w["w"], **meta, "stroke": stroke}, buffers=[buf])
+            self.send(
+                {
+                    "type": "labels_update",
+                    "layer": layer.uid,
+                    "version": layer.version,
+                    "scope": "slice",
+                    "full": False,
+                    "axis": w["axis"],
+                    "index": w["index"],
+                    "r0": w["r0"],
+                    "c0": w["c0"],
+                    "h": w["h"],
+                    "w": w["w"],
+                    **meta,
+                    "stroke": stroke,
+                },
+                buffers=[buf],
+            )
         else:
             self._push_full(layer, bump=False, stroke=stroke)
         self._sync_layers()
 
-    def _push_full(self, layer: LabelLayer, bump: bool = False, stroke: Optional[int] = None) -> None:
+    def _push_full(self, layer: LabelLayer, bump: bool = False, stroke: int | None = None) -> None:
         """Send the current slice of ``layer`` whole; every other cached slice of it becomes stale."""
         if bump:
             layer.version += 1
@@ -501,8 +559,17 @@ class Viewer(anywidget.AnyWidget):
         if layer.plane is not None:
             axis, index = layer.plane
         view = layer.plane_view(axis, index)
-        head = {"type": "labels_update", "layer": layer.uid, "version": layer.version, "scope": "all", "full": True,
-                "axis": axis, "index": index, "shape": list(plane_shape(self.source.shape, axis)), "stroke": stroke}
+        head = {
+            "type": "labels_update",
+            "layer": layer.uid,
+            "version": layer.version,
+            "scope": "all",
+            "full": True,
+            "axis": axis,
+            "index": index,
+            "shape": list(plane_shape(self.source.shape, axis)),
+            "stroke": stroke,
+        }
         if view is None or not view.any():
             self.send(dict(head, empty=True, dtype="uint8", encoding="raw"), buffers=[])
             return
@@ -529,8 +596,9 @@ class Viewer(anywidget.AnyWidget):
         pass
 
     def _msg_get(self, c):
-        self._send_slice(c["axis"], c["index"], image=bool(c.get("image", True)), layers=c.get("layers") or [],
-                         rid=c.get("rid"))
+        self._send_slice(
+            c["axis"], c["index"], image=bool(c.get("image", True)), layers=c.get("layers") or [], rid=c.get("rid")
+        )
 
     def _msg_pick(self, c):
         self.add_pick(c["axis"], c["index"], c["row"], c["col"])
@@ -561,13 +629,26 @@ class Viewer(anywidget.AnyWidget):
         self.remove_region(int(c["i"]))
 
     def _msg_stroke(self, c):
-        self.paint(c["points"], size=c.get("size", self.brush_size), label=c.get("label", self.current_label),
-                   axis=c["axis"], index=c["index"], erase=bool(c.get("erase")), layer=c.get("layer"),
-                   _stroke=c.get("stroke"))
+        self.paint(
+            c["points"],
+            size=c.get("size", self.brush_size),
+            label=c.get("label", self.current_label),
+            axis=c["axis"],
+            index=c["index"],
+            erase=bool(c.get("erase")),
+            layer=c.get("layer"),
+            _stroke=c.get("stroke"),
+        )
 
     def _msg_fill(self, c):
-        self.fill(c["row"], c["col"], label=c.get("label", self.current_label), axis=c["axis"], index=c["index"],
-                  layer=c.get("layer"))
+        self.fill(
+            c["row"],
+            c["col"],
+            label=c.get("label", self.current_label),
+            axis=c["axis"],
+            index=c["index"],
+            layer=c.get("layer"),
+        )
 
     def _msg_undo(self, c):
         self.undo()
@@ -604,16 +685,22 @@ class Viewer(anywidget.AnyWidget):
         with warnings.catch_warnings():  # clashes are reported in the status line
             warnings.simplefilter("ignore", UserWarning)
             res = self.save_patches(d, name=name or None)
-        self.message = (f"saved {len(res['written'])} patch(es) to {res['dir']}"
-                        + (f"; skipped {len(res['skipped'])} existing" if res["skipped"] else ""))
+        self.message = f"saved {len(res['written'])} patch(es) to {res['dir']}" + (
+            f"; skipped {len(res['skipped'])} existing" if res["skipped"] else ""
+        )
 
     def _msg_proofread(self, c):
-        self.proofread(c["op"], c.get("selection", self.selection), axis=c.get("axis"), index=c.get("index"),
-                       scope=c.get("scope", "slice"),
-                       **{k: c[k] for k in ("morph", "radius", "min_size") if k in c})
+        self.proofread(
+            c["op"],
+            c.get("selection", self.selection),
+            axis=c.get("axis"),
+            index=c.get("index"),
+            scope=c.get("scope", "slice"),
+            **{k: c[k] for k in ("morph", "radius", "min_size") if k in c},
+        )
 
     # ------------------------------------------------------------------------------------ picks
-    def add_pick(self, axis: str, index: int, row: float, col: float, size: Optional[int] = None) -> dict:
+    def add_pick(self, axis: str, index: int, row: float, col: float, size: int | None = None) -> dict:
         """Add a patch centred at ``(row, col)`` of slice ``index`` along ``axis``; returns the pick."""
         pick = P.make_pick(axis, int(index), row, col, int(size or self.patch_size), self.source.shape)
         self.picks = self.picks + [pick]
@@ -624,7 +711,7 @@ class Viewer(anywidget.AnyWidget):
         del picks[i]
         self.picks = picks
 
-    def fill_random_picks(self, n: int, size: Optional[int] = None, seed=None) -> List[dict]:
+    def fill_random_picks(self, n: int, size: int | None = None, seed=None) -> list[dict]:
         """Add up to ``n`` random picks inside the context regions, spread evenly across them.
 
         Without regions the current slice is used as one region.
@@ -632,16 +719,31 @@ class Viewer(anywidget.AnyWidget):
         regions = list(self.regions)
         if not regions:
             h, w = plane_shape(self.source.shape, self.axis)
-            regions = [{"name": "slice", "axis": self.axis, "slice": self.slice_index, "shape": "rectangle",
-                        "points": [[0, 0], [h, w]]}]
-        new = P.random_patches(regions, self.source.shape, n, int(size or self.patch_size), rng=seed,
-                               existing=self.picks)
+            regions = [
+                {
+                    "name": "slice",
+                    "axis": self.axis,
+                    "slice": self.slice_index,
+                    "shape": "rectangle",
+                    "points": [[0, 0], [h, w]],
+                }
+            ]
+        new = P.random_patches(
+            regions, self.source.shape, n, int(size or self.patch_size), rng=seed, existing=self.picks
+        )
         self.picks = self.picks + new
         return new
 
     # ---------------------------------------------------------------------------------- regions
-    def add_region(self, points, shape: str = "polygon", name: Optional[str] = None, axis: Optional[str] = None,
-                   slice: Optional[int] = None, all_slices: bool = False) -> dict:
+    def add_region(
+        self,
+        points,
+        shape: str = "polygon",
+        name: str | None = None,
+        axis: str | None = None,
+        slice: int | None = None,
+        all_slices: bool = False,
+    ) -> dict:
         """Add a context region drawn on slice ``slice`` along ``axis`` (current view by default)."""
         axis = check_axis(axis or self.axis)
         idx = self.slice_index if slice is None else int(slice)
@@ -652,22 +754,28 @@ class Viewer(anywidget.AnyWidget):
                 k += 1
             name = f"region {k}"
         pts = [[round(float(a), 2), round(float(b), 2)] for a, b in points]
-        region = {"name": str(name), "axis": axis, "slice": idx, "shape": shape, "points": pts,
-                  "all_slices": bool(all_slices)}
+        region = {
+            "name": str(name),
+            "axis": axis,
+            "slice": idx,
+            "shape": shape,
+            "points": pts,
+            "all_slices": bool(all_slices),
+        }
         self.regions = self.regions + [region]
         return self.regions[-1]
 
-    def remove_region(self, key: Union[int, str]) -> None:
+    def remove_region(self, key: int | str) -> None:
         regions = list(self.regions)
         if isinstance(key, str):
             key = next(i for i, r in enumerate(regions) if r["name"] == key)
         del regions[key]
         self.regions = regions
 
-    def _mask_shape(self) -> Tuple[int, ...]:
+    def _mask_shape(self) -> tuple[int, ...]:
         return tuple(self.source.shape) if self.source.ndim == 3 else tuple(self.source.shape[1:])
 
-    def context_mask(self, name: Optional[str] = None) -> np.ndarray:
+    def context_mask(self, name: str | None = None) -> np.ndarray:
         """Boolean mask of the context regions (of the volume's shape, or of the image for 2D data).
 
         ``name``: only that region. Without regions the mask is all False.
@@ -677,11 +785,11 @@ class Viewer(anywidget.AnyWidget):
             raise KeyError(f"no region named {name!r}")
         return P.regions_mask(regions, self._mask_shape())
 
-    def region_masks(self) -> Dict[str, np.ndarray]:
+    def region_masks(self) -> dict[str, np.ndarray]:
         """``{name: mask}`` for each region (masks of the volume's shape)."""
         return {r["name"]: P.region_mask(r, self._mask_shape()) for r in self.regions}
 
-    def slice_roi(self, axis: Optional[str] = None, index: Optional[int] = None) -> Optional[np.ndarray]:
+    def slice_roi(self, axis: str | None = None, index: int | None = None) -> np.ndarray | None:
         """2D mask of the regions on one slice (the current one by default), e.g. for
         ``segment_image(image, model, roi=viewer.slice_roi())``; None without regions."""
         if not self.regions:
@@ -690,7 +798,7 @@ class Viewer(anywidget.AnyWidget):
         index = self.slice_index if index is None else int(index)
         return P.slice_roi(self.regions, self.source.shape, axis, index)
 
-    def roi(self) -> Optional[np.ndarray]:
+    def roi(self) -> np.ndarray | None:
         """The context mask when :attr:`confine_to_regions` is on and regions exist, else None."""
         return self.context_mask() if self.confine_to_regions and self.regions else None
 
@@ -705,26 +813,60 @@ class Viewer(anywidget.AnyWidget):
             raise ValueError(f"label layer {lay.name!r} is not editable")
         return lay
 
-    def paint(self, points, size: Optional[float] = None, label: Optional[int] = None, axis: Optional[str] = None,
-              index: Optional[int] = None, erase: bool = False, layer=None, _stroke=None) -> bool:
+    def paint(
+        self,
+        points,
+        size: float | None = None,
+        label: int | None = None,
+        axis: str | None = None,
+        index: int | None = None,
+        erase: bool = False,
+        layer=None,
+        _stroke=None,
+    ) -> bool:
         """Paint (or erase) a stroke through ``points`` (``[row, col]`` on the slice); True if labels changed."""
         with self._lock:
             lay = self._edit_layer(layer)
             axis = check_axis(axis or self.axis)
             index = self.slice_index if index is None else int(index)
-            edit = apply_stroke(lay, axis, index, points, size or self.brush_size,
-                                self.current_label if label is None else label, erase=erase)
+            edit = apply_stroke(
+                lay,
+                axis,
+                index,
+                points,
+                size or self.brush_size,
+                self.current_label if label is None else label,
+                erase=erase,
+            )
             if edit is None:
                 if _stroke is not None:  # let the browser drop its preview
-                    self.send({"type": "labels_update", "layer": lay.uid, "version": lay.version, "scope": "none",
-                               "full": False, "axis": axis, "index": index, "stroke": _stroke, "noop": True})
+                    self.send(
+                        {
+                            "type": "labels_update",
+                            "layer": lay.uid,
+                            "version": lay.version,
+                            "scope": "none",
+                            "full": False,
+                            "axis": axis,
+                            "index": index,
+                            "stroke": _stroke,
+                            "noop": True,
+                        }
+                    )
                 return False
             self.history.record(edit)
             self._push_edit(edit, stroke=_stroke)
             return True
 
-    def fill(self, row: int, col: int, label: Optional[int] = None, axis: Optional[str] = None,
-             index: Optional[int] = None, layer=None) -> bool:
+    def fill(
+        self,
+        row: int,
+        col: int,
+        label: int | None = None,
+        axis: str | None = None,
+        index: int | None = None,
+        layer=None,
+    ) -> bool:
         """Flood-fill the connected region under ``(row, col)`` of the slice; True if labels changed."""
         with self._lock:
             lay = self._edit_layer(layer)
@@ -794,12 +936,25 @@ class Viewer(anywidget.AnyWidget):
         except ImportError:
             self.proofreading = []
             return
-        names = {"merge": "merge_labels", "split": "split_label", "delete": "delete_labels",
-                 "morph": "morph_label", "filter": "filter_labels"}
+        names = {
+            "merge": "merge_labels",
+            "split": "split_label",
+            "delete": "delete_labels",
+            "morph": "morph_label",
+            "filter": "filter_labels",
+        }
         self.proofreading = [op for op, fn in names.items() if hasattr(L, fn)]
 
-    def proofread(self, op: str, selection: Sequence[dict] = (), axis: Optional[str] = None,
-                  index: Optional[int] = None, scope: str = "slice", layer=None, **kwargs) -> bool:
+    def proofread(
+        self,
+        op: str,
+        selection: Sequence[dict] = (),
+        axis: str | None = None,
+        index: int | None = None,
+        scope: str = "slice",
+        layer=None,
+        **kwargs,
+    ) -> bool:
         """Run a proofreading operation from :mod:`empanada_nb.labels` on the active layer (undoable)."""
         from . import proofread as PR
 
@@ -813,7 +968,7 @@ class Viewer(anywidget.AnyWidget):
                 self.selection = []
             return changed
 
-    def _apply_region(self, lay: LabelLayer, axis: Optional[str], index: Optional[int], new: np.ndarray) -> bool:
+    def _apply_region(self, lay: LabelLayer, axis: str | None, index: int | None, new: np.ndarray) -> bool:
         """Record replacing one slice (axis, index) or the whole volume (axis None) by ``new``."""
         if axis is None:
             edit = diff_volume(lay, new)
@@ -834,15 +989,21 @@ class Viewer(anywidget.AnyWidget):
         after = new[r0:r1, c0:c1].copy()
         lay.volume[idx] = after
         lay.forget_max()
-        edit = Edit(lay, before, after, index=idx,
-                    where={"axis": axis, "index": int(index), "r0": r0, "c0": c0, "h": r1 - r0, "w": c1 - c0})
+        edit = Edit(
+            lay,
+            before,
+            after,
+            index=idx,
+            where={"axis": axis, "index": int(index), "r0": r0, "c0": c0, "h": r1 - r0, "w": c1 - c0},
+        )
         self.history.record(edit)
         self._push_edit(edit)
         return True
 
     # --------------------------------------------------------------------------------- patches
-    def save_patches(self, dataset_dir, name: Optional[str] = None, model=None, layer=None,
-                     on_clash: str = "skip") -> Dict[str, Any]:
+    def save_patches(
+        self, dataset_dir, name: str | None = None, model=None, layer=None, on_clash: str = "skip"
+    ) -> dict[str, Any]:
         """Write the picked patches to ``dataset_dir/<name>/{images,masks}/*.tif`` (+ ``<name>_picks.json``).
 
         Masks come from ``layer`` (the active layer by default); a patch without labels gets
@@ -857,15 +1018,28 @@ class Viewer(anywidget.AnyWidget):
         if lay is not None:
             labels = lay.data if lay.plane is None else None
         name = name or self.dataset_name or "patches"
-        return P.save_patches(self.source, self.picks, dataset_dir, name, labels=labels,
-                              model=model if model is not None else self.model, on_clash=on_clash)
+        return P.save_patches(
+            self.source,
+            self.picks,
+            dataset_dir,
+            name,
+            labels=labels,
+            model=model if model is not None else self.model,
+            on_clash=on_clash,
+        )
 
     # ------------------------------------------------------------------------------- navigation
-    def goto(self, axis: Optional[str] = None, index: Optional[int] = None, center=None) -> None:
+    def goto(self, axis: str | None = None, index: int | None = None, center=None) -> None:
         """Show slice ``index`` along ``axis`` (optionally centred at ``(row, col)``)."""
         axis = check_axis(axis or self.axis)
         index = self.slice_index if index is None else int(index)
         self.axis = axis
         self.slice_index = index
-        self.send({"type": "goto", "axis": axis, "index": self.slice_index,
-                   "center": list(center) if center is not None else None})
+        self.send(
+            {
+                "type": "goto",
+                "axis": axis,
+                "index": self.slice_index,
+                "center": list(center) if center is not None else None,
+            }
+        )

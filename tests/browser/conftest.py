@@ -1,4 +1,5 @@
 """Fixtures for the real-browser tests: a JupyterLab server and headless Chromium (see harness.py)."""
+
 import sys
 from pathlib import Path
 

@@ -5,6 +5,7 @@ Used by the browser tests (tests/browser/test_*.py) and by benchmarks/slice_swit
 Requirements: ``jupyterlab`` and ``playwright`` (the Python package only; never ``playwright install``)
 and a Chromium binary (``/usr/bin/chromium`` on Debian, or ``$EMPANADA_NB_CHROMIUM``).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,15 +19,21 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import List, Optional
 
 CHROMIUM = os.environ.get("EMPANADA_NB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 
-def missing_requirements() -> Optional[str]:
+def missing_requirements() -> str | None:
     """Why the browser tests cannot run here (None when they can)."""
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         return f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set EMPANADA_NB_CHROMIUM)"
@@ -47,33 +54,52 @@ def free_port() -> int:
 class JupyterServer:
     """``jupyter lab`` on a free port of 127.0.0.1 with a token, a temp root dir and no news toast."""
 
-    def __init__(self, root: Optional[Path] = None):
+    def __init__(self, root: Path | None = None):
         self.tmp = Path(tempfile.mkdtemp(prefix="enb-jupyter-"))
         self.root = Path(root) if root else self.tmp / "root"
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.token = uuid.uuid4().hex
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.log = self.tmp / "server.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> "JupyterServer":
+    def start(self, timeout: float = 120) -> JupyterServer:
         settings = self.tmp / "settings"
         notif = settings / "@jupyterlab" / "apputils-extension"
         notif.mkdir(parents=True)
         (notif / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-        env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings),
-                   JUPYTERLAB_WORKSPACES_DIR=str(self.tmp / "workspaces"),
-                   JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"), IPYTHONDIR=str(self.tmp / "ipython"),
-                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-               "--allow-root", f"--IdentityProvider.token={self.token}", "--ServerApp.open_browser=False",
-               f"--ServerApp.root_dir={self.root}", "--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True",
-               "--ServerApp.port_retries=0", "--ServerApp.disable_check_xsrf=False"]
+            json.dumps({"fetchNews": "false", "checkForUpdates": False})
+        )
+        env = dict(
+            os.environ,
+            JUPYTERLAB_SETTINGS_DIR=str(settings),
+            JUPYTERLAB_WORKSPACES_DIR=str(self.tmp / "workspaces"),
+            JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"),
+            IPYTHONDIR=str(self.tmp / "ipython"),
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--allow-root",
+            f"--IdentityProvider.token={self.token}",
+            "--ServerApp.open_browser=False",
+            f"--ServerApp.root_dir={self.root}",
+            "--LabApp.news_url=None",
+            "--LabApp.expose_app_in_browser=True",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.disable_check_xsrf=False",
+        ]
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._logf, stderr=subprocess.STDOUT, cwd=self.root)
         deadline = time.time() + timeout
@@ -100,12 +126,26 @@ class JupyterServer:
             self._logf.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def write_notebook(self, name: str, cells: List[str]) -> Path:
-        nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": uuid.uuid4().hex[:8], "metadata": {},
-                         "outputs": [], "source": c} for c in cells],
-              "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                           "language_info": {"name": "python"}},
-              "nbformat": 4, "nbformat_minor": 5}
+    def write_notebook(self, name: str, cells: list[str]) -> Path:
+        nb = {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": uuid.uuid4().hex[:8],
+                    "metadata": {},
+                    "outputs": [],
+                    "source": c,
+                }
+                for c in cells
+            ],
+            "metadata": {
+                "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                "language_info": {"name": "python"},
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
         path = self.root / name
         path.write_text(json.dumps(nb))
         return path
@@ -115,8 +155,13 @@ def launch_browser(playwright, width: int = 1400, height: int = 1000):
     """A persistent Chromium context with a fresh user data dir; returns (context, user_data_dir)."""
     user_dir = tempfile.mkdtemp(prefix="enb-chromium-")
     ctx = playwright.chromium.launch_persistent_context(
-        user_dir, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-        viewport={"width": width, "height": height}, device_scale_factor=1)
+        user_dir,
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": width, "height": height},
+        device_scale_factor=1,
+    )
     return ctx, user_dir
 
 
@@ -129,7 +174,9 @@ _RUN_PY = """async ([code, timeout]) => {
   fut.onIOPub = (msg) => {
     const t = msg.header.msg_type;
     if (t === "stream") out += msg.content.text;
-    else if (t === "error") out += "\\n__ERROR__ " + msg.content.ename + ": " + msg.content.evalue + "\\n" + (msg.content.traceback || []).join("\\n");
+    else if (t === "error")
+      out += "\\n__ERROR__ " + msg.content.ename + ": " + msg.content.evalue + "\\n"
+        + (msg.content.traceback || []).join("\\n");
   };
   await Promise.race([fut.done, new Promise((_, rej) => setTimeout(() => rej(new Error("kernel timeout")), timeout))]);
   return out;
@@ -144,23 +191,30 @@ class NotebookSession:
         self.server = server
         self.name = name
 
-    def open(self, timeout: float = 90_000) -> "NotebookSession":
+    def open(self, timeout: float = 90_000) -> NotebookSession:
         page = self.page
-        page.goto(f"{self.server.url}/lab/tree/{self.name}?reset&token={self.server.token}",
-                  wait_until="domcontentloaded", timeout=timeout)
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell && window.jupyterapp.shell.currentWidget"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=timeout)
+        page.goto(
+            f"{self.server.url}/lab/tree/{self.name}?reset&token={self.server.token}",
+            wait_until="domcontentloaded",
+            timeout=timeout,
+        )
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.shell && window.jupyterapp.shell.currentWidget"
+            " && window.jupyterapp.shell.currentWidget.sessionContext",
+            timeout=timeout,
+        )
         page.wait_for_function(
             "() => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session;"
             " return k && k.kernel && k.kernel.connectionStatus === 'connected' && k.kernel.status === 'idle'; }",
-            timeout=timeout)
+            timeout=timeout,
+        )
         return self
 
     def run_all(self) -> None:
         self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
     @classmethod
-    def start(cls, server: JupyterServer, context, name: str, cells, wait_for=()) -> "NotebookSession":
+    def start(cls, server: JupyterServer, context, name: str, cells, wait_for=()) -> NotebookSession:
         """Write ``cells`` as notebook ``name``, open it in a new page, run all cells and wait for the selectors.
 
         Page errors are collected on ``session.errors``; close with ``session.page.close()``.
@@ -200,7 +254,7 @@ window.__enbHelpers = {
 """
 
 
-def wait_py(nb: "NotebookSession", expr: str, timeout: float = 30.0):
+def wait_py(nb: NotebookSession, expr: str, timeout: float = 30.0):
     """Poll a Python expression in the kernel until it is truthy; returns its JSON value."""
     deadline = time.time() + timeout
     val = None

@@ -3,12 +3,12 @@ progress, the loss plot drawn in the browser and the live preview on the viewer.
 
 Set EMPANADA_NB_UPDATE_DOCS_IMAGES=1 to refresh docs/images/dashboard.png.
 """
+
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-
 from harness import NotebookSession, wait_py
 
 pytestmark = pytest.mark.browser
@@ -17,7 +17,8 @@ HERE = Path(__file__).resolve().parent
 SHOTS = HERE / "screenshots"
 DOCS_IMAGE = HERE.parents[1] / "docs" / "images" / "dashboard.png"
 
-CELLS = ["""
+CELLS = [
+    """
 import tempfile, warnings
 from pathlib import Path
 import numpy as np
@@ -29,17 +30,20 @@ dataset = make_synthetic_dataset(tmp / "train", n_images=4, size=64)
 vol, gt = synthetic_volume((3, 96, 96), n_objects=4)
 v = Viewer(vol, labels={"ground truth": gt}, height=300)
 v
-""", """
+""",
+    """
 d = TrainingDashboard(v, dataset_dir=str(dataset), iterations=4, patch_size=64, batch_size=2, encoder="resnet18",
                       out=str(tmp / "model.pth"), preview_every=2)
 d
-"""]
+""",
+]
 
 
 @pytest.fixture(scope="module")
 def nb(jupyter_server, browser_context):
-    session = NotebookSession.start(jupyter_server, browser_context, "dashboard.ipynb", CELLS,
-                                    wait_for=(".enb-dashboard", ".enb-viewer"))
+    session = NotebookSession.start(
+        jupyter_server, browser_context, "dashboard.ipynb", CELLS, wait_for=(".enb-dashboard", ".enb-viewer")
+    )
     yield session
     session.page.close()
 
@@ -48,12 +52,15 @@ def test_patch_size_validated_as_you_type(nb):
     page = nb.page
     field = page.locator(".enb-dashboard input[data-field=patch_size]")
     field.fill("50")
-    page.wait_for_function("() => document.querySelector('.enb-d-error[data-error=patch_size]').textContent.includes('48 or 64')",
-                           timeout=10_000)
+    page.wait_for_function(
+        "() => document.querySelector('.enb-d-error[data-error=patch_size]').textContent.includes('48 or 64')",
+        timeout=10_000,
+    )
     assert page.locator("button[data-action=start]").is_disabled()
     field.fill("64")
-    page.wait_for_function("() => document.querySelector('.enb-d-error[data-error=patch_size]').textContent === ''",
-                           timeout=10_000)
+    page.wait_for_function(
+        "() => document.querySelector('.enb-d-error[data-error=patch_size]').textContent === ''", timeout=10_000
+    )
     assert nb.py_json("d.patch_size") == 64
     assert page.locator("button[data-action=start]").is_enabled()
 
@@ -63,8 +70,9 @@ def test_training_run_progress_plot_preview(nb):
     page.click("button[data-action=start]")
     page.wait_for_function("() => document.querySelector('.enb-dashboard').dataset.iteration === '4'", timeout=240_000)
     wait_py(nb, "not d.running", timeout=120)
-    page.wait_for_function("() => document.querySelector('.enb-d-bar-text').textContent.includes('ETA done')",
-                           timeout=10_000)
+    page.wait_for_function(
+        "() => document.querySelector('.enb-d-bar-text').textContent.includes('ETA done')", timeout=10_000
+    )
     assert page.evaluate("() => window.__enb.dashboards[0].drawn") == 4  # loss points drawn in the browser
     assert "finished at iteration 4" in page.inner_text(".enb-d-status")
     # the live preview reached the viewer as a slice layer on the shown slice

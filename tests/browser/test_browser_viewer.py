@@ -5,13 +5,13 @@ slices (and measures scroll-to-painted times), pick a patch, draw a region, pain
 use keyboard shortcuts, and takes a screenshot. Python state is read back through the notebook's
 kernel. Set EMPANADA_NB_UPDATE_DOCS_IMAGES=1 to refresh docs/images/viewer.png.
 """
+
 import os
 import shutil
 import statistics
 from pathlib import Path
 
 import pytest
-
 from harness import VIEWER_JS_HELPERS, NotebookSession, wait_py
 
 pytestmark = pytest.mark.browser
@@ -45,8 +45,9 @@ def shown(page):
 
 @pytest.fixture(scope="module")
 def nb(jupyter_server, browser_context):
-    session = NotebookSession.start(jupyter_server, browser_context, "viewer.ipynb", [VIEWER_CELL],
-                                    wait_for=(".enb-viewer canvas",))
+    session = NotebookSession.start(
+        jupyter_server, browser_context, "viewer.ipynb", [VIEWER_CELL], wait_for=(".enb-viewer canvas",)
+    )
     page = session.page
     page.wait_for_function("() => document.querySelector('.enb-viewer').dataset.shown === 'xy:24'", timeout=120_000)
     page.evaluate(VIEWER_JS_HELPERS)
@@ -89,8 +90,10 @@ def test_scroll_slices(nb):
     times = [s["ms"] for s in stats["switches"]]
     assert len(times) >= 25
     med, p95 = statistics.median(times), percentile(times, 95)
-    print(f"\nslice switch (1024^2 uint8 + labels, step every 70 ms): median {med:.1f} ms, p95 {p95:.1f} ms, "
-          f"n={len(times)}, cache hits {stats['hits']}, misses {stats['misses']}")
+    print(
+        f"\nslice switch (1024^2 uint8 + labels, step every 70 ms): median {med:.1f} ms, p95 {p95:.1f} ms, "
+        f"n={len(times)}, cache hits {stats['hits']}, misses {stats['misses']}"
+    )
     # no timing assert (house rule): benchmarks/slice_switch.py measures speed; here, that slices were painted
     assert stats["hits"] + stats["misses"] >= 25
     # Python learns the slice (throttled trait sync)
@@ -153,15 +156,21 @@ def test_paint_stroke_and_undo(nb):
     assert 150 * 10 < n < 220 * 14
     assert nb.py_json(f"int((gt[33] == {label}).sum()) + int((gt[35] == {label}).sum())") == 0
     # the browser got the changed pixels back: hover reads the new id from its cached slice
-    page.wait_for_function(f"() => window.__enb.views[0].labelAt(window.__enb.views[0].activeLayer().uid, "
-                           f"{{row: 700.5, col: 300.5}}) === {label}", timeout=10_000)
+    page.wait_for_function(
+        f"() => window.__enb.views[0].labelAt(window.__enb.views[0].activeLayer().uid, "
+        f"{{row: 700.5, col: 300.5}}) === {label}",
+        timeout=10_000,
+    )
     page.screenshot(path=str(SHOTS / "after_paint.png")) if SHOTS.exists() else None
     # undo with the keyboard shortcut
     page.click(".enb-overlay", position={"x": 5, "y": 5}, button="right")
     page.keyboard.press("Control+z")
     wait_py(nb, f"int((gt[34] == {label}).sum()) == 0")
-    page.wait_for_function(f"() => window.__enb.views[0].labelAt(window.__enb.views[0].activeLayer().uid, "
-                           f"{{row: 700.5, col: 300.5}}) !== {label}", timeout=10_000)
+    page.wait_for_function(
+        f"() => window.__enb.views[0].labelAt(window.__enb.views[0].activeLayer().uid, "
+        f"{{row: 700.5, col: 300.5}}) !== {label}",
+        timeout=10_000,
+    )
     page.keyboard.press("Control+Shift+Z")
     wait_py(nb, f"int((gt[34] == {label}).sum()) > 0")
 
@@ -186,14 +195,17 @@ def test_polygon_fill_picker_hover(nb):
     page.press(".enb-label-input", "Enter")
     wait_py(nb, "v.current_label == 1")
     page.click("button[data-tool=picker]")
-    page.wait_for_function("() => window.__enb.views[0].labelAt(window.__enb.views[0].activeLayer().uid, "
-                           "{row: 20.5, col: 20.5}) === 4242", timeout=10_000)
+    page.wait_for_function(
+        "() => window.__enb.views[0].labelAt(window.__enb.views[0].activeLayer().uid, {row: 20.5, col: 20.5}) === 4242",
+        timeout=10_000,
+    )
     click_image(page, 20.5, 20.5)
     wait_py(nb, "v.current_label == 4242")
     # hover shows the label id under the cursor, read from the browser's cached slice
     page.mouse.move(*page.evaluate("() => window.__enbHelpers.toClient(20.5, 20.5)"))
-    page.wait_for_function("() => document.querySelector('.enb-hover').textContent.includes('ground truth: 4242')",
-                           timeout=5_000)
+    page.wait_for_function(
+        "() => document.querySelector('.enb-hover').textContent.includes('ground truth: 4242')", timeout=5_000
+    )
     nb.py("v.undo()")  # the fill (keeps the screenshot readable)
     wait_py(nb, "int(gt[34, 20, 20]) != 4242")
 
@@ -201,8 +213,9 @@ def test_polygon_fill_picker_hover(nb):
 def test_axis_switch_and_pick_on_xz(nb):
     page = nb.page
     page.select_option(".enb-axis", "xz")
-    page.wait_for_function("() => (document.querySelector('.enb-viewer').dataset.shown || '').startsWith('xz:')",
-                           timeout=20_000)
+    page.wait_for_function(
+        "() => (document.querySelector('.enb-viewer').dataset.shown || '').startsWith('xz:')", timeout=20_000
+    )
     index = int(shown(page).split(":")[1])
     assert index == 512  # the middle of y on first visit
     wait_py(nb, "v.axis == 'xz'")

@@ -63,7 +63,7 @@ def run_jumps(page, n, n_slices, seed=0):
         # drop the browser cache so that every jump is a miss, then jump with a key (End/Home)
         target = rnd.randrange(n_slices)
         page.evaluate(
-            """(t) => { const v = window.__enb.views[0]; v.cache.clear(); v.cacheBytes = 0;
+            """(t) => { const v = window.__enb.views[0]; v.slices.clear();
                                    v.goto(v.axis, t, new Event('jump')); }""",
             target,
         )

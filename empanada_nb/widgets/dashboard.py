@@ -22,6 +22,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from ._esm import DebugFlag, assemble
 from .viewer import STATIC, Viewer
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class TrainingDashboard(anywidget.AnyWidget):
     the model.
     """
 
-    _esm = STATIC / "dashboard.js"
+    _esm = assemble(STATIC / "dashboard.js")  # static/dashboard.js and the parts it imports, as one module
+    debug = DebugFlag(help="browser registers on window.__enb, keeps timing stats (tests)").tag(sync=True)
     _css = STATIC / "dashboard.css"
 
     mode = t.Enum(["train", "finetune"], "train").tag(sync=True)

@@ -36,6 +36,7 @@ import numpy as np
 import traitlets as t
 
 from .. import patches as P
+from ._esm import DebugFlag, assemble
 from .editing import Edit, History, LabelLayer, apply_fill, apply_stroke, diff_volume
 from .source import AXIS_DIMS, VolumeSource, check_axis, n_slices, plane_shape
 
@@ -144,7 +145,8 @@ class Viewer(anywidget.AnyWidget):
     (:class:`~empanada_nb.widgets.editing.LabelLayer` objects with ``.data``).
     """
 
-    _esm = STATIC / "viewer.js"
+    _esm = assemble(STATIC / "viewer.js")  # static/viewer.js and the parts it imports, as one module
+    debug = DebugFlag(help="browser registers on window.__enb, keeps timing stats (tests)").tag(sync=True)
     _css = STATIC / "viewer.css"
 
     shape = t.List(t.Int(), default_value=[1, 1, 1], help="volume shape (Z, Y, X); Z = 1 for 2D").tag(sync=True)

@@ -83,6 +83,8 @@ class JupyterServer:
             OMP_NUM_THREADS="1",
             MKL_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
+            # widgets register on window.__enb and keep timing stats (empanada_nb/widgets/_esm.py)
+            EMPANADA_NB_DEBUG="1",
         )
         cmd = [
             sys.executable,

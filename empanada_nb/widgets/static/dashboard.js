@@ -1,6 +1,9 @@
-// empanada_nb TrainingDashboard: hand-written ES module for anywidget (no build step, no imports).
+// empanada_nb TrainingDashboard: hand-written ES module for anywidget (no build step; empanada_nb/widgets/_esm.py
+// inlines the imported parts).
 // The form is traits; training events arrive in throttled "events" messages and the loss plot,
 // progress bar and ETA are drawn here.
+
+import { debugRegistry, h } from "./dom.js";
 
 const TERMS = [
   ["loss", "total", "#e8e8e8"],
@@ -14,18 +17,6 @@ const METRICS = [
   ["pq", "PQ", "#ff4757"],
   ["f1", "F1", "#1dd1a1"],
 ];
-
-function h(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k === "style") e.style.cssText = v;
-    else if (v === true) e.setAttribute(k, "");
-    else if (v !== false && v != null) e.setAttribute(k, v);
-  }
-  for (const c of children) if (c != null) e.append(c);
-  return e;
-}
 
 function fmtTime(s) {
   if (s == null || !isFinite(s)) return "–";
@@ -59,7 +50,10 @@ class Dashboard {
     this.build();
     this.bind();
     this.send({ type: "history" });
-    (window.__enb = window.__enb || { views: [] }).dashboards = (window.__enb.dashboards || []).concat([this]);
+    if (model.get("debug")) {
+      const reg = debugRegistry();
+      reg.dashboards = (reg.dashboards || []).concat([this]);
+    }
   }
 
   send(c) { this.model.send(c); }

@@ -45,19 +45,24 @@ export async function decodePart(p, buf) {
   return typed(p.dtype, u8);
 }
 
-// colour of a label id: a hash of the id -> hue/saturation/lightness -> packed ABGR (little endian RGBA)
+// colour of a label id: a hash of the id -> hue/saturation/lightness -> packed ABGR (little endian RGBA).
+// The same numbers as Python's label_color (viewer.py), which uses colorsys.hls_to_rgb and round():
+// the arithmetic below follows colorsys step by step and rounds half to even, so both agree exactly.
 const colorCache = new Map();
+const roundHalfEven = (v) => { const r = Math.round(v); return v - Math.floor(v) === 0.5 && r % 2 ? r - 1 : r; };
 export function labelColor(id) {
   let c = colorCache.get(id);
   if (c !== undefined) return c;
   let x = (Math.imul((id >>> 0) ^ Math.floor(id / 4294967296), 0x9e3779b1) >>> 0);
-  x ^= x >>> 15; x = Math.imul(x, 0x85ebca77) >>> 0; x ^= x >>> 13; x = Math.imul(x, 0xc2b2ae3d) >>> 0; x ^= x >>> 16;
+  x ^= x >>> 15; x = Math.imul(x, 0x85ebca77) >>> 0; x ^= x >>> 13; x = Math.imul(x, 0xc2b2ae3d) >>> 0;
+  x = (x ^ (x >>> 16)) >>> 0; // unsigned, as in Python (a signed x gave half of the ids another hue)
   const hue = (x % 360) / 360, s = 0.6 + ((x >>> 9) % 35) / 100, l = 0.45 + ((x >>> 17) % 20) / 100;
-  const q = l < 0.5 ? l * (1 + s) : l + s - l * s, p = 2 * l - q;
+  const m2 = l <= 0.5 ? l * (1 + s) : l + s - l * s, m1 = 2 * l - m2;
   const f = (t) => {
-    t = (t + 1) % 1;
-    const v = t < 1 / 6 ? p + (q - p) * 6 * t : t < 1 / 2 ? q : t < 2 / 3 ? p + (q - p) * (2 / 3 - t) * 6 : p;
-    return Math.round(v * 255);
+    t %= 1;
+    if (t < 0) t += 1; // Python's float modulo
+    const v = t < 1 / 6 ? m1 + (m2 - m1) * t * 6 : t < 0.5 ? m2 : t < 2 / 3 ? m1 + (m2 - m1) * (2 / 3 - t) * 6 : m1;
+    return roundHalfEven(v * 255);
   };
   c = ((255 << 24) | (f(hue - 1 / 3) << 16) | (f(hue) << 8) | f(hue + 1 / 3)) >>> 0;
   if (colorCache.size > 100000) colorCache.clear();

@@ -97,3 +97,18 @@ def test_debug_flag_follows_the_environment(monkeypatch):
     assert Viewer(vol, debug=False).debug is False
     monkeypatch.setenv("EMPANADA_NB_DEBUG", "0")
     assert Viewer(vol).debug is False
+
+
+def test_package_data_ships_every_front_end_file():
+    """A new folder under static/ needs its glob in pyproject.toml, or the wheel lacks it."""
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["empanada_nb"]
+    pkg = STATIC.parents[1]
+    files = [p.relative_to(pkg).as_posix() for p in STATIC.rglob("*") if p.suffix in (".js", ".css")]
+    assert files
+    missing = [f for f in files if not any(fnmatch.fnmatchcase(f, g) and f.count("/") == g.count("/") for g in globs)]
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"

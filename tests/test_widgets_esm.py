@@ -112,3 +112,26 @@ def test_package_data_ships_every_front_end_file():
     assert files
     missing = [f for f in files if not any(fnmatch.fnmatchcase(f, g) and f.count("/") == g.count("/") for g in globs)]
     assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
+
+
+@pytest.mark.skipif(NODE is None, reason="node not installed")
+def test_label_colors_agree_on_many_ids(tmp_path):
+    """codec.js labelColor equals Python's label_color on 20,000 ids (the browser test checks a few hundred)."""
+    import json
+
+    from empanada_nb.widgets.viewer import label_color
+
+    ids = list(range(20_000)) + [2**32 + 7919 * k for k in range(500)] + [2**52 + k for k in range(500)]
+    (tmp_path / "codec.mjs").write_text((STATIC / "viewer" / "codec.js").read_text())  # no imports of its own
+    (tmp_path / "ids.json").write_text(json.dumps(ids))
+    script = (
+        f"import {{ labelColor }} from {str(tmp_path / 'codec.mjs')!r}; import fs from 'fs';"
+        f"const ids = JSON.parse(fs.readFileSync({str(tmp_path / 'ids.json')!r}));"
+        "const rgb = (c) => [c & 255, (c >>> 8) & 255, (c >>> 16) & 255];"
+        "console.log(JSON.stringify(ids.map((i) => rgb(labelColor(i)))));"
+    )
+    run = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    js = json.loads(run.stdout)
+    bad = [(i, label_color(i), c) for i, c in zip(ids, js) if list(label_color(i)) != c]
+    assert not bad, f"{len(bad)} of {len(ids)} ids differ (id, python, js): {bad[:5]}"

@@ -22,6 +22,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .cancel import check_cancel
 from .tracking import thing_mask
 
 #: empanada's thresholds for a non-trivial link between clusters (consensus.py)
@@ -232,8 +233,6 @@ def ortho_consensus(
     """Write the consensus of ``views`` (same-shape 3D label arrays, panoptic ids) into ``out``."""
     from tqdm.auto import tqdm
 
-    from .volume import Cancelled
-
     n = len(views)
     if not 1 <= vote <= n:
         raise ValueError(f"vote must be between 1 and {n} (the number of views), got {vote}")
@@ -243,8 +242,7 @@ def ortho_consensus(
         cluster_iou_thr = 0.0  # empanada: maximal merging when the vote is not a majority
 
     def check():
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("cancelled")
+        check_cancel(cancel)
 
     # pass 1: instance areas and pairwise intersections between views
     area_t = [_SumTable(1) for _ in range(n)]

@@ -20,8 +20,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import postprocess as pp
 from .data.io import intensity_range, normalize_image
 from .model_io import card_for
+from .models.blocks import semantic_channels
 
 #: images whose downsampled sides are all at most this run as one tile when ``tile_size`` is None
 AUTO_WHOLE = 2048
@@ -165,8 +167,7 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        n = int(getattr(model, "num_classes", 1))
-        self.n_sem = 1 if n == 1 else n + 1
+        self.n_sem = semantic_channels(int(getattr(model, "num_classes", 1)))
         self.cuda = self.device.type == "cuda"
         if self.cuda:  # NHWC convolutions under autocast use tensor cores best
             model.to(memory_format=torch.channels_last)
@@ -302,8 +303,6 @@ class PostOptions:
 
     def __call__(self, maps: torch.Tensor) -> np.ndarray:
         """Panoptic ids (H, W) int64 from one image's stitched maps (S + 3, H, W)."""
-        from . import postprocess as pp  # imported late: the module is optional until it lands
-
         s = maps.shape[0] - 3
         labels = pp.panoptic_postprocess(
             probs_to_logits(maps[:s]),
@@ -352,14 +351,16 @@ def engine(
         batch_size=batch_size,
         device=device,
     )
-    return post, pred, _label_dtype(pred.n_sem, post.label_divisor)
+    return post, pred, label_dtype(pred.n_sem, post.label_divisor)
 
 
-def _norms(model: nn.Module) -> dict[str, float]:
+def model_norms(model: nn.Module) -> dict[str, float]:
+    """The model's input normalisation ``{"mean", "std"}`` (from the model, else its card)."""
     return dict(getattr(model, "norms", None) or card_for(model).norms)
 
 
-def _label_dtype(n_classes: int, label_divisor: int):
+def label_dtype(n_classes: int, label_divisor: int):
+    """The smallest of int32/int64 that holds panoptic ids ``class * label_divisor + instance``."""
     return np.int32 if (n_classes + 1) * label_divisor < 2**31 else np.int64
 
 
@@ -438,7 +439,7 @@ def segment_image(
             labels = np.zeros(img.shape, dtype)
             return (labels, np.squeeze(pred._empty(img.shape)[: pred.n_sem].numpy(), 0)) if return_probs else labels
     irange = irange if irange is not None else intensity_range(img)
-    x = normalize_image(img[box], _norms(model), irange)
+    x = normalize_image(img[box], model_norms(model), irange)
     maps = pred.maps([x], [roi[box]] if roi is not None else None)[0]
     labels = np.zeros(img.shape, dtype)
     labels[box] = post(maps)
@@ -480,7 +481,7 @@ def segment_batch(
         raise ValueError(f"images must be (N, H, W), got shape {images.shape}")
     results = [labels for labels in _iter_batch(pred, post, model, images, irange, progress)]
     if is_array:
-        dtype = _label_dtype(pred.n_sem, post.label_divisor)
+        dtype = label_dtype(pred.n_sem, post.label_divisor)
         return np.stack(results).astype(dtype, copy=False) if results else np.zeros(images.shape, dtype)
     return results
 
@@ -490,8 +491,8 @@ def _iter_batch(
 ) -> Iterator[np.ndarray]:
     from tqdm.auto import tqdm
 
-    norms = _norms(model)
-    dtype = _label_dtype(pred.n_sem, post.label_divisor)
+    norms = model_norms(model)
+    dtype = label_dtype(pred.n_sem, post.label_divisor)
     total = len(images) if hasattr(images, "__len__") else None
     buf: list[np.ndarray] = []
     with tqdm(total=total, desc="segment", unit="img", disable=not progress) as bar:

@@ -3,9 +3,8 @@
 Plain functions on arrays and dicts, used by :class:`empanada_nb.Viewer` and usable without it.
 
 Coordinates
-    A volume is indexed ``(Z, Y, X)``; a 2D image is treated as a volume with one z slice. A slice
-    along ``axis`` is ``"xy"`` (``vol[z]``, rows y, columns x), ``"xz"`` (``vol[:, y]``, rows z,
-    columns x) or ``"yz"`` (``vol[:, :, x]``, rows z, columns y).
+    A volume is indexed ``(Z, Y, X)``; a 2D image is treated as a volume with one z slice. Slices
+    along ``"xy"``, ``"xz"`` and ``"yz"`` are those of :mod:`empanada_nb.geometry`.
 
 Picks
     ``{"axis", "z", "y", "x", "size"}``: a square patch of ``size`` pixels on the slice through the
@@ -32,25 +31,13 @@ from typing import Any, Union
 import numpy as np
 
 from ._atomic import atomic_path
+from .geometry import AXIS_DIMS, check_axis, plane_index, plane_to_volume, shape3, volume_to_plane
 
-AXES = ("xy", "xz", "yz")
-_AXIS_DIMS = {"xy": (0, (1, 2)), "xz": (1, (0, 2)), "yz": (2, (0, 1))}
 PathLike = Union[str, os.PathLike]
 
 
-def _check_axis(axis: str) -> tuple[int, tuple[int, int]]:
-    if axis not in _AXIS_DIMS:
-        raise ValueError(f"axis must be one of {', '.join(AXES)}, got {axis!r}")
-    return _AXIS_DIMS[axis]
-
-
-def _shape3(shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 2:
-        return (1,) + shape  # type: ignore[return-value]
-    if len(shape) != 3:
-        raise ValueError(f"expected a 2D or 3D shape, got {shape}")
-    return shape  # type: ignore[return-value]
+def _dims(axis: str) -> tuple[int, tuple[int, int]]:
+    return AXIS_DIMS[check_axis(axis)]
 
 
 def patch_start(center: int, size: int, n: int) -> tuple[int, int]:
@@ -65,45 +52,37 @@ def make_pick(axis: str, index: int, row: float, col: float, size: int, shape: S
 
     The centre is clamped so that the patch lies inside a volume of ``shape`` (2D or 3D).
     """
-    fixed, (rd, cd) = _check_axis(axis)
-    shape3 = _shape3(shape)
+    fixed, (rd, cd) = _dims(axis)
+    s3 = shape3(shape)
     size = int(size)
     if size < 1:
         raise ValueError(f"patch size must be positive, got {size}")
-    if not 0 <= int(index) < shape3[fixed]:
-        raise IndexError(f"slice {index} out of range 0..{shape3[fixed] - 1} along {axis}")
-    centre = [0, 0, 0]
-    centre[fixed] = int(index)
+    if not 0 <= int(index) < s3[fixed]:
+        raise IndexError(f"slice {index} out of range 0..{s3[fixed] - 1} along {axis}")
+    rc = []
     for dim, v in ((rd, row), (cd, col)):
-        n = shape3[dim]
+        n = s3[dim]
         v = min(max(int(np.floor(v)), 0), n - 1)
         s0, _ = patch_start(v, size, n)
-        centre[dim] = s0 + size // 2 if n >= size else n // 2
-    return {"axis": axis, "z": centre[0], "y": centre[1], "x": centre[2], "size": size}
+        rc.append(s0 + size // 2 if n >= size else n // 2)
+    z, y, x = plane_to_volume(axis, int(index), rc[0], rc[1])
+    return {"axis": axis, "z": z, "y": y, "x": x, "size": size}
 
 
 def pick_plane(pick: dict[str, Any]) -> tuple[str, int, int, int]:
     """``(axis, slice index, row, col)`` of a pick's centre."""
-    fixed, (rd, cd) = _check_axis(pick["axis"])
-    p = (int(pick["z"]), int(pick["y"]), int(pick["x"]))
-    return pick["axis"], p[fixed], p[rd], p[cd]
+    index, row, col = volume_to_plane(pick["axis"], int(pick["z"]), int(pick["y"]), int(pick["x"]))
+    return pick["axis"], index, row, col
 
 
 def pick_box(pick: dict[str, Any], shape: Sequence[int]) -> tuple[str, int, int, int, int, int]:
     """``(axis, index, r0, r1, c0, c1)``: the pick's patch on its slice, clipped to ``shape``."""
-    fixed, (rd, cd) = _check_axis(pick["axis"])
-    shape3 = _shape3(shape)
+    _, (rd, cd) = _dims(pick["axis"])
+    s3 = shape3(shape)
     axis, index, row, col = pick_plane(pick)
-    r0, r1 = patch_start(row, pick["size"], shape3[rd])
-    c0, c1 = patch_start(col, pick["size"], shape3[cd])
+    r0, r1 = patch_start(row, pick["size"], s3[rd])
+    c0, c1 = patch_start(col, pick["size"], s3[cd])
     return axis, index, r0, r1, c0, c1
-
-
-def _index(axis: str, index: int, rows=slice(None), cols=slice(None)) -> tuple:
-    fixed, (rd, cd) = _check_axis(axis)
-    idx: list[Any] = [None, None, None]
-    idx[fixed], idx[rd], idx[cd] = int(index), rows, cols
-    return tuple(idx)
 
 
 def _read(volume, idx: tuple, ndim: int) -> np.ndarray:
@@ -122,7 +101,7 @@ def crop_pick(volume, pick: dict[str, Any], shape: Sequence[int] | None = None) 
     shape = tuple(volume.shape) if shape is None else tuple(shape)
     axis, index, r0, r1, c0, c1 = pick_box(pick, shape)
     ndim = len(shape) if not hasattr(volume, "ndim") else int(volume.ndim)
-    return np.ascontiguousarray(_read(volume, _index(axis, index, slice(r0, r1), slice(c0, c1)), ndim))
+    return np.ascontiguousarray(_read(volume, plane_index(axis, index, slice(r0, r1), slice(c0, c1)), ndim))
 
 
 def patch_filename(name: str, pick: dict[str, Any], suffix: str = ".tif") -> str:
@@ -160,10 +139,10 @@ def region_plane_mask(region: dict[str, Any], plane_shape: tuple[int, int]) -> n
 def region_mask(region: dict[str, Any], shape: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of ``shape`` (2D or 3D) that is True inside ``region`` (OR-ed into ``out``)."""
     shape = tuple(int(s) for s in shape)
-    shape3 = _shape3(shape)
+    s3 = shape3(shape)
     axis = region.get("axis", "xy")
-    fixed, (rd, cd) = _check_axis(axis)
-    m = region_plane_mask(region, (shape3[rd], shape3[cd]))
+    fixed, (rd, cd) = _dims(axis)
+    m = region_plane_mask(region, (s3[rd], s3[cd]))
     if out is None:
         out = np.zeros(shape, dtype=bool)
     vol = out if out.ndim == 3 else out[None]
@@ -174,9 +153,9 @@ def region_mask(region: dict[str, Any], shape: Sequence[int], out: np.ndarray | 
         vol |= m[tuple(expand)]
     else:
         idx = int(region.get("slice", 0))
-        if not 0 <= idx < shape3[fixed]:
+        if not 0 <= idx < s3[fixed]:
             raise IndexError(f"region {region.get('name')!r}: slice {idx} out of range along {axis}")
-        vol[_index(axis, idx)] |= m
+        vol[plane_index(axis, idx)] |= m
     return out
 
 
@@ -190,15 +169,15 @@ def regions_mask(regions: Iterable[dict[str, Any]], shape: Sequence[int]) -> np.
 
 def slice_roi(regions: Iterable[dict[str, Any]], shape: Sequence[int], axis: str, index: int) -> np.ndarray:
     """2D boolean mask of the regions on slice ``index`` along ``axis`` (for ``roi=`` in inference)."""
-    fixed, (rd, cd) = _check_axis(axis)
-    shape3 = _shape3(shape)
-    out = np.zeros((shape3[rd], shape3[cd]), dtype=bool)
+    fixed, (rd, cd) = _dims(axis)
+    s3 = shape3(shape)
+    out = np.zeros((s3[rd], s3[cd]), dtype=bool)
     for r in regions:
         if r.get("axis", "xy") == axis and (r.get("all_slices", False) or int(r.get("slice", 0)) == int(index)):
             out |= region_plane_mask(r, out.shape)
         elif r.get("axis", "xy") != axis:
             # a region drawn on another axis crosses this slice along a band
-            out |= region_mask(r, shape3)[_index(axis, index)]
+            out |= region_mask(r, s3)[plane_index(axis, index)]
     return out
 
 
@@ -235,10 +214,10 @@ def random_patches(
     if n <= 0 or not regions:
         return []
     rng = np.random.default_rng(rng)
-    shape3 = _shape3(shape)
+    s3 = shape3(shape)
     taken: dict[tuple[str, int], list[tuple[int, int, int, int]]] = {}
     for p in existing:
-        axis, index, r0, r1, c0, c1 = pick_box(p, shape3)
+        axis, index, r0, r1, c0, c1 = pick_box(p, s3)
         taken.setdefault((axis, index), []).append((r0, r1, c0, c1))
     counts = [n // len(regions) + (1 if i < n % len(regions) else 0) for i in range(len(regions))]
     out: list[dict[str, Any]] = []
@@ -246,8 +225,8 @@ def random_patches(
         if count == 0:
             continue
         axis = region.get("axis", "xy")
-        fixed, (rd, cd) = _check_axis(axis)
-        pshape = (shape3[rd], shape3[cd])
+        fixed, (rd, cd) = _dims(axis)
+        pshape = (s3[rd], s3[cd])
         mask = region_plane_mask(region, pshape)
         rows, cols = np.nonzero(mask)
         if rows.size == 0:
@@ -266,9 +245,9 @@ def random_patches(
             if got >= count:
                 break
             k = int(rng.integers(rows.size))
-            index = int(rng.integers(shape3[fixed])) if region.get("all_slices", False) else int(region.get("slice", 0))
-            pick = make_pick(axis, index, int(rows[k]), int(cols[k]), size, shape3)
-            _, _, r0, r1, c0, c1 = pick_box(pick, shape3)
+            index = int(rng.integers(s3[fixed])) if region.get("all_slices", False) else int(region.get("slice", 0))
+            pick = make_pick(axis, index, int(rows[k]), int(cols[k]), size, s3)
+            _, _, r0, r1, c0, c1 = pick_box(pick, s3)
             boxes = taken.setdefault((axis, index), [])
             if any(_box_iou((r0, r1, c0, c1), b) > max_overlap for b in boxes):
                 continue
@@ -282,20 +261,9 @@ def random_patches(
 
 
 def _segment(image: np.ndarray, model) -> np.ndarray:
-    try:
-        from .inference import segment_image  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise RuntimeError(
-            "save_patches(model=...) needs empanada_nb.inference.segment_image, which is not "
-            f"available in this installation ({e}); save without a model or label the patches "
-            "first"
-        ) from None
-    out = segment_image(model, image)
-    if isinstance(out, tuple):
-        out = out[0]
-    if isinstance(out, dict):
-        out = out.get("labels", out.get("panoptic"))
-    return np.asarray(out)
+    from .inference import segment_image  # imported late: patches need torch only when a model labels them
+
+    return np.asarray(segment_image(model, image))
 
 
 def save_patches(

@@ -22,60 +22,32 @@ import torch
 import torch.nn as nn
 
 from ._atomic import atomic_dir
+from .cancel import Cancelled, check_cancel
 from .data.io import intensity_range, normalize_image
-from .inference import Predictor, _label_dtype, _norms, as_image2d, engine
+from .geometry import AXES, axis_dim, check_axis
+from .inference import Predictor, as_image2d, engine, label_dtype, model_norms
+from .models.blocks import semantic_channels
+from .reader import open_volume
 from .tracking import LabelStats, SliceLinker, apply_map, thing_mask
 
-AXES = {"xy": 0, "xz": 1, "yz": 2}
 PathLike = Union[str, os.PathLike]
 #: slices per output slab when the output has no chunking of its own (numpy)
 SLAB = 16
 
-
-class Cancelled(RuntimeError):
-    """Raised when the ``cancel`` event is set; no complete-looking output is left behind."""
+__all__ = [
+    "Cancelled",
+    "as_volume",
+    "open_volume",
+    "segment_ortho",
+    "segment_stack",
+    "volume_irange",
+    "write_volume_tiff",
+]
 
 
 # --------------------------------------------------------------------------------------------
 # lazy volumes
 # --------------------------------------------------------------------------------------------
-
-
-def open_volume(path: PathLike, mode: str = "r"):
-    """A lazy array-like (Z, Y, X) (or 2D) for a TIFF file or a zarr folder.
-
-    Uncompressed TIFF is memory-mapped; compressed TIFF is read page by page through tifffile's
-    zarr store (pages are decoded on access); zarr arrays are returned as they are (for a group,
-    its only array or OME-Zarr's full-resolution array ``0``).
-    """
-    import zarr
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    if path.is_dir():
-        try:
-            node = zarr.open(str(path), mode=mode)
-        except Exception as e:
-            raise ValueError(f"{path}: not a zarr folder ({e.__class__.__name__}: {e})") from None
-        if isinstance(node, zarr.Array):
-            return node
-        arrays = sorted(name for name, _ in node.arrays())
-        if "0" in arrays or len(arrays) == 1:
-            return node["0" if "0" in arrays else arrays[0]]
-        raise ValueError(
-            f"{path}: zarr group with arrays {arrays or 'none'}; pass the array folder, "
-            f"e.g. {path / (arrays[0] if arrays else 'ARRAY')}"
-        )
-    try:
-        return tifffile.memmap(path, mode="r")
-    except Exception:
-        pass  # compressed or tiled TIFF, or not a TIFF at all
-    try:
-        store = tifffile.imread(path, aszarr=True)
-        return zarr.open(store, mode="r")
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable TIFF image or zarr folder ({e.__class__.__name__})") from None
 
 
 def as_volume(volume, what: str = "volume"):
@@ -232,11 +204,6 @@ def write_volume_tiff(volume, path: PathLike, compression: str | None = "zlib", 
     return path
 
 
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled")
-
-
 # --------------------------------------------------------------------------------------------
 # stack inference
 # --------------------------------------------------------------------------------------------
@@ -285,11 +252,10 @@ def segment_stack(
     ``cancel`` (threading.Event) stops between slices with :class:`Cancelled`.
     """
     vol = as_volume(volume)
-    if axis not in AXES:
-        raise ValueError(f"axis must be one of {', '.join(AXES)}, got {axis!r}")
+    check_axis(axis)
     if median_slices < 1 or median_slices % 2 == 0:
         raise ValueError(f"median_slices must be an odd number >= 1, got {median_slices}")
-    a = AXES[axis]
+    a = axis_dim(axis)
     post, pred, dtype = engine(
         model,
         label_divisor,
@@ -355,7 +321,7 @@ def _stack_into(
     io = AxisIO(arr, axis)
     t = io.thickness()
     reader = BlockReader(vol, axis, pred.batch_size, cache_mb)
-    norms = _norms(model)
+    norms = model_norms(model)
     div, things, S = post.label_divisor, post.thing_list, pred.n_sem
     # while linking, ids live in a wide id space (class * big + k) so that the many provisional
     # ids of a long stack never overflow label_divisor; the last pass renumbers them compactly
@@ -376,7 +342,7 @@ def _stack_into(
     slab = np.zeros((t,) + io.plane, arr.dtype)
 
     def emit(i: int) -> None:
-        _check_cancel(cancel)
+        check_cancel(cancel)
         maps = buf[i]
         if r:
             win = [buf[j][:S].numpy() for j in range(max(0, i - r), min(n, i + r + 1))]
@@ -409,7 +375,7 @@ def _stack_into(
         for s0 in reversed(starts):
             data = io.read(s0, min(n, s0 + t)).astype(np.int64)
             for k in range(len(data) - 1, -1, -1):
-                _check_cancel(cancel)
+                check_cancel(cancel)
                 data[k] = bwd(data[k])
                 stats.update(data[k], s0 + k)
                 bar.update(1)
@@ -418,7 +384,7 @@ def _stack_into(
     old, new = stats.relabel_map(min_size, min_extent, label_divisor=div)
     with tqdm(total=n, desc=f"{name}: filter", unit="slice", disable=not progress) as bar:
         for s0 in starts:
-            _check_cancel(cancel)
+            check_cancel(cancel)
             data = io.read(s0, min(n, s0 + t)).astype(np.int64)
             stuff = (data > 0) & ~thing_mask(data, things, big)
             data = apply_map(data, old, new, things, big)
@@ -475,8 +441,7 @@ def segment_ortho(
         raise ValueError("erode and dilate must be >= 0")
     card = card_for(model)
     div = int(label_divisor or card.label_divisor)
-    n_sem = 1 if card.num_classes == 1 else card.num_classes + 1
-    dtype = _label_dtype(n_sem, div)
+    dtype = label_dtype(semantic_channels(card.num_classes), div)
     shape = tuple(vol.shape)
     if stack_kwargs.get("irange") is None:
         stack_kwargs["irange"] = volume_irange(vol)  # one range for all three views

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from empanada_nb.widgets import Viewer, VolumeSource, label_color
-from empanada_nb.widgets import viewer as viewer_mod
+from empanada_nb.widgets import _serialization as ser_mod
 from empanada_nb.widgets.editing import History, LabelLayer, apply_fill, apply_stroke, diff_volume, stroke_mask
 from empanada_nb.widgets.viewer import decode_labels, encode_labels
 
@@ -233,8 +233,8 @@ def test_get_sends_binary_slices(viewer, vol):
 
 
 def test_big_slices_are_split_into_small_messages(monkeypatch, rng):
-    monkeypatch.setattr(viewer_mod, "CHUNK_BYTES", 64 * 1024)
-    monkeypatch.setattr(viewer_mod, "MAX_MESSAGE_BYTES", 200 * 1024)
+    monkeypatch.setattr(ser_mod, "CHUNK_BYTES", 64 * 1024)
+    monkeypatch.setattr(ser_mod, "MAX_MESSAGE_BYTES", 200 * 1024)
     img = rng.random((2, 512, 512)).astype(np.float32)  # 1 MiB a slice
     lab = rng.integers(0, 2**20, size=img.shape).astype(np.uint32)  # incompressible
     lab[1, :8] = 1  # the first chunk alone would fit in uint8

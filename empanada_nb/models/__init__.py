@@ -1,5 +1,6 @@
 """Model architectures: builders are plain functions, one architecture a file."""
 
+from .blocks import semantic_channels
 from .builder import ARCHITECTURES, FINETUNABLE_LAYERS, build_model, check_patch_size, count_parameters, set_finetunable
 from .cem import CEM_URLS, load_encoder_weights
 from .encoders import ENCODERS, Encoder

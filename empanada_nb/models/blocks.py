@@ -6,6 +6,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def semantic_channels(num_classes: int) -> int:
+    """Channels of ``sem_logits`` for ``num_classes`` classes: 1 (sigmoid) or ``num_classes + 1`` (softmax).
+
+    Parameters
+    ----------
+    num_classes : int
+        Classes without the background.
+
+    Returns
+    -------
+    int
+        1 for one class, else ``num_classes + 1`` (channel 0 is the background).
+
+    Examples
+    --------
+    >>> semantic_channels(1), semantic_channels(3)
+    (1, 4)
+    """
+    return 1 if int(num_classes) == 1 else int(num_classes) + 1
+
+
 class SeparableConv2d(nn.Sequential):
     """Depthwise then pointwise convolution."""
 

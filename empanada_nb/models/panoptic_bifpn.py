@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import PanopticHead, Resample2d, conv_transpose_bn_act, separable_conv_bn_act
+from .blocks import PanopticHead, Resample2d, conv_transpose_bn_act, semantic_channels, separable_conv_bn_act
 from .encoders import Encoder
 from .panoptic_deeplab import _heads
 from .pointrend import PointRendSemSegHead
@@ -118,7 +118,7 @@ class PanopticBiFPN(nn.Module):
         self.semantic_decoder = BiFPNDecoder(fpn_dim)
         self.instance_fpn = BiFPN(w[1:], fpn_dim, fpn_layers)
         self.instance_decoder = BiFPNDecoder(fpn_dim)
-        n_sem = 1 if num_classes == 1 else num_classes + 1
+        n_sem = semantic_channels(num_classes)
         self.semantic_head = PanopticHead(fpn_dim, n_sem)
         self.ins_center = PanopticHead(fpn_dim, 1)
         self.ins_xy = PanopticHead(fpn_dim, 2)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import PanopticHead, conv_bn_act, separable_conv_bn_act, upsample
+from .blocks import PanopticHead, conv_bn_act, semantic_channels, separable_conv_bn_act, upsample
 from .encoders import Encoder
 from .pointrend import PointRendSemSegHead
 
@@ -97,7 +97,7 @@ class PanopticDeepLab(nn.Module):
         self.instance_decoder = PanopticDeepLabDecoder(
             w[-1], decoder_channels, low, [int(p * ins_ratio) for p in low_level_project], stages, aspp_dropout
         )
-        n_sem = 1 if num_classes == 1 else num_classes + 1
+        n_sem = semantic_channels(num_classes)
         self.semantic_head = PanopticHead(decoder_channels, n_sem)
         self.ins_center = PanopticHead(decoder_channels, 1)
         self.ins_xy = PanopticHead(decoder_channels, 2)

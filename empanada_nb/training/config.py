@@ -82,7 +82,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1 (or None for automatic), got {v}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
-        if self.lr <= 0:
+        if not self.lr > 0:  # also refuses NaN
             raise ValueError("lr must be positive")
 
     @property

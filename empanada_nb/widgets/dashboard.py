@@ -22,12 +22,18 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from ..model_io import list_models
+from ..models import ARCHITECTURES, CEM_URLS, ENCODERS, FINETUNABLE_LAYERS, check_patch_size
+from ..training import TrainConfig
 from ._esm import DebugFlag, assemble
 from .viewer import STATIC, Viewer
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("none", "stage1", "stage2", "stage3", "stage4", "all")
+#: the form's defaults are TrainConfig's, so the notebook, the CLI and the API train alike
+DEFAULTS = TrainConfig()
+#: form fields that are TrainConfig fields, checked by TrainConfig.validate
+CONFIG_FIELDS = ("iterations", "patch_size", "batch_size", "lr")
 FLUSH_SECONDS = 0.25
 MAX_HISTORY_POINTS = 4000
 
@@ -66,7 +72,8 @@ class TrainingDashboard(anywidget.AnyWidget):
     ``viewer``: a :class:`Viewer` whose slice gets the live preview and inference results (and
     whose patches you saved as the dataset). ``model``: a model to finetune (an ``nn.Module``, a
     saved model path or a registered name); without it the form trains a new model. Other keyword
-    arguments preset the form (``dataset_dir``, ``iterations``, ``patch_size``, ...).
+    arguments preset the form (``dataset_dir``, ``iterations``, ``patch_size``, ...); the defaults are
+    :class:`~empanada_nb.TrainConfig`'s, and the patch size follows the viewer's unless given.
 
     After a run, :attr:`handle` is the :class:`~empanada_nb.TrainingHandle` and :attr:`trained_model`
     the model.
@@ -77,19 +84,19 @@ class TrainingDashboard(anywidget.AnyWidget):
     _css = STATIC / "dashboard.css"
 
     mode = t.Enum(["train", "finetune"], "train").tag(sync=True)
-    architecture = t.Unicode("PanopticDeepLab").tag(sync=True)
-    encoder = t.Unicode("resnet50").tag(sync=True)
+    architecture = t.Unicode(DEFAULTS.architecture).tag(sync=True)
+    encoder = t.Unicode(DEFAULTS.encoder).tag(sync=True)
     pretrained = t.Unicode("", help="CEM weights for a new model: a name, path or URL ('' for none)").tag(sync=True)
     model_source = t.Unicode("", help="model to finetune: a path or registered name").tag(sync=True)
     dataset_dir = t.Unicode("").tag(sync=True)
     val_dir = t.Unicode("").tag(sync=True)
     out = t.Unicode("model.pth").tag(sync=True)
     overwrite = t.Bool(False).tag(sync=True)
-    layers = t.Enum(list(LAYERS), "all").tag(sync=True)
-    iterations = t.Int(1000).tag(sync=True)
-    patch_size = t.Int(256).tag(sync=True)
-    batch_size = t.Int(16).tag(sync=True)
-    lr = t.Float(3e-3).tag(sync=True)
+    layers = t.Enum(list(FINETUNABLE_LAYERS), DEFAULTS.finetunable_layers).tag(sync=True)
+    iterations = t.Int(DEFAULTS.iterations).tag(sync=True)
+    patch_size = t.Int(DEFAULTS.patch_size).tag(sync=True)
+    batch_size = t.Int(DEFAULTS.batch_size).tag(sync=True)
+    lr = t.Float(DEFAULTS.lr).tag(sync=True)
     preview = t.Bool(True).tag(sync=True)
     preview_every = t.Int(50).tag(sync=True)
     # read-only for the browser
@@ -104,14 +111,6 @@ class TrainingDashboard(anywidget.AnyWidget):
     given_model = t.Unicode("").tag(sync=True)
 
     def __init__(self, viewer: Viewer | None = None, model: Any = None, **kwargs):
-        from ..models import ARCHITECTURES, CEM_URLS, ENCODERS
-
-        try:
-            from ..model_io import list_models
-
-            registered = sorted(list_models())
-        except Exception:  # registry unavailable: the form still works with paths
-            registered = []
         self.viewer = viewer
         self.handle = None
         self._given = None
@@ -129,6 +128,8 @@ class TrainingDashboard(anywidget.AnyWidget):
             given = f"{getattr(model, 'architecture', type(model).__name__)} given in Python"
         elif model is not None:
             kwargs.setdefault("model_source", str(model))
+        if viewer is not None:
+            kwargs.setdefault("patch_size", viewer.patch_size)
         if model is not None:
             kwargs.setdefault("mode", "finetune")
             kwargs.setdefault("layers", "none")
@@ -138,8 +139,8 @@ class TrainingDashboard(anywidget.AnyWidget):
                 "architectures": list(ARCHITECTURES),
                 "encoders": list(ENCODERS),
                 "pretrained": [""] + list(CEM_URLS),
-                "layers": list(LAYERS),
-                "models": registered,
+                "layers": list(FINETUNABLE_LAYERS),
+                "models": sorted(list_models()),
             },
             has_viewer=viewer is not None,
             viewer_3d=bool(viewer is not None and viewer.ndim == 3),
@@ -148,6 +149,8 @@ class TrainingDashboard(anywidget.AnyWidget):
         )
         if viewer is not None and not self.dataset_dir and viewer.dataset_dir:
             self.dataset_dir = viewer.dataset_dir
+        if viewer is not None:
+            viewer.observe(self._viewer_patch_size, names="patch_size")
         self.on_msg(self._on_custom_msg)
         self._check_form()
         self._update_has_model()
@@ -170,26 +173,27 @@ class TrainingDashboard(anywidget.AnyWidget):
         if change["name"] in ("mode", "model_source"):
             self._update_has_model()
 
-    def _check_form(self) -> dict[str, str]:
-        from ..models import check_patch_size
+    def _viewer_patch_size(self, change) -> None:
+        if not self.running:
+            self.patch_size = int(change["new"])
 
+    def _check_form(self) -> dict[str, str]:
         errs: dict[str, str] = {}
+        for name in CONFIG_FIELDS:  # TrainConfig.validate says what a valid value is
+            try:
+                DEFAULTS.replace(**{name: getattr(self, name)})
+            except ValueError as e:
+                errs[name] = str(e)
         target: Any = self.architecture
         if self.mode == "finetune" and self._given is not None:
             target = self._given
-        try:
-            if isinstance(target, str) and target not in self.options.get("architectures", [target]):
-                errs["architecture"] = f"unknown architecture {target!r}"
-            else:
+        if isinstance(target, str) and target not in ARCHITECTURES:
+            errs["architecture"] = f"unknown architecture {target!r}"
+        elif "patch_size" not in errs:
+            try:
                 check_patch_size(int(self.patch_size), target)
-        except Exception as e:
-            errs["patch_size"] = str(e)
-        if self.iterations < 1:
-            errs["iterations"] = "iterations must be at least 1"
-        if self.batch_size < 1:
-            errs["batch_size"] = "batch size must be at least 1"
-        if not self.lr > 0:
-            errs["lr"] = "learning rate must be positive"
+            except ValueError as e:
+                errs["patch_size"] = str(e)
         if self.preview_every < 1:
             errs["preview_every"] = "preview interval must be at least 1"
         if self.mode == "finetune" and self._given is None and not self.model_source.strip():
@@ -388,16 +392,11 @@ class TrainingDashboard(anywidget.AnyWidget):
         try:
             layer = v.layer("prediction")
         except KeyError:
-            shape = v.source.shape if v.ndim == 3 else v.source.shape[1:]
-            layer = v.add_labels(np.zeros(shape, dtype=np.uint32), name="prediction", editable=True)
-        new = layer.volume.copy() if layer.plane is None else None
-        if new is None:
+            layer = v.new_layer("prediction")
+        if layer.plane is not None:  # a slice layer (e.g. left by an older preview): replace it
             v.set_labels("prediction", pred, plane=(axis, index))
         else:
-            from .source import plane_index
-
-            new[plane_index(axis, index)] = pred
-            v.apply_labels(new, layer="prediction", description=f"segmented {axis} slice {index}")
+            v.set_slice("prediction", axis, index, pred, description=f"segmented {axis} slice {index}")
         self.status = f"segmented {axis} slice {index}: {len(np.unique(pred)) - 1} objects"
         return pred
 

@@ -1,8 +1,9 @@
 """Label layers and slice edits with an undo/redo history, independent of any widget.
 
 A :class:`LabelLayer` holds an integer label array of the image's shape (edited in place when it is
-a writable numpy array, else copied once). Edits (a brush stroke, a fill, a whole-volume operation)
-are recorded as :class:`Edit` diffs so that they can be undone and redone.
+a writable numpy array, else copied once). Edits (a brush stroke, a fill, a replaced slice
+(:func:`diff_slice`), a whole-volume operation (:func:`diff_volume`)) are applied in place and
+returned as :class:`Edit` diffs, which a :class:`History` undoes and redoes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .source import AXIS_DIMS, check_axis, plane_index
+from ..geometry import check_axis, plane_index, plane_shape
 
 _uids = itertools.count(1)
 
@@ -61,9 +62,7 @@ class LabelLayer:
         if not data.flags.writeable:
             data = data.copy()
         if self.plane is not None:
-            axis, index = self.plane
-            _, (r, c) = AXIS_DIMS[axis]
-            want = (self._shape3[r], self._shape3[c])
+            want = plane_shape(self._shape3, self.plane[0])
             if data.shape != want:
                 raise ValueError(f"slice layer {self.name!r}: expected shape {want}, got {data.shape}")
             vol = data
@@ -185,6 +184,53 @@ def diff_volume(layer: LabelLayer, new: np.ndarray) -> Edit | None:
     vol[idx] = after
     layer.forget_max()
     return Edit(layer, before, after, flat=changed)
+
+
+def diff_slice(layer: LabelLayer, axis: str, index: int, new: np.ndarray) -> Edit | None:
+    """Replace slice ``index`` along ``axis`` of ``layer`` by ``new`` in place.
+
+    Parameters
+    ----------
+    layer : LabelLayer
+        The layer to change.
+    axis : str
+        ``"xy"``, ``"xz"`` or ``"yz"``.
+    index : int
+        The slice along ``axis``.
+    new : numpy.ndarray
+        Labels of the slice's shape.
+
+    Returns
+    -------
+    Edit or None
+        The bounding box of the changed pixels (None when nothing changed).
+
+    Examples
+    --------
+    >>> layer = LabelLayer(np.zeros((2, 4, 4), np.uint32), "l", (2, 4, 4))
+    >>> new = np.zeros((4, 4), np.uint32); new[1, 2] = 5
+    >>> diff_slice(layer, "xy", 1, new).where
+    {'axis': 'xy', 'index': 1, 'r0': 1, 'c0': 2, 'h': 1, 'w': 1}
+    """
+    view = layer.plane_view(axis, index)
+    if view is None:
+        raise ValueError(f"layer {layer.name!r} has no slice {index} along {axis}")
+    new = np.asarray(new)
+    if new.shape != view.shape:
+        raise ValueError(f"slice labels of shape {new.shape} do not match the slice's {view.shape}")
+    new = new.astype(view.dtype, copy=False)
+    diff = view != new
+    if not diff.any():
+        return None
+    rows, cols = np.nonzero(diff)
+    r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    idx = layer.region_index(axis, index, r0, r1, c0, c1)
+    before = layer.volume[idx].copy()
+    after = new[r0:r1, c0:c1].copy()
+    layer.volume[idx] = after
+    layer.forget_max()
+    where = {"axis": axis, "index": int(index), "r0": r0, "c0": c0, "h": r1 - r0, "w": c1 - c0}
+    return Edit(layer, before, after, index=idx, where=where)
 
 
 class History:

@@ -11,8 +11,11 @@ from typing import Callable
 
 import numpy as np
 
+from .. import labels as L
 from .editing import LabelLayer
 
+#: the operations :func:`run` knows, in the order the viewer's panel lists them
+OPS = ("merge", "split", "delete", "morph", "filter")
 MORPHS = {
     "dilate": "dilate",
     "erode": "erode",
@@ -49,8 +52,6 @@ def run(
 
     ``apply(layer, axis, index, new)`` records the result: ``axis=None`` for the whole volume.
     """
-    from .. import labels as L
-
     if scope not in ("slice", "volume"):
         raise ValueError(f"scope must be 'slice' or 'volume', got {scope!r}")
     ids = _ids(selection)

@@ -1,158 +1,45 @@
-"""Array-like access to images and volumes for the viewer, reading lazily where the source allows.
+"""The viewer's image source: a read-only ``(Z, Y, X)`` view of a 2D image or 3D volume, and its contrast.
 
-A :class:`VolumeSource` wraps a numpy array, a TIFF path (read page by page, or memory-mapped when
-uncompressed), a zarr array or path, a dask array, or any object with ``shape``, ``dtype`` and numpy
-indexing. It exposes ``shape`` (always 3D: 2D images get a leading axis of length 1), ``dtype``,
-``ndim`` (the source's own 2 or 3) and :meth:`plane` (one 2D slice along ``"xy"``, ``"xz"`` or ``"yz"``).
-The raw values are never altered: slices are returned in the source's dtype.
+A :class:`VolumeSource` wraps a numpy array, a path (opened by :func:`empanada_nb.reader.open_volume`,
+the same opener stack inference uses), a zarr or dask array, or any object with ``shape``, ``dtype``
+and numpy indexing. It exposes ``shape`` (always 3D: 2D images get a leading axis of length 1),
+``dtype``, ``ndim`` (the source's own 2 or 3) and :meth:`plane` (one 2D slice along ``"xy"``,
+``"xz"`` or ``"yz"``). The raw values are never altered: slices are returned in the source's dtype.
 """
 
 from __future__ import annotations
 
-import collections
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-AXES = ("xy", "xz", "yz")
-#: for each viewing axis: (the volume dimension held fixed, (row dimension, column dimension))
-AXIS_DIMS = {"xy": (0, (1, 2)), "xz": (1, (0, 2)), "yz": (2, (0, 1))}
-
-
-def check_axis(axis: str) -> str:
-    if axis not in AXIS_DIMS:
-        raise ValueError(f"axis must be one of {', '.join(AXES)}, got {axis!r}")
-    return axis
-
-
-def plane_shape(shape3: tuple[int, int, int], axis: str) -> tuple[int, int]:
-    """Shape (rows, cols) of one slice of a ``(Z, Y, X)`` volume along ``axis``."""
-    _, (r, c) = AXIS_DIMS[check_axis(axis)]
-    return int(shape3[r]), int(shape3[c])
-
-
-def n_slices(shape3: tuple[int, int, int], axis: str) -> int:
-    return int(shape3[AXIS_DIMS[check_axis(axis)][0]])
-
-
-def plane_index(axis: str, index: int, rows=slice(None), cols=slice(None)) -> tuple:
-    """The numpy index of ``(rows, cols)`` of slice ``index`` along ``axis`` in a ``(Z, Y, X)`` array."""
-    fixed, (r, c) = AXIS_DIMS[check_axis(axis)]
-    idx = [None, None, None]
-    idx[fixed], idx[r], idx[c] = int(index), rows, cols
-    return tuple(idx)
-
-
-def plane_to_volume(axis: str, index: int, row: float, col: float) -> tuple[float, float, float]:
-    """(z, y, x) of the point ``(row, col)`` on slice ``index`` along ``axis``."""
-    fixed, (r, c) = AXIS_DIMS[check_axis(axis)]
-    out = [0.0, 0.0, 0.0]
-    out[fixed], out[r], out[c] = index, row, col
-    return tuple(out)
-
-
-def volume_to_plane(axis: str, z, y, x) -> tuple[Any, Any, Any]:
-    """(index, row, col) of the volume point ``(z, y, x)`` seen along ``axis``."""
-    fixed, (r, c) = AXIS_DIMS[check_axis(axis)]
-    p = (z, y, x)
-    return p[fixed], p[r], p[c]
-
-
-class _LazyTiff:
-    """A TIFF stack read page by page (each page one z slice) with a small page cache."""
-
-    def __init__(self, path: Path, cache_bytes: int = 512 * 2**20):
-        import tifffile
-
-        self.path = Path(path)
-        self._tif = tifffile.TiffFile(self.path)
-        series = self._tif.series[0]
-        self._pages = series.pages
-        self.dtype = np.dtype(series.dtype)
-        shape = tuple(int(s) for s in series.shape if s != 1) or (1, 1)
-        self.ndim = 2 if len(shape) == 2 else 3
-        if len(shape) == 2:
-            shape = (1,) + shape
-        if len(shape) != 3 or len(self._pages) != shape[0]:
-            raise ValueError(
-                f"{self.path}: expected a 2D image or a stack of 2D pages, got series shape "
-                f"{series.shape} in {len(self._pages)} pages"
-            )
-        self.shape = shape
-        self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
-        page_bytes = shape[1] * shape[2] * self.dtype.itemsize
-        self._max_pages = max(2, cache_bytes // max(1, page_bytes))
-        self._lock = threading.Lock()
-
-    def page(self, z: int) -> np.ndarray:
-        with self._lock:
-            arr = self._cache.get(z)
-            if arr is not None:
-                self._cache.move_to_end(z)
-                return arr
-            arr = np.asarray(self._pages[z].asarray()).reshape(self.shape[1:])
-            arr.setflags(write=False)
-            self._cache[z] = arr
-            while len(self._cache) > self._max_pages:
-                self._cache.popitem(last=False)
-            return arr
-
-    def __getitem__(self, idx):
-        if not isinstance(idx, tuple):
-            idx = (idx,)
-        idx = idx + (slice(None),) * (3 - len(idx))
-        zi, rest = idx[0], idx[1:]
-        if isinstance(zi, (int, np.integer)):
-            return self.page(int(zi) % self.shape[0])[rest]
-        zs = range(self.shape[0])[zi]
-        return np.stack([self.page(z)[rest] for z in zs], axis=0)
-
-    def close(self):
-        self._tif.close()
-
-
-def _open_tiff(path: Path):
-    import tifffile
-
-    try:
-        arr = tifffile.memmap(path, mode="r")
-        return arr
-    except Exception:  # compressed, tiled or not contiguous: read page by page
-        return _LazyTiff(path)
-
-
-def _open_zarr(path: Path):
-    import zarr
-
-    z = zarr.open(str(path), mode="r")
-    if hasattr(z, "shape"):
-        return z
-    # a group: take its first array
-    arrays = list(z.arrays()) if hasattr(z, "arrays") else []
-    if not arrays:
-        raise ValueError(f"{path}: zarr group without arrays")
-    return arrays[0][1]
+from ..geometry import n_slices, plane_index, shape3
+from ..reader import open_volume
 
 
 class VolumeSource:
-    """Read-only, lazily read view of a 2D image or 3D volume (see module docstring)."""
+    """Read-only, lazily read view of a 2D image or 3D volume (see module docstring).
+
+    Parameters
+    ----------
+    data : array-like or path
+        A 2D image or ``(Z, Y, X)`` volume, or a TIFF/zarr path.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> src = VolumeSource(np.zeros((20, 30), np.uint8))
+    >>> src.shape, src.ndim, src.plane("xy", 0).shape
+    ((1, 20, 30), 2, (20, 30))
+    """
 
     def __init__(self, data: Any):
         self.path: Path | None = None
         if isinstance(data, (str, os.PathLike)):
-            path = Path(data)
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: no such file or folder")
-            self.path = path
-            if path.suffix.lower() in (".tif", ".tiff"):
-                data = _open_tiff(path)
-            elif path.suffix.lower() == ".zarr" or path.is_dir():
-                data = _open_zarr(path)
-            else:
-                raise ValueError(f"{path}: expected a .tif/.tiff file or a zarr store")
+            self.path = Path(data)
+            data = open_volume(self.path)
         if not (hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")):
             data = np.asarray(data)
         shape = tuple(int(s) for s in data.shape)
@@ -160,23 +47,20 @@ class VolumeSource:
             squeezed = tuple(s for s in shape if s != 1)
             if len(squeezed) not in (2, 3):
                 raise ValueError(f"expected a 2D image or 3D volume, got shape {shape}")
-            if isinstance(data, np.ndarray):
-                data = data.reshape(squeezed)
-            else:
+            if not isinstance(data, np.ndarray):
                 raise ValueError(f"expected a 2D image or 3D volume, got shape {shape}; squeeze it first")
+            data = data.reshape(squeezed)
             shape = squeezed
         if len(shape) not in (2, 3):
             raise ValueError(f"expected a 2D image or 3D volume, got shape {shape}")
         if min(shape) < 1:
             raise ValueError(f"empty image of shape {shape}")
-        self.ndim = data.ndim if isinstance(data, _LazyTiff) else len(shape)
+        self.ndim = len(shape)
         self.data = data
         self.dtype = np.dtype(data.dtype)
         if self.dtype.kind not in "uifb":
             raise ValueError(f"unsupported image dtype {self.dtype}")
-        self.shape: tuple[int, int, int] = (1,) + shape if len(shape) == 2 else shape  # type: ignore
-        if isinstance(data, _LazyTiff):
-            self.shape = data.shape
+        self.shape: tuple[int, int, int] = shape3(shape)
 
     @property
     def lazy(self) -> bool:
@@ -184,7 +68,7 @@ class VolumeSource:
 
     def __getitem__(self, idx) -> np.ndarray:
         """numpy indexing in ``(Z, Y, X)`` coordinates (also for 2D images, with Z of length 1)."""
-        if self.ndim == 2 and not isinstance(self.data, _LazyTiff):
+        if self.ndim == 2:
             if not isinstance(idx, tuple):
                 idx = (idx,)
             idx = idx + (slice(None),) * (3 - len(idx))
@@ -212,6 +96,59 @@ class VolumeSource:
         out = self.plane("xy", self.shape[0] // 2).ravel()
         step = max(1, out.size // max_values)
         return out[::step]
+
+    def data_range(self) -> tuple[float, float]:
+        """The range the contrast slider spans: the dtype's for uint8/bool, else the sample's."""
+        dt = self.dtype
+        if dt == np.uint8:
+            return 0.0, 255.0
+        if dt == np.bool_:
+            return 0.0, 1.0
+        s = self.sample()
+        lo, hi = float(np.nanmin(s)), float(np.nanmax(s))
+        if dt.kind in "ui":
+            info = np.iinfo(dt)
+            lo, hi = float(min(lo, 0) if dt.kind == "u" else lo), float(hi)
+            hi = min(hi, float(info.max))
+        if hi <= lo:
+            hi = lo + 1.0
+        return lo, hi
+
+    def initial_contrast(self) -> tuple[float, float]:
+        """Contrast limits to start with: the full range for uint8/bool, else 0.1-99.9 percentiles."""
+        if self.dtype in (np.uint8, bool):
+            return self.data_range()
+        return percentiles(self.sample(), (0.1, 99.9))
+
+
+def percentiles(values: np.ndarray, q: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
+    """Percentiles ``q`` of the finite ``values`` (``(0, 1)`` if none; ``hi > lo`` always).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Any shape.
+    q : tuple of float, optional
+        Lower and upper percentile.
+
+    Returns
+    -------
+    tuple of float
+        ``(lo, hi)``.
+
+    Examples
+    --------
+    >>> percentiles(np.arange(101), (10, 90))
+    (10.0, 90.0)
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(v, q)
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
 
 
 def _materialize(a) -> np.ndarray:

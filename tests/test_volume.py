@@ -11,7 +11,7 @@ from test_inference import ConeModel, cone_volume
 
 from empanada_nb.consensus import _morph, _SumTable, cluster_instances, ortho_consensus
 from empanada_nb.tracking import filter_stack, link_stack
-from empanada_nb.volume import Cancelled, open_volume, segment_ortho, segment_stack, write_volume_tiff
+from empanada_nb.volume import Cancelled, segment_ortho, segment_stack, write_volume_tiff
 
 DIV = 1000
 
@@ -78,29 +78,6 @@ def test_filter_removes_small_and_flat_objects_and_renumbers():
     out = filter_stack(v, [1], DIV, min_size=100, min_extent=2)
     assert set(np.unique(out)) == {0, 1001}
     assert (out[:, 5, 5] == 1001).all()
-
-
-# ---------------------------------------------------------------- lazy volumes
-
-
-def test_open_volume_tiff_zarr_and_errors(tmp_path):
-    vol = np.arange(4 * 20 * 30, dtype=np.uint16).reshape(4, 20, 30)
-    tifffile.imwrite(tmp_path / "c.tif", vol, compression="zlib", photometric="minisblack")
-    tifffile.imwrite(tmp_path / "u.tif", vol, photometric="minisblack")
-    lazy = open_volume(tmp_path / "c.tif")
-    assert not isinstance(lazy, np.ndarray) and lazy.shape == vol.shape
-    np.testing.assert_array_equal(lazy[:, 5, :], vol[:, 5, :])
-    mm = open_volume(tmp_path / "u.tif")
-    assert isinstance(mm, np.memmap)
-    np.testing.assert_array_equal(mm[2], vol[2])
-    g = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
-    g.create_array("0", shape=vol.shape, dtype=vol.dtype)[:] = vol
-    np.testing.assert_array_equal(open_volume(tmp_path / "g.zarr")[3], vol[3])
-    with pytest.raises(FileNotFoundError):
-        open_volume(tmp_path / "missing.tif")
-    (tmp_path / "x.tif").write_text("not a tiff")
-    with pytest.raises(ValueError, match="not a readable TIFF"):
-        open_volume(tmp_path / "x.tif")
 
 
 def test_write_volume_tiff_roundtrip(tmp_path):
@@ -273,17 +250,6 @@ def test_segment_ortho_zarr_output_leaves_only_the_store(balls, tmp_path):
     )
     assert isinstance(z, zarr.Array) and len(np.unique(z[:])) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]  # temporary views removed
-
-
-@pytest.mark.realdata
-def test_open_volume_reads_real_compressed_tiff_lazily(shared_data):
-    path = shared_data / "vnc_stack1_image.tif"
-    vol = open_volume(path)
-    assert not isinstance(vol, np.ndarray) and vol.shape == (20, 1024, 1024) and vol.dtype == np.uint8
-    np.testing.assert_array_equal(vol[7], tifffile.imread(path, key=7))
-    xz = vol[:, 500, :]
-    assert xz.shape == (20, 1024)
-    np.testing.assert_array_equal(xz[3], tifffile.imread(path, key=3)[500])
 
 
 def test_segment_stack_into_given_numpy_array(balls, views):

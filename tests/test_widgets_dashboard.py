@@ -80,6 +80,27 @@ def test_form_validation(tmp_path, viewer):
     assert d.options["layers"] == ["none", "stage1", "stage2", "stage3", "stage4", "all"]
 
 
+def test_form_is_derived_from_train_config_and_viewer(tmp_path, rng):
+    from empanada_nb import FINETUNABLE_LAYERS, TrainConfig
+
+    cfg = TrainConfig()
+    d = TrainingDashboard()
+    form = {k: getattr(d, k) for k in ("architecture", "encoder", "iterations", "patch_size", "batch_size", "lr")}
+    assert form == {k: getattr(cfg, k) for k in form} and d.layers == cfg.finetunable_layers
+    assert d.options["layers"] == list(FINETUNABLE_LAYERS)
+    d.dataset_dir = str(tmp_path)
+    d.iterations = 0
+    with pytest.raises(ValueError) as e:  # the form refuses exactly what TrainConfig refuses, in its words
+        cfg.replace(iterations=0)
+    assert d.errors == {"iterations": str(e.value)}
+    v = Viewer(rng.integers(0, 255, size=(2, 64, 64)).astype(np.uint8), patch_size=128)
+    d = TrainingDashboard(v)
+    assert d.patch_size == 128
+    v.patch_size = 96
+    assert d.patch_size == 96  # follows the viewer's patch size
+    assert TrainingDashboard(v, patch_size=64).patch_size == 64  # unless given
+
+
 def test_given_model_sets_finetune_and_its_patch_factor(tmp_path, tiny_model):
     d = TrainingDashboard(model=tiny_model, dataset_dir=str(tmp_path))
     assert d.mode == "finetune" and d.layers == "none" and "PanopticDeepLab" in d.given_model
@@ -161,6 +182,21 @@ def test_inference_panel(viewer, tiny_model, rng):
     no_viewer._on_custom_msg(no_viewer, {"type": "segment_slice"}, [])
     assert "no viewer" in no_viewer.status
     assert rec.msgs == [] or all(m["type"] == "events" for m in rec.msgs)
+
+
+def test_segment_slice_writes_one_undoable_slice(viewer, tiny_model, monkeypatch):
+    d = TrainingDashboard(viewer, model=tiny_model)
+    pred = np.zeros((64, 64), np.int32)
+    pred[10:20, 30:40] = 1001
+    monkeypatch.setattr(d, "_predict_slice", lambda model, roi=None: pred)
+    d.segment_slice()
+    layer = viewer.layer("prediction")
+    np.testing.assert_array_equal(layer.data[1], pred)
+    assert not layer.data[[0, 2]].any()
+    edit = viewer.history._undo[-1]  # the changed box of one slice, not a copy of the volume
+    assert edit.where == {"axis": "xy", "index": 1, "r0": 10, "c0": 30, "h": 10, "w": 10}
+    viewer.undo()
+    assert not layer.data.any()
 
 
 def test_real_training_run(tmp_path, tiny_dataset, rng):

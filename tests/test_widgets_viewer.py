@@ -4,12 +4,10 @@ import json
 
 import numpy as np
 import pytest
-import tifffile
 
-from empanada_nb.widgets import Viewer, VolumeSource, label_color
+from empanada_nb.widgets import Viewer
 from empanada_nb.widgets import _serialization as ser_mod
-from empanada_nb.widgets.editing import History, LabelLayer, apply_fill, apply_stroke, diff_volume, stroke_mask
-from empanada_nb.widgets.viewer import decode_labels, encode_labels
+from empanada_nb.widgets._serialization import decode_labels
 
 
 class Recorder:
@@ -43,128 +41,6 @@ def viewer(vol):
     v = Viewer(vol, labels=lab)
     v._rec = Recorder(v)
     return v
-
-
-# ------------------------------------------------------------------------------------------ source
-
-
-def test_source_numpy_planes(vol):
-    s = VolumeSource(vol)
-    assert s.shape == (12, 64, 96) and s.ndim == 3 and s.dtype == np.uint8
-    np.testing.assert_array_equal(s.plane("xy", 4), vol[4])
-    np.testing.assert_array_equal(s.plane("xz", 7), vol[:, 7])
-    np.testing.assert_array_equal(s.plane("yz", 9), vol[:, :, 9])
-    assert s.plane("xz", 7).flags.c_contiguous
-    with pytest.raises(IndexError):
-        s.plane("xy", 12)
-    s2 = VolumeSource(vol[0])
-    assert s2.shape == (1, 64, 96) and s2.ndim == 2
-    np.testing.assert_array_equal(s2.plane("xy", 0), vol[0])
-    assert VolumeSource(vol[None]).shape == (12, 64, 96)  # singleton axes squeezed
-    with pytest.raises(ValueError):
-        VolumeSource(np.zeros((2, 3, 4, 5)))
-    with pytest.raises(ValueError):
-        VolumeSource(np.array(["a", "b"]).reshape(1, 2))
-
-
-def test_source_tiff_lazy_and_memmap(tmp_path, vol):
-    comp = tmp_path / "c.tif"
-    tifffile.imwrite(comp, vol, compression="zlib")
-    s = VolumeSource(comp)
-    assert s.shape == vol.shape and s.ndim == 3 and s.lazy
-    np.testing.assert_array_equal(s.plane("xy", 5), vol[5])
-    assert len(s.data._cache) == 1  # one page read for one xy slice
-    np.testing.assert_array_equal(s.plane("yz", 3), vol[:, :, 3])
-    raw = tmp_path / "r.tif"
-    tifffile.imwrite(raw, vol)
-    s = VolumeSource(raw)
-    assert isinstance(s.data, np.memmap)
-    np.testing.assert_array_equal(s.plane("xz", 2), vol[:, 2])
-    tifffile.imwrite(tmp_path / "2d.tif", vol[0], compression="zlib")
-    s = VolumeSource(tmp_path / "2d.tif")
-    assert s.ndim == 2 and s.shape == (1, 64, 96)
-    np.testing.assert_array_equal(s.plane("xy", 0), vol[0])
-    with pytest.raises(FileNotFoundError):
-        VolumeSource(tmp_path / "missing.tif")
-
-
-def test_source_zarr_and_dask(tmp_path, vol):
-    zarr = pytest.importorskip("zarr")
-    da = pytest.importorskip("dask.array")
-    z = zarr.open(str(tmp_path / "v.zarr"), mode="w", shape=vol.shape, chunks=(1, 64, 96), dtype=vol.dtype)
-    z[:] = vol
-    s = VolumeSource(tmp_path / "v.zarr")
-    np.testing.assert_array_equal(s.plane("xz", 3), vol[:, 3])
-    d = VolumeSource(da.from_array(vol, chunks=(2, 32, 32)))
-    np.testing.assert_array_equal(d.plane("yz", 5), vol[:, :, 5])
-    v = Viewer(da.from_array(vol, chunks=(2, 32, 32)))
-    assert v.shape == [12, 64, 96]
-
-
-# ------------------------------------------------------------------------------------------ editing
-
-
-def test_stroke_mask_geometry():
-    r0, c0, m = stroke_mask([[5.5, 5.5]], 1, (20, 20))
-    assert m.sum() == 1 and (r0 + np.argwhere(m)[0][0], c0 + np.argwhere(m)[0][1]) == (5, 5)
-    r0, c0, m = stroke_mask([[50.5, 50.5]], 10, (100, 100))
-    assert 70 <= m.sum() <= 90  # a disk of radius 5
-    r0, c0, m = stroke_mask([[10, 10], [10, 60]], 4, (100, 100))
-    rows = np.nonzero(m.any(1))[0]
-    assert 3 <= len(rows) <= 5 and m.shape[1] >= 50
-    res = stroke_mask([[-1.5, 3]], 4, (10, 10))  # clipped at the border
-    assert res[0] == 0 and res[2].sum() > 0
-    assert stroke_mask([[-50, -50]], 4, (10, 10)) is None
-    assert stroke_mask([], 4, (10, 10)) is None
-
-
-def test_apply_stroke_fill_and_history():
-    data = np.zeros((3, 30, 30), np.uint16)
-    layer = LabelLayer(data, "l", data.shape)
-    h = History(max_steps=25)
-    for k in range(30):
-        h.record(apply_stroke(layer, "xy", 1, [[k % 30 + 0.5, 3.5]], 1, k + 1))
-    assert data[1, :, 3].max() == 30
-    n = 0
-    while h.undo():
-        n += 1
-    assert n == 25  # at least 20 undo steps
-    assert data[1, 5:, 3].sum() == 0 and data[1, 4, 3] == 5  # the 5 oldest strokes were dropped
-    assert h.redo() is not None and data[1, 5, 3] == 6
-    h.record(apply_stroke(layer, "xy", 1, [[20.5, 20.5]], 3, 9))
-    assert not h.can_redo  # a new edit clears redo
-    e = apply_stroke(layer, "xy", 1, [[20.5, 20.5]], 3, 0, erase=True)
-    assert data[1, 20, 20] == 0 and e.where["axis"] == "xy"
-    # fill the background region of slice 2 along xz (rows z, cols x)
-    e = apply_fill(layer, "xz", 2, 0, 0, 7)
-    assert (data[:, 2, :] == 7).sum() == 90 - (data[:, 2, :] != 7).sum() and e is not None
-    assert apply_fill(layer, "xz", 2, 0, 0, 7) is None  # same label: nothing to do
-    with pytest.raises(ValueError):
-        apply_stroke(layer, "xy", 1, [[1, 1]], 3, 70000)  # does not fit in uint16
-    before = data.copy()
-    new = data.copy()
-    new[0] = 3
-    e = diff_volume(layer, new)
-    assert (data[0] == 3).all()
-    e.undo()
-    np.testing.assert_array_equal(data, before)
-    assert diff_volume(layer, data.copy()) is None
-
-
-def test_label_layer_inputs():
-    shape = (2, 4, 5)
-    with pytest.raises(ValueError, match="does not match"):
-        LabelLayer(np.zeros((2, 4, 4), np.uint8), "x", shape)
-    with pytest.raises(TypeError):
-        LabelLayer(np.full(shape, 0.5), "x", shape)
-    assert LabelLayer(np.zeros(shape, bool), "b", shape).data.dtype == np.uint32
-    ro = np.zeros(shape, np.uint8)
-    ro.setflags(write=False)
-    assert LabelLayer(ro, "r", shape).data.flags.writeable
-    l2 = LabelLayer(np.zeros((4, 5), np.uint8), "p", (1, 4, 5))
-    assert l2.volume.shape == (1, 4, 5)
-    pl = LabelLayer(np.zeros((4, 5), np.uint8), "s", shape, plane=("xy", 1))
-    assert pl.plane_view("xy", 0) is None and pl.plane_view("xy", 1).shape == (4, 5)
 
 
 # ------------------------------------------------------------------------------------------- viewer
@@ -256,24 +132,6 @@ def test_big_slices_are_split_into_small_messages(monkeypatch, rng):
                 labs[p["row0"] : p["row0"] + p["rows"]] = decode_labels(p, b).reshape(-1, 512)
     np.testing.assert_array_equal(out, img[1])
     np.testing.assert_array_equal(labs, lab[1])
-
-
-@pytest.mark.parametrize("kind", ["runs", "blocks", "noise", "big ids", "empty"])
-def test_label_encoding_round_trip(kind, rng):
-    a = {
-        "runs": np.repeat(np.arange(40, dtype=np.uint32), 500).reshape(100, 200),
-        "blocks": np.kron(rng.integers(0, 300, (20, 20)), np.ones((2, 3), int)).astype(np.int64),
-        "noise": rng.integers(0, 60000, (64, 64)).astype(np.uint32),
-        "big ids": np.full((8, 8), 2**40 + 5, np.uint64),
-        "empty": np.zeros((0, 5), np.uint8),
-    }[kind]
-    meta, buf = encode_labels(a)
-    np.testing.assert_array_equal(decode_labels(meta, buf), a.ravel())
-    assert meta["encoding"] == {"runs": "rle", "blocks": "zlib", "noise": "raw", "big ids": "rle", "empty": "raw"}[kind]
-    assert (
-        meta["dtype"]
-        == {"runs": "uint8", "blocks": "uint16", "noise": "uint16", "big ids": "float64", "empty": "uint8"}[kind]
-    )
 
 
 def test_pick_messages(viewer):
@@ -493,10 +351,25 @@ def test_errors_reach_the_status_line(viewer):
     msg(v, type="no_such_message")  # ignored
 
 
-def test_label_color_is_stable():
-    assert label_color(1) == label_color(1)
-    assert label_color(1) != label_color(2)
-    assert all(0 <= c <= 255 for c in label_color(2**40 + 3))
+def test_set_slice_is_one_undoable_slice_edit(viewer):
+    v, rec = viewer, viewer._rec
+    lab = v.labels
+    old = lab[:, 15].copy()  # an xz slice: rows z, columns x
+    new = old.copy()
+    new[2:4, 50:60] = 8
+    assert v.set_slice("labels", "xz", 15, new, description="wrote xz 15")
+    np.testing.assert_array_equal(lab[:, 15], new)
+    assert v.message == "wrote xz 15" and v.can_undo
+    ((c, bufs),) = rec.of("labels_update")
+    box = (c["axis"], c["index"], c["r0"], c["c0"], c["h"], c["w"])
+    assert c["scope"] == "slice" and box == ("xz", 15, 2, 50, 2, 10)  # only the changed box travels
+    assert not v.set_slice("labels", "xz", 15, new.copy())  # unchanged: no step
+    v.undo()
+    np.testing.assert_array_equal(lab[:, 15], old)
+    v.redo()
+    np.testing.assert_array_equal(lab[:, 15], new)
+    with pytest.raises(ValueError, match="do not match"):
+        v.set_slice("labels", "xy", 0, np.zeros((3, 3), np.uint32))
 
 
 def test_goto_sends_message(viewer):

@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _read(path: str, what: str) -> np.ndarray:
-    from ..volume import open_volume
+    from ..reader import open_volume
 
     arr = np.asarray(open_volume(Path(path))[...])
     if arr.size == 0:

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _open_input(path: Path):
-    from ..volume import open_volume
+    from ..reader import open_volume
 
     vol = open_volume(path)
     shape = tuple(vol.shape)

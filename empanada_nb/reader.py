@@ -45,7 +45,8 @@ class TiffPages:
     --------
     >>> import tempfile, tifffile, numpy as np
     >>> path = tempfile.mkdtemp() + "/c.tif"
-    >>> tifffile.imwrite(path, np.arange(24, dtype=np.uint8).reshape(2, 3, 4), compression="zlib")
+    >>> stack = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    >>> tifffile.imwrite(path, stack, compression="zlib", photometric="minisblack")
     >>> TiffPages(path)[:, 1, 2].tolist()
     [6, 18]
     """
@@ -138,7 +139,7 @@ def open_volume(path: PathLike, mode: str = "r"):
     --------
     >>> import tempfile, tifffile, numpy as np
     >>> path = tempfile.mkdtemp() + "/u.tif"
-    >>> tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint16))
+    >>> tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint16), photometric="minisblack")
     >>> vol = open_volume(path)
     >>> type(vol).__name__, vol.shape
     ('memmap', (3, 8, 8))

@@ -1,4 +1,4 @@
-"""3D inference: lazy volumes, stack inference with slice linking, ortho-plane consensus.
+"""3D inference: stack inference with slice linking, ortho-plane consensus (inputs opened by reader.py).
 
 Memory stays bounded by a working set of a few slices whatever the number of slices: input
 slices are read lazily in blocks, labels are written slab by slab into the output (numpy or

@@ -124,9 +124,6 @@ class PicksAndRegions:
         del regions[key]
         self.regions = regions
 
-    def _mask_shape(self) -> tuple[int, ...]:
-        return tuple(self.source.shape) if self.source.ndim == 3 else tuple(self.source.shape[1:])
-
     def context_mask(self, name: str | None = None) -> np.ndarray:
         """Boolean mask of the context regions (of the volume's shape, or of the image for 2D data).
 
@@ -135,11 +132,11 @@ class PicksAndRegions:
         regions = self.regions if name is None else [r for r in self.regions if r["name"] == name]
         if name is not None and not regions:
             raise KeyError(f"no region named {name!r}")
-        return P.regions_mask(regions, self._mask_shape())
+        return P.regions_mask(regions, self.label_shape)
 
     def region_masks(self) -> dict[str, np.ndarray]:
         """``{name: mask}`` for each region (masks of the volume's shape)."""
-        return {r["name"]: P.region_mask(r, self._mask_shape()) for r in self.regions}
+        return {r["name"]: P.region_mask(r, self.label_shape) for r in self.regions}
 
     def slice_roi(self, axis: str | None = None, index: int | None = None) -> np.ndarray | None:
         """2D mask of the regions on one slice (the current one by default), e.g. for

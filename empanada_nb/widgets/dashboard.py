@@ -420,7 +420,7 @@ class TrainingDashboard(anywidget.AnyWidget):
                     labels[~v.context_mask()] = 0
                 v.set_labels("prediction", labels.astype(np.uint32, copy=False))
                 self.status = f"segmented the volume in {time.perf_counter() - t0:.0f} s"
-            except Exception as e:
+            except Exception as e:  # a background thread: every failure goes to the status line
                 self.status = "volume inference cancelled" if self._cancel.is_set() else f"volume inference failed: {e}"
             finally:
                 self.inferring = False
@@ -455,6 +455,6 @@ class TrainingDashboard(anywidget.AnyWidget):
                 self._cancel.set()
             else:
                 log.warning("TrainingDashboard: unknown message %r", kind)
-        except Exception as e:
+        except Exception as e:  # surface errors in the status line instead of the kernel log only
             log.exception("TrainingDashboard: %s failed", kind)
             self.status = f"{kind} failed: {e.__class__.__name__}: {e}"

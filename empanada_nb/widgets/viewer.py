@@ -175,6 +175,11 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
         return self.source.plane(self.axis, self.slice_index)
 
     @property
+    def label_shape(self) -> tuple[int, ...]:
+        """The shape of label layers and masks: the volume's, or the image's for 2D data."""
+        return tuple(self.source.shape) if self.source.ndim == 3 else tuple(self.source.shape[1:])
+
+    @property
     def labels(self) -> np.ndarray | None:
         """The active label layer's array (None without label layers)."""
         layer = self._active(create=False)
@@ -247,7 +252,7 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
 
     def new_layer(self, name: str = "labels", active: bool = False) -> LabelLayer:
         """Add an empty, editable uint32 label layer of the image's shape (see :meth:`add_labels`)."""
-        return self.add_labels(np.zeros(self._mask_shape(), dtype=np.uint32), name=name, active=active)
+        return self.add_labels(np.zeros(self.label_shape, dtype=np.uint32), name=name, active=active)
 
     def set_labels(self, name: str, array: Any, **kwargs) -> LabelLayer:
         """Replace the data of layer ``name`` (added when missing); the browser refreshes its slices."""

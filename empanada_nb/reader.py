@@ -118,7 +118,7 @@ class TiffPages:
         self._tif.close()
 
 
-def open_volume(path: PathLike, mode: str = "r"):
+def open_volume(path: PathLike, mode: str = "r", page_cache_mb: float = 32):
     """A lazy array-like for a TIFF file or a zarr folder: ``(Z, Y, X)``, or 2D for a 2D image.
 
     See the module docstring for which reader each layout gets.
@@ -129,6 +129,9 @@ def open_volume(path: PathLike, mode: str = "r"):
         A ``.tif``/``.tiff`` file or a zarr folder (array or group).
     mode : str, optional
         zarr open mode (``"r+"`` to write into an existing zarr array); TIFF is always read-only.
+    page_cache_mb : float, optional
+        Decoded pages a :class:`TiffPages` keeps. Small by default so that stack inference stays
+        within its own block budget; the viewer asks for more (xz/yz slices revisit every page).
 
     Returns
     -------
@@ -156,7 +159,7 @@ def open_volume(path: PathLike, mode: str = "r"):
     except Exception:  # tifffile raises several types: compressed, tiled, or not a TIFF at all
         pass
     try:
-        return TiffPages(path)
+        return TiffPages(path, cache_bytes=int(page_cache_mb * 2**20))
     except _NotAPageStack:
         pass  # not a stack of 2D pages: tifffile's zarr view handles other layouts
     except Exception as e:  # tifffile raises several types for files that are not TIFF

@@ -102,3 +102,14 @@ def test_viewer_source_and_inference_open_paths_alike(tmp_path):
         np.testing.assert_array_equal(src.plane("yz", 2), vol[:, :, 2])
     with pytest.raises(ValueError, match="not a readable TIFF"):
         VolumeSource(tmp_path / "g.zarr" / "zarr.json")  # a file that is neither TIFF nor zarr
+
+
+def test_page_cache_is_small_for_inference_and_large_for_the_viewer(tmp_path):
+    vol = np.zeros((40, 256, 256), np.uint8)  # 64 KiB pages
+    tifffile.imwrite(tmp_path / "c.tif", vol, compression="zlib", photometric="minisblack")
+    small = open_volume(tmp_path / "c.tif", page_cache_mb=0.5)
+    small[:, 0]
+    assert len(small._cache) == 8  # bounded: stack inference keeps its own blocks
+    src = VolumeSource(tmp_path / "c.tif")
+    src.plane("xz", 0)
+    assert len(src.data._cache) == 40  # the viewer keeps every page for the next xz/yz slice

@@ -18,6 +18,9 @@ import numpy as np
 from ..geometry import n_slices, plane_index, shape3
 from ..reader import open_volume
 
+#: decoded TIFF pages kept for browsing: xz/yz slices of a compressed stack revisit every page
+PAGE_CACHE_MB = 512
+
 
 class VolumeSource:
     """Read-only, lazily read view of a 2D image or 3D volume (see module docstring).
@@ -39,7 +42,7 @@ class VolumeSource:
         self.path: Path | None = None
         if isinstance(data, (str, os.PathLike)):
             self.path = Path(data)
-            data = open_volume(self.path)
+            data = open_volume(self.path, page_cache_mb=PAGE_CACHE_MB)
         if not (hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")):
             data = np.asarray(data)
         shape = tuple(int(s) for s in data.shape)

@@ -119,7 +119,7 @@ def test_label_colors_agree_on_many_ids(tmp_path):
     """codec.js labelColor equals Python's label_color on 20,000 ids (the browser test checks a few hundred)."""
     import json
 
-    from empanada_nb.widgets.viewer import label_color
+    from empanada_nb.widgets._serialization import label_color
 
     ids = list(range(20_000)) + [2**32 + 7919 * k for k in range(500)] + [2**52 + k for k in range(500)]
     (tmp_path / "codec.mjs").write_text((STATIC / "viewer" / "codec.js").read_text())  # no imports of its own

@@ -14,7 +14,7 @@ import pytest
 from harness import NotebookSession
 
 from empanada_nb.patches import make_pick, pick_box
-from empanada_nb.widgets.viewer import encode_labels, label_color
+from empanada_nb.widgets._serialization import encode_labels, label_color
 
 pytestmark = pytest.mark.browser
 

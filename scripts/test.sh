@@ -13,7 +13,9 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "warning: chromium not found and not root; browser tests will be skipped (apt-get install chromium)"
   fi
 fi
-# lint and format (ruff), then unit, browser and real-data tests, then every example notebook top to bottom
+# lint and format (ruff), then the docstring Examples (doctests), unit, browser and real-data tests,
+# then every example notebook top to bottom
 "$PY" -m ruff check empanada_nb tests benchmarks
 "$PY" -m ruff format --check empanada_nb tests benchmarks
-"$PY" -m pytest -q -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env tests examples "$@"
+"$PY" -m pytest -q -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env \
+  --doctest-modules empanada_nb tests examples "$@"

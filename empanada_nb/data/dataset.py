@@ -34,7 +34,37 @@ class Pair:
 def find_pairs(root: str | os.PathLike) -> list[Pair]:
     """All (image, mask) pairs under ``root``, paired by file name within each images/masks folder.
 
-    Non-image files are ignored with a warning; unpaired files are all listed in one error.
+    The layout is empanada's: ``root/<name>/images/*.tif(f)`` beside ``root/<name>/masks/*.tif(f)``
+    with identical file names, any number of ``<name>`` folders at any depth (or ``root/images``
+    itself). Non-image files are ignored with a warning; unpaired files are all listed in one error.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The dataset folder.
+
+    Returns
+    -------
+    list of Pair
+        ``Pair(image, mask, group)`` records sorted by folder then name; ``group`` is the
+        ``<name>`` folder relative to ``root`` (used for per-group sampling weights).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``root`` is not a folder.
+    ValueError
+        When an image has no mask (or a mask no image), an ``images/`` folder has no sibling
+        ``masks/``, or no pair is found.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import empanada_nb as enb
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = enb.make_synthetic_dataset(tmp, n_images=2, size=64, groups=1)
+    ...     [(p.image.name, p.mask.name, p.group) for p in enb.find_pairs(tmp)]
+    [('img000.tif', 'img000.tif', 'synthetic0'), ('img001.tif', 'img001.tif', 'synthetic0')]
     """
     root = Path(root)
     if not root.is_dir():

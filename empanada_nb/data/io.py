@@ -14,7 +14,37 @@ IMAGE_SUFFIXES = (".tif", ".tiff")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a 2D image from TIFF with a clear error when it is not one."""
+    """Read an image (or volume) from a TIFF file, with a clear error when it is not one.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.tif``/``.tiff`` file.
+
+    Returns
+    -------
+    numpy.ndarray
+        The array as stored (dtype and shape unchanged).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When ``path`` is not a readable TIFF.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import tifffile
+    >>> import empanada_nb as enb
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     tifffile.imwrite(Path(tmp) / "a.tif", np.zeros((32, 48), np.uint8))
+    ...     enb.read_image(Path(tmp) / "a.tif").shape
+    (32, 48)
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -55,10 +85,40 @@ def intensity_range(image: np.ndarray, percentiles: tuple[float, float] = (0.1, 
 def normalize_image(
     image: np.ndarray, norms: dict[str, float] | None = None, irange: tuple[float, float] | None = None
 ) -> np.ndarray:
-    """Map ``image`` to float32: rescale ``irange`` to [0, 1], clip, then (x - mean) / std.
+    """Map ``image`` to float32: rescale ``irange`` to [0, 1], clip, then ``(x - mean) / std``.
 
     empanada casts to uint8 semantics and zeroes int32 images; here every dtype is rescaled
-    from its own range (see :func:`intensity_range`).
+    from its own range (see ``intensity_range``: uint8 uses 0-255, other dtypes robust percentiles).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        An image of at least 2 dimensions, any numeric dtype.
+    norms : dict, optional
+        ``{"mean": float, "std": float}`` applied after rescaling (a model's ``model.norms``);
+        default ``{"mean": 0.5, "std": 0.5}``.
+    irange : tuple of float, optional
+        ``(lo, hi)`` intensity range mapped to [0, 1]; default: computed from ``image``. For a
+        volume compute it once and pass it to every slice so that slices stay consistent.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the same shape.
+
+    Raises
+    ------
+    ValueError
+        When ``image`` has fewer than 2 dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> enb.normalize_image(np.array([[0, 255]], np.uint8))
+    array([[-1.,  1.]], dtype=float32)
+    >>> enb.normalize_image(np.array([[100, 300]], np.uint16), irange=(100, 300), norms={"mean": 0.0, "std": 1.0})
+    array([[0., 1.]], dtype=float32)
     """
     if image.ndim < 2:
         raise ValueError(f"expected a 2D image, got shape {image.shape}")

@@ -25,7 +25,35 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
 def synthetic_volume(
     shape: tuple[int, int, int] = (16, 256, 256), n_objects: int = 12, seed: int = 0, dtype=np.uint8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A (Z, Y, X) EM-like volume and its instance labels (int32, ids 1..n)."""
+    """A (Z, Y, X) EM-like volume and its instance labels.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(Z, Y, X)`` size of the volume.
+    n_objects : int
+        Number of ellipsoidal "mitochondria" to place (fewer when they do not fit).
+    seed : int
+        Seed of the random generator; the same seed gives the same volume.
+    dtype : numpy dtype
+        ``np.uint8`` (0-255), ``np.uint16`` (about 200-4200) or a float dtype (0-1).
+
+    Returns
+    -------
+    image : numpy.ndarray
+        The volume, of ``dtype``.
+    labels : numpy.ndarray
+        int32 instance labels, ids ``1..n`` and 0 for background.
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> image, labels = enb.synthetic_volume((4, 64, 64), n_objects=3, seed=0)
+    >>> image.shape, image.dtype, labels.dtype
+    ((4, 64, 64), dtype('uint8'), dtype('int32'))
+    >>> int(labels.max())
+    3
+    """
     rng = np.random.default_rng(seed)
     z, h, w = shape
     zz, yy, xx = np.indices(shape, dtype=np.float32)
@@ -72,7 +100,33 @@ def synthetic_volume(
 def synthetic_image(
     size: int = 256, n_objects: int = 10, seed: int = 0, dtype=np.uint8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A 2D EM-like image and its instance labels."""
+    """A 2D EM-like image and its instance labels (one slice of ``synthetic_volume``).
+
+    Parameters
+    ----------
+    size : int
+        Height and width in pixels.
+    n_objects : int
+        Number of organelles to place (fewer when they do not fit).
+    seed : int
+        Seed of the random generator.
+    dtype : numpy dtype
+        ``np.uint8``, ``np.uint16`` or a float dtype.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        ``(size, size)`` image of ``dtype``.
+    labels : numpy.ndarray
+        ``(size, size)`` int32 instance labels (0 is background).
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> image, labels = enb.synthetic_image(64, n_objects=3)
+    >>> image.shape, labels.shape
+    ((64, 64), (64, 64))
+    """
     img, lab = synthetic_volume((1, size, size), n_objects, seed, dtype)
     return img[0], lab[0]
 
@@ -80,7 +134,40 @@ def synthetic_image(
 def make_synthetic_dataset(
     root: str | os.PathLike, n_images: int = 16, size: int = 256, groups: int = 2, seed: int = 0, dtype=np.uint8
 ) -> Path:
-    """Write ``n_images`` synthetic image/mask pairs in the training layout under ``root``."""
+    """Write ``n_images`` synthetic image/mask pairs in the training layout under ``root``.
+
+    Files go to ``root/synthetic<g>/images/img<i>.tif`` and ``root/synthetic<g>/masks/img<i>.tif``
+    (the layout ``find_pairs`` and ``train`` read), spread over ``groups`` subfolders.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Dataset folder (created when missing).
+    n_images : int
+        Number of image/mask pairs.
+    size : int
+        Height and width of each image.
+    groups : int
+        Number of ``synthetic<g>`` subfolders.
+    seed : int
+        Seed; image ``i`` uses ``seed * 1000 + i``.
+    dtype : numpy dtype
+        dtype of the images (masks are int32).
+
+    Returns
+    -------
+    pathlib.Path
+        ``root``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import empanada_nb as enb
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     root = enb.make_synthetic_dataset(tmp, n_images=2, size=64)
+    ...     len(enb.find_pairs(root))
+    2
+    """
     root = Path(root)
     for i in range(n_images):
         g = root / f"synthetic{i % groups}"

@@ -77,6 +77,27 @@ def label_boxes(labels: np.ndarray, ids: int | Iterable[int]) -> dict[int, tuple
     """Bounding boxes (tuples of slices) of the requested ids that are present, in one pass.
 
     The array is scanned in slabs along axis 0 so that temporaries stay bounded for large volumes.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        1D to 4D integer label array.
+    ids : int or iterable of int
+        The ids to locate (0 and absent ids are left out of the result).
+
+    Returns
+    -------
+    dict of int to tuple of slice
+        ``{id: box}`` with ``labels[box]`` the smallest block holding all of that id.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from empanada_nb.labels import label_boxes
+    >>> labels = np.zeros((4, 6), np.int32)
+    >>> labels[1:3, 2:5] = 3
+    >>> label_boxes(labels, [3, 8])
+    {3: (slice(1, 3, None), slice(2, 5, None))}
     """
     _check_labels(labels, (1, 2, 3, 4))
     want = _ids(ids)
@@ -115,7 +136,41 @@ def _out(labels: np.ndarray, inplace: bool) -> np.ndarray:
 def merge_labels(
     labels: np.ndarray, ids: Iterable[int], into: int | None = None, *, inplace: bool = False
 ) -> np.ndarray:
-    """Give all ``ids`` the id ``into`` (default: the smallest of ``ids``, as empanada-napari)."""
+    """Give all ``ids`` the id ``into`` (default: the smallest of ``ids``, as empanada-napari).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D or 3D integer label array.
+    ids : iterable of int
+        The label ids to merge (0 is ignored; ids not present are skipped).
+    into : int, optional
+        The id the merged label gets; default ``min(ids)``. Must fit ``labels.dtype``.
+    inplace : bool
+        Edit ``labels`` itself (cheaper for large volumes) instead of a copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        The edited labels (``labels`` itself when ``inplace=True``), same dtype.
+
+    Raises
+    ------
+    ValueError
+        When ``ids`` holds no nonzero id, or ``into`` is not positive or does not fit the dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> labels = np.array([[1, 1, 0, 2], [3, 0, 0, 2]], np.int32)
+    >>> enb.merge_labels(labels, [2, 3])
+    array([[1, 1, 0, 2],
+           [2, 0, 0, 2]], dtype=int32)
+    >>> enb.merge_labels(labels, [1, 3], into=7)
+    array([[7, 7, 0, 2],
+           [7, 0, 0, 2]], dtype=int32)
+    """
     _check_labels(labels)
     ids_ = _ids(ids)
     ids_ = ids_[ids_ > 0]
@@ -133,7 +188,31 @@ def merge_labels(
 
 
 def delete_labels(labels: np.ndarray, ids: int | Iterable[int], *, inplace: bool = False) -> np.ndarray:
-    """Set the given ids to background (0)."""
+    """Set the given ids to background (0).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D or 3D integer label array.
+    ids : int or iterable of int
+        The ids to delete; ids not present are skipped.
+    inplace : bool
+        Edit ``labels`` itself instead of a copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        The edited labels, same dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> labels = np.array([[1, 1, 0, 2], [3, 0, 0, 2]], np.int32)
+    >>> enb.delete_labels(labels, [1, 3])
+    array([[0, 0, 0, 2],
+           [0, 0, 0, 2]], dtype=int32)
+    """
     _check_labels(labels)
     out = _out(labels, inplace)
     for i, box in label_boxes(labels, ids).items():
@@ -143,7 +222,36 @@ def delete_labels(labels: np.ndarray, ids: int | Iterable[int], *, inplace: bool
 
 
 def next_label(labels: np.ndarray, class_id: int | None = None, label_divisor: int | None = None) -> int:
-    """The next unused id: ``max + 1``, or with ``label_divisor`` the next instance id of ``class_id``."""
+    """The next unused id: ``max + 1``, or with ``label_divisor`` the next instance id of ``class_id``.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer label array (1D to 4D).
+    class_id : int, optional
+        The class of the new object (panoptic ids ``class_id * label_divisor + instance``).
+    label_divisor : int, optional
+        Give it together with ``class_id``.
+
+    Returns
+    -------
+    int
+        An id not yet used in ``labels``.
+
+    Raises
+    ------
+    ValueError
+        When only one of ``class_id`` and ``label_divisor`` is given, or the class has no free id.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> enb.next_label(np.array([[0, 3], [5, 0]]))
+    6
+    >>> enb.next_label(np.array([[1001, 1002], [2001, 0]]), class_id=1, label_divisor=1000)
+    1003
+    """
     _check_labels(labels, (1, 2, 3, 4))
     if (class_id is None) != (label_divisor is None):
         raise ValueError("give class_id and label_divisor together (or neither)")
@@ -175,11 +283,50 @@ def split_label(
     """Split one label by watershed inside its bounding box (empanada-napari's split tool).
 
     Markers are the distance-transform peaks at least ``min_distance`` apart (``peak_local_max``)
-    flooded on the negative distance, or, when ``points`` ((P, ndim) array coordinates) are given,
-    those points flooded on a flat landscape (geodesic nearest seed), as in empanada-napari. The
-    largest piece keeps ``label_id``; the others get ``new_label``, ``new_label + 1``, ... (default:
-    :func:`next_label`, within the label's class when ``label_divisor`` is given). Fewer than two
-    markers: nothing to split, labels are returned unchanged.
+    flooded on the negative distance, or, when ``points`` are given, those points flooded on a flat
+    landscape (geodesic nearest seed), as in empanada-napari. The largest piece keeps ``label_id``;
+    the others get ``new_label``, ``new_label + 1``, ... Fewer than two markers: nothing to split,
+    labels are returned unchanged.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D or 3D integer label array.
+    label_id : int
+        The label to split.
+    min_distance : int
+        Minimum distance in pixels between automatic markers.
+    points : array_like, optional
+        ``(P, labels.ndim)`` array coordinates of seeds; points outside the label are ignored.
+    new_label : int, optional
+        First id of the new pieces; default ``next_label`` (within the label's class when
+        ``label_divisor`` is given).
+    label_divisor : int, optional
+        Keep new ids in ``label_id``'s class.
+    inplace : bool
+        Edit ``labels`` itself instead of a copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        The edited labels, same dtype.
+
+    Raises
+    ------
+    ValueError
+        When ``label_id`` is not in ``labels``, or the new ids do not fit the dtype or the class.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> labels = np.zeros((8, 16), np.int32)
+    >>> labels[2:6, 1:15] = 1
+    >>> out = enb.split_label(labels, 1, points=[(3, 2), (3, 13)])
+    >>> np.unique(out).tolist()
+    [0, 1, 2]
+    >>> int(out[3, 2]), int(out[3, 13])
+    (1, 2)
     """
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
@@ -242,6 +389,42 @@ def morph_label(labels: np.ndarray, label_id: int, op: str, radius: int = 1, *, 
     ever added where the background is (other labels are never overwritten); removed pixels become 0.
     The array border is treated as if the label continued beyond it, so objects touching the border
     are not eroded from it.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D or 3D integer label array.
+    label_id : int
+        The label to change.
+    op : {"dilate", "erode", "open", "close", "fill_holes"}
+        The operation.
+    radius : int
+        Radius of the ball (ignored by ``fill_holes``).
+    inplace : bool
+        Edit ``labels`` itself instead of a copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        The edited labels, same dtype.
+
+    Raises
+    ------
+    ValueError
+        When ``op`` is unknown, ``radius < 1``, or ``label_id`` is not in ``labels``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> labels = np.zeros((5, 5), np.uint8)
+    >>> labels[2, 2] = 4
+    >>> enb.morph_label(labels, 4, "dilate", radius=1)
+    array([[0, 0, 0, 0, 0],
+           [0, 0, 4, 0, 0],
+           [0, 4, 4, 4, 0],
+           [0, 0, 4, 0, 0],
+           [0, 0, 0, 0, 0]], dtype=uint8)
     """
     _check_labels(labels)
     if op not in MORPH_OPS:
@@ -280,6 +463,33 @@ def filter_labels(
     """Remove labels smaller than ``min_size`` pixels/voxels and, optionally, labels touching the border.
 
     One bincount over the whole array (empanada-napari's filter widget loops ``np.unique`` per label).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D or 3D integer label array.
+    min_size : int
+        Labels with fewer pixels (voxels) than this are removed.
+    remove_border : bool
+        Also remove labels that touch any face of the array.
+    inplace : bool
+        Edit ``labels`` itself instead of a copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        The filtered labels, same dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> labels = np.array([[1, 0, 0, 0], [0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 0, 0]], np.int32)
+    >>> enb.filter_labels(labels, min_size=2)
+    array([[0, 0, 0, 0],
+           [0, 0, 2, 2],
+           [0, 0, 2, 2],
+           [0, 0, 0, 0]], dtype=int32)
     """
     _check_labels(labels)
     flat = labels.ravel()
@@ -312,6 +522,27 @@ def count_labels(labels: np.ndarray, label_divisor: int | None = None) -> dict[i
 
     Without ``label_divisor`` every nonzero id is an object of class 1. With it, stuff ids
     (``class_id * label_divisor``) are not objects and are not counted.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer label array (1D to 4D).
+    label_divisor : int, optional
+        Read ids as panoptic ``class_id * label_divisor + instance_id``.
+
+    Returns
+    -------
+    dict of int to int
+        Object count per class id (classes with no object are absent).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> enb.count_labels(np.array([0, 4, 4, 9]))
+    {1: 2}
+    >>> enb.count_labels(np.array([1001, 1002, 2000, 2001]), label_divisor=1000)
+    {1: 2, 2: 1}
     """
     _check_labels(labels, (1, 2, 3, 4))
     ids = _present(labels)
@@ -323,7 +554,36 @@ def count_labels(labels: np.ndarray, label_divisor: int | None = None) -> dict[i
 
 
 def first_slice(labels: np.ndarray, label_id: int, axis: int = 0) -> int:
-    """Index of the first slice along ``axis`` that contains ``label_id`` (to jump to a label)."""
+    """Index of the first slice along ``axis`` that contains ``label_id`` (to jump to a label).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D to 4D integer label array.
+    label_id : int
+        The label to look for.
+    axis : int
+        The slicing axis (negative counts from the end).
+
+    Returns
+    -------
+    int
+        The smallest index ``i`` with ``label_id`` in ``labels.take(i, axis)``.
+
+    Raises
+    ------
+    ValueError
+        When ``label_id`` is not in ``labels``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> labels = np.zeros((4, 3, 3), np.int32)
+    >>> labels[2:, 1, 1] = 5
+    >>> enb.first_slice(labels, 5)
+    2
+    """
     _check_labels(labels, (2, 3, 4))
     axis = axis % labels.ndim
     other = tuple(a for a in range(labels.ndim) if a != axis)
@@ -334,8 +594,36 @@ def first_slice(labels: np.ndarray, label_id: int, axis: int = 0) -> int:
 
 
 def relabel_sequential(labels: np.ndarray, label_divisor: int | None = None, *, inplace: bool = False) -> np.ndarray:
-    """Renumber ids to 1..n in order of their value; with ``label_divisor`` renumber the instances of
-    each class to ``class * label_divisor + 1..n`` and keep stuff ids ``class * label_divisor``."""
+    """Renumber ids to ``1..n`` in order of their value.
+
+    With ``label_divisor`` the instances of each class are renumbered to
+    ``class * label_divisor + 1..n`` and stuff ids ``class * label_divisor`` are kept.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D or 3D integer label array.
+    label_divisor : int, optional
+        Renumber within each class of panoptic ids.
+    inplace : bool
+        Edit ``labels`` itself instead of a copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        The renumbered labels, same dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> enb.relabel_sequential(np.array([[0, 7], [30, 7]]))
+    array([[0, 1],
+           [2, 1]])
+    >>> enb.relabel_sequential(np.array([[1000, 1005], [1009, 2040]]), label_divisor=1000)
+    array([[1000, 1001],
+           [1002, 2001]])
+    """
     _check_labels(labels)
     ids = _present(labels)
     if label_divisor is None:
@@ -368,12 +656,52 @@ def _tiff_dtype(labels: np.ndarray) -> np.dtype:
 
 
 def export_tiff(labels: np.ndarray, path: str | os.PathLike, series: bool = False, *, overwrite: bool = False) -> Path:
-    """Write labels as one TIFF (2D, or 3D as a ZYX multi-page stack) or, with ``series=True``, a 3D
-    stack as a folder of 2D TIFFs ``<folder name>_0000.tif`` ... (zero-padded to the stack length).
+    """Write labels as one TIFF, or a 3D stack as a folder of 2D TIFFs.
 
-    Stored as int32 when the largest id fits, else uint32; the shape is kept exactly (no added axes).
-    Writes are atomic (temporary + rename); an existing target is refused unless ``overwrite=True``.
-    Returns the written path.
+    One TIFF holds a 2D image or a 3D ZYX multi-page stack; with ``series=True`` a 3D stack becomes
+    a folder of 2D TIFFs ``<folder name>_0000.tif`` ... (zero-padded to the stack length). Stored as
+    int32 when the largest id fits, else uint32; the shape is kept exactly (no added axes). Writes
+    are atomic (temporary + rename); an existing target is refused unless ``overwrite=True``.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D or 3D label array with ids >= 0.
+    path : str or os.PathLike
+        The TIFF file, or the folder with ``series=True``.
+    series : bool
+        Write one file per slice into the folder ``path``.
+    overwrite : bool
+        Replace an existing ``path``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+
+    Raises
+    ------
+    FileExistsError
+        When ``path`` exists and ``overwrite`` is False.
+    ValueError
+        When ``series=True`` for non-3D labels, ids are negative, or ids do not fit 32 bits.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import tifffile
+    >>> import empanada_nb as enb
+    >>> labels = np.zeros((3, 8, 8), np.uint16)
+    >>> labels[1, 2:4, 2:4] = 9
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = enb.export_tiff(labels, Path(tmp) / "labels.tif")
+    ...     tifffile.imread(out).dtype, tifffile.imread(out).shape
+    ...     folder = enb.export_tiff(labels, Path(tmp) / "slices", series=True)
+    ...     sorted(p.name for p in folder.iterdir())
+    (dtype('int32'), (3, 8, 8))
+    ['slices_0000.tif', 'slices_0001.tif', 'slices_0002.tif']
     """
     _check_labels(labels)
     path = Path(path)

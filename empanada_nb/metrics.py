@@ -131,6 +131,39 @@ def match_instances(
 
     Each nonzero id is an object. With ``label_divisor`` only objects of the same class
     (``id // label_divisor``) can match. Pairs are sorted by predicted id.
+
+    Parameters
+    ----------
+    pred, gt : array_like
+        Predicted and ground-truth integer labels of the same shape (2D or 3D; numpy or torch).
+    iou_threshold : float
+        A pair matches when its IoU is strictly above this; below 0.5 pairs are chosen by Hungarian
+        assignment (empanada's ``rle_matcher``).
+    label_divisor : int, optional
+        Read ids as panoptic ``class_id * label_divisor + instance_id``.
+
+    Returns
+    -------
+    Matches
+        Named tuple of arrays ``pred``, ``gt`` (matched ids) and ``iou``.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ or the inputs are not integer labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> gt = np.zeros((8, 8), np.int32)
+    >>> gt[1:4, 1:4] = 1
+    >>> gt[5:8, 5:8] = 2
+    >>> pred = np.zeros_like(gt)
+    >>> pred[1:4, 1:3] = 7
+    >>> m = enb.match_instances(pred, gt)
+    >>> m.pred.tolist(), m.gt.tolist(), m.iou.round(3).tolist()
+    ([7], [1], [0.667])
     """
     p, g = _check_pair(pred, gt)
     p_ids, _, g_ids, _, a, b, iou = _pair_ious(p, g)
@@ -184,17 +217,53 @@ def evaluate(
     """Compare a predicted and a ground-truth label array (2D or 3D, same shape).
 
     Each nonzero id is an object; with ``label_divisor`` the class of an id is ``id // label_divisor``
-    and objects match only within their class, otherwise every object is class 1. ``binary=True``
-    treats both inputs as masks and makes objects of their connected components (``connectivity``
-    1..ndim as in ``scipy.ndimage.generate_binary_structure``; default full, like empanada).
-    ``instances=False`` reports only the foreground IoU.
+    and objects match only within their class, otherwise every object is class 1. Definitions follow
+    empanada-dl 0.1.7 (see the module docstring).
 
-    Returns a flat dict averaged over the classes present in either array: ``iou`` (foreground IoU),
-    ``pq``, ``sq``, ``rq``, and for each threshold t in ``iou_thresholds`` (key suffix ``round(100*t)``,
-    e.g. ``f1_50``, ``ap_75``) ``precision_*``, ``recall_*``, ``f1_*``, ``ap_*`` (AP = TP/(TP+FP+FN),
-    see the module docstring); ``f1`` is the F1 at the first threshold; ``n_pred`` and ``n_gt`` count
-    objects over all classes; ``per_class`` maps class id to the same scores plus ``tp_*``, ``fp_*``,
-    ``fn_*``.
+    Parameters
+    ----------
+    pred, gt : array_like
+        Predicted and ground-truth integer labels (or masks with ``binary=True``), numpy or torch.
+    label_divisor : int, optional
+        Read ids as panoptic ``class_id * label_divisor + instance_id``.
+    instances : bool
+        Also score instances (PQ, F1, AP); ``False`` reports only the foreground IoU.
+    binary : bool
+        Treat both inputs as masks; objects are their connected components.
+    iou_thresholds : sequence of float
+        Thresholds for precision, recall, F1 and AP.
+    connectivity : int, optional
+        1..ndim as in ``scipy.ndimage.generate_binary_structure`` for ``binary=True``; default full,
+        like empanada.
+
+    Returns
+    -------
+    dict
+        Averaged over the classes present in either array: ``iou`` (foreground IoU), ``pq``, ``sq``,
+        ``rq``, and for each threshold t (key suffix ``round(100*t)``, e.g. ``f1_50``, ``ap_75``)
+        ``precision_*``, ``recall_*``, ``f1_*``, ``ap_*`` (AP = TP/(TP+FP+FN)); ``f1`` is the F1 at
+        the first threshold; ``n_pred`` and ``n_gt`` count objects over all classes; ``per_class``
+        maps class id to the same scores plus ``tp_*``, ``fp_*``, ``fn_*``.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ or the inputs are not label arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> gt = np.zeros((8, 8), np.int32)
+    >>> gt[1:4, 1:4] = 1
+    >>> gt[5:8, 5:8] = 2
+    >>> pred = np.zeros_like(gt)
+    >>> pred[1:4, 1:3] = 7
+    >>> scores = enb.evaluate(pred, gt)
+    >>> round(scores["iou"], 3), round(scores["f1_50"], 3), round(scores["pq"], 3), scores["n_pred"], scores["n_gt"]
+    (0.333, 0.667, 0.444, 1, 2)
+    >>> round(enb.evaluate(pred > 0, gt > 0, binary=True, instances=False)["iou"], 3)
+    0.333
     """
     p, g = _check_pair(pred, gt)
     if label_divisor is not None and label_divisor < 1:

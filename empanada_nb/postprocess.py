@@ -270,18 +270,74 @@ def panoptic_postprocess(
 ) -> torch.Tensor:
     """Panoptic segmentation ``(H, W)`` (torch.long, on the inputs' device) of one image.
 
-    Inputs are the model outputs at full resolution: ``sem_logits`` (S, H, W), ``ctr_hmp`` (1, H, W)
-    and ``offsets`` (2, H, W) as (dy, dx) from each pixel to its center, each optionally with a
-    leading batch dimension of 1. See :func:`harden_semantic` for ``seg_thr``.
-
-    The center NMS window is ``nms_kernel`` pixels, or ``min_distance`` when not given: empanada-napari
-    passes its "Centers Min Distance" straight through as the max-pool kernel size. With
-    ``fine_boundaries=False`` (empanada's default) centers are found and pixels grouped at 1/4
+    Inputs are the model outputs at full resolution, each optionally with a leading batch dimension
+    of 1. The center NMS window is ``nms_kernel`` pixels, or ``min_distance`` when not given:
+    empanada-napari passes its "Centers Min Distance" straight through as the max-pool kernel size.
+    With ``fine_boundaries=False`` (empanada's default) centers are found and pixels grouped at 1/4
     resolution, so the window then spans ``4 * kernel`` full-resolution pixels; ``True`` groups at
-    full resolution. Stuff classes (and all classes when ``semantic_only``) get ids
-    ``class * label_divisor`` when their total area reaches ``stuff_area`` (as in empanada).
-    ``fill_holes`` fills background holes enclosed by a single instance (:func:`fill_instance_holes`,
-    on CPU).
+    full resolution.
+
+    Parameters
+    ----------
+    sem_logits : torch.Tensor or numpy.ndarray
+        ``(S, H, W)`` semantic logits (S = 1: sigmoid; else softmax with channel 0 background).
+    ctr_hmp : torch.Tensor or numpy.ndarray
+        ``(1, H, W)`` center heatmap.
+    offsets : torch.Tensor or numpy.ndarray
+        ``(2, H, W)`` (dy, dx) from each pixel to its instance center, in pixels.
+    thing_list : sequence of int
+        Classes split into instances; the others are stuff.
+    label_divisor : int
+        Panoptic ids are ``class_id * label_divisor + instance_id``.
+    seg_thr : float
+        Foreground probability threshold (``harden_semantic``).
+    center_thr : float
+        Heatmap values at or below this are not centers.
+    min_distance : int
+        NMS kernel size when ``nms_kernel`` is not given.
+    stuff_area : int
+        Stuff classes (and all classes when ``semantic_only``) get id ``class * label_divisor`` when
+        their total area reaches this (as in empanada).
+    semantic_only : bool
+        Skip instance grouping.
+    fine_boundaries : bool
+        Group at full resolution instead of 1/4.
+    fill_holes : bool
+        Fill background holes enclosed by a single instance (``fill_instance_holes``, on CPU).
+    nms_kernel : int, optional
+        Center max-pool window in pixels (at the grouping resolution).
+    top_k : int, optional
+        Keep only the ``top_k`` highest centers.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(H, W)`` long panoptic ids, 0 for background.
+
+    Raises
+    ------
+    ValueError
+        When the inputs' shapes do not agree or have the wrong number of channels.
+
+    Examples
+    --------
+    Two square objects with ideal model outputs (Gaussian centers, offsets pointing at them):
+
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> gt = np.zeros((32, 32), np.int32)
+    >>> gt[4:12, 4:12] = 1
+    >>> gt[18:28, 16:30] = 2
+    >>> yy, xx = np.indices(gt.shape)
+    >>> center = np.array([0, 8, 23])
+    >>> sem = np.where(gt > 0, 10.0, -10.0)[None]
+    >>> hmp = np.exp(-((yy - 8) ** 2 + (xx - 8) ** 2) / 8) + np.exp(-((yy - 23) ** 2 + (xx - 23) ** 2) / 8)
+    >>> off = np.stack([center[gt] - yy, center[gt] - xx]) * (gt > 0)
+    >>> pan = enb.panoptic_postprocess(sem, hmp[None], off)
+    >>> pan.shape, pan.unique().tolist()
+    (torch.Size([32, 32]), [0, 1001, 1002])
+    >>> enb.evaluate(pan.numpy(), gt)["pq"]
+    1.0
     """
     sem_logits = _drop_batch(_as_tensor(sem_logits, "sem_logits"), "sem_logits", None)
     ctr_hmp = _drop_batch(_as_tensor(ctr_hmp, "ctr_hmp"), "ctr_hmp", 1)
@@ -337,7 +393,39 @@ def panoptic_postprocess(
 
 
 def panoptic_postprocess_batch(sem_logits: ArrayLike, ctr_hmp: ArrayLike, offsets: ArrayLike, **kwargs) -> torch.Tensor:
-    """:func:`panoptic_postprocess` for each image of ``(N, ...)`` outputs; returns ``(N, H, W)``."""
+    """``panoptic_postprocess`` for each image of ``(N, ...)`` model outputs.
+
+    Parameters
+    ----------
+    sem_logits : torch.Tensor or numpy.ndarray
+        ``(N, S, H, W)`` semantic logits.
+    ctr_hmp : torch.Tensor or numpy.ndarray
+        ``(N, 1, H, W)`` center heatmaps.
+    offsets : torch.Tensor or numpy.ndarray
+        ``(N, 2, H, W)`` offsets.
+    **kwargs
+        Passed to ``panoptic_postprocess`` (``thing_list``, ``label_divisor``, thresholds, ...).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, H, W)`` long panoptic ids.
+
+    Raises
+    ------
+    ValueError
+        When the inputs are not 4D with the same batch size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import empanada_nb as enb
+    >>> model = enb.build_model("PanopticDeepLab", "resnet18").eval()
+    >>> with torch.no_grad():
+    ...     out = model(torch.zeros(2, 1, 64, 64))
+    >>> enb.panoptic_postprocess_batch(out["sem_logits"], out["ctr_hmp"], out["offsets"]).shape
+    torch.Size([2, 64, 64])
+    """
     sem_logits = _as_tensor(sem_logits, "sem_logits")
     ctr_hmp = _as_tensor(ctr_hmp, "ctr_hmp")
     offsets = _as_tensor(offsets, "offsets")
@@ -370,9 +458,29 @@ def split_fragments(
 
     Like empanada's ``force_connected`` (``inference/rle.py``), which relabels connected components
     per class; here the largest piece keeps the original id so unsplit objects keep theirs, and the
-    other pieces get the next free ids (of the same class when ``label_divisor`` is given; stuff ids
-    ``class * label_divisor`` are then left whole). ``connectivity`` as in ``skimage.measure.label``
-    (default: full, 8 in 2D / 26 in 3D, as empanada). One labelling pass over the whole array.
+    other pieces get the next free ids. One labelling pass over the whole array.
+
+    Parameters
+    ----------
+    labels : torch.Tensor or numpy.ndarray
+        2D or 3D integer labels.
+    label_divisor : int, optional
+        New ids stay in their piece's class; stuff ids ``class * label_divisor`` are left whole.
+    connectivity : int, optional
+        As in ``skimage.measure.label`` (default: full, 8 in 2D / 26 in 3D, as empanada).
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        Labels of the input's type (and device), same shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> enb.split_fragments(np.array([[5, 5, 0, 5], [0, 0, 0, 5]]))
+    array([[5, 5, 0, 6],
+           [0, 0, 0, 6]])
     """
     from skimage.measure import label as cc_label
 

@@ -25,7 +25,49 @@ _REGISTRY: dict[str, str] = {}
 
 @dataclasses.dataclass
 class ModelCard:
-    """Everything needed to rebuild a model and interpret its outputs."""
+    """Everything needed to rebuild a model and interpret its outputs.
+
+    Saved inside each model file and beside it as YAML by ``save_model``; ``load_model`` rebuilds
+    the model from it and sets ``model.card``.
+
+    Attributes
+    ----------
+    architecture : str
+        ``"PanopticDeepLab"`` or ``"PanopticBiFPN"``.
+    encoder : str
+        torchvision encoder name (``ENCODERS``).
+    num_classes : int
+        Foreground classes.
+    class_names : dict of int to str
+        Name of each class id (1-based).
+    thing_list : list of int
+        Classes split into instances; the others are stuff (``stuff_list``).
+    label_divisor : int
+        Panoptic ids are ``class_id * label_divisor + instance_id``.
+    norms : dict
+        ``{"mean", "std"}`` input normalization (see ``normalize_image``).
+    padding_factor : int
+        Image sides must be multiples of this (16 or 128).
+    pointrend : bool
+        Whether the model has a PointRend head.
+    finetunable_layers : str
+        Encoder stages that were trained (``FINETUNABLE_LAYERS``).
+    config : dict
+        The ``TrainConfig`` it was trained with, as a dict.
+    history_summary : dict
+        Final training and validation figures.
+    created : str
+        ISO timestamp written by ``save_model``.
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> card = enb.ModelCard(num_classes=2, thing_list=[1], class_names={1: "mito", 2: "er"})
+    >>> card.stuff_list
+    [2]
+    >>> enb.ModelCard.from_dict(card.to_dict()) == card
+    True
+    """
 
     architecture: str = "PanopticDeepLab"
     encoder: str = "resnet50"
@@ -42,10 +84,42 @@ class ModelCard:
     created: str = ""
 
     def to_dict(self) -> dict:
+        """The card as a plain dict (what is written to the ``.pth`` and ``.yaml`` files).
+
+        Returns
+        -------
+        dict
+            One key per field.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.ModelCard().to_dict()["architecture"]
+        'PanopticDeepLab'
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelCard:
+        """A card from a dict such as ``to_dict`` or a YAML card wrote; unknown keys are ignored.
+
+        Parameters
+        ----------
+        d : dict
+            Field values; ``class_names`` keys may be strings (as YAML or JSON give them).
+
+        Returns
+        -------
+        ModelCard
+            The card, with defaults for missing fields.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> card = enb.ModelCard.from_dict({"encoder": "resnet18", "class_names": {"1": "mito"}, "extra": 0})
+        >>> card.encoder, card.class_names
+        ('resnet18', {1: 'mito'})
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
         if "class_names" in d:
@@ -54,6 +128,19 @@ class ModelCard:
 
     @property
     def stuff_list(self) -> list[int]:
+        """The classes that are not in ``thing_list`` (semantic-only, never split into instances).
+
+        Returns
+        -------
+        list of int
+            Class ids in ``1..num_classes`` not in ``thing_list``.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.ModelCard(num_classes=3, thing_list=[2]).stuff_list
+        [1, 3]
+        """
         return [c for c in range(1, self.num_classes + 1) if c not in self.thing_list]
 
 
@@ -79,7 +166,36 @@ def card_for(model: nn.Module, **overrides) -> ModelCard:
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None = None) -> Path:
-    """Save weights and model card to ``path`` (.pth) and the card to ``path`` with .yaml."""
+    """Save weights and model card to ``path`` (.pth) and the card to ``path`` with .yaml.
+
+    Both files are written atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from ``build_model``, ``train`` or ``load_model``.
+    path : str or os.PathLike
+        Target file; a suffix other than ``.pth``/``.pt`` is replaced by ``.pth``.
+    card : ModelCard, optional
+        The card to store; default the model's own (``model.card``, created from its attributes
+        when missing). Its ``norms``, ``finetunable_layers`` and ``created`` are updated.
+
+    Returns
+    -------
+    pathlib.Path
+        The written ``.pth`` path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import empanada_nb as enb
+    >>> model = enb.build_model("PanopticDeepLab", "resnet18")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = enb.save_model(model, Path(tmp) / "mito")
+    ...     path.name, path.with_suffix(".yaml").is_file()
+    ('mito.pth', True)
+    """
     path = Path(path)
     if path.suffix not in (".pth", ".pt"):
         path = path.with_suffix(".pth")
@@ -96,11 +212,45 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
 
 
 def register_model(name: str, path_or_url: str) -> None:
-    """Make ``load_model(name)`` resolve to a file path or a URL (downloaded once into torch.hub's cache)."""
+    """Make ``load_model(name)`` resolve to a file path or a URL (downloaded once into torch.hub's cache).
+
+    Parameters
+    ----------
+    name : str
+        The name to register (replaces an earlier registration of the same name).
+    path_or_url : str
+        A local ``.pth`` file or an ``http(s)://`` URL of one.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> enb.register_model("my-mito", "https://example.org/models/my_mito.pth")
+    >>> enb.list_models()["my-mito"]
+    'https://example.org/models/my_mito.pth'
+    >>> model = enb.load_model("my-mito")  # doctest: +SKIP
+    """
     _REGISTRY[name] = str(path_or_url)
 
 
 def list_models() -> dict[str, str]:
+    """The registered model names and what they point to.
+
+    Returns
+    -------
+    dict of str to str
+        ``{name: path_or_url}`` (a copy: editing it does not register anything).
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> enb.register_model("local-mito", "/data/models/mito.pth")
+    >>> "local-mito" in enb.list_models()
+    True
+    """
     return dict(_REGISTRY)
 
 
@@ -124,7 +274,41 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
 
 
 def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a model saved by :func:`save_model` (path, URL or registered name), in eval mode."""
+    """Load a model saved by ``save_model`` (path, URL or registered name), in eval mode.
+
+    A training checkpoint (``checkpoint.pth`` of a run) also loads: the model inside it is taken.
+
+    Parameters
+    ----------
+    path_or_name : str or os.PathLike
+        A ``.pth`` file, an ``http(s)://`` URL (cached in torch.hub's folder) or a name given to
+        ``register_model``.
+    device : str or torch.device
+        Where to put the model.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model in eval mode, with ``model.card`` and ``model.norms`` set.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path_or_name`` is neither a file nor a registered name.
+    ValueError
+        When the file is not an empanada_nb model.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import empanada_nb as enb
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = enb.save_model(enb.build_model("PanopticDeepLab", "resnet18"), Path(tmp) / "mito.pth")
+    ...     model = enb.load_model(path)
+    >>> model.card.encoder, model.training
+    ('resnet18', False)
+    """
     path = _resolve(path_or_name)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)

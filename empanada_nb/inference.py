@@ -403,13 +403,79 @@ def segment_image(
     split_fragments: bool = True,
     return_probs: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Panoptic labels (H, W) (``class * label_divisor + instance``) for one 2D image.
+    """Panoptic labels ``(H, W)`` (``class * label_divisor + instance``) for one 2D image.
 
-    ``downsample`` (1, 2, ..., 64) shrinks the input for the network; outputs come back at full
-    resolution. ``tile_size``/``tile_overlap`` are in network-input pixels (after downsampling);
-    None tiles only images larger than ``AUTO_WHOLE`` px. ``roi`` (bool, H x W): pixels outside are
-    0 and tiles owning no ROI pixel are skipped. ``return_probs`` also returns the semantic
-    probabilities ((H, W) for one class, else (S, H, W) with channel 0 background).
+    The image is normalized with the model's norms (``normalize_image``), padded to the model's
+    padding factor, run through the network (tiled when large) and postprocessed
+    (``panoptic_postprocess``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from ``build_model``, ``load_model`` or ``train``.
+    image : array_like
+        2D greyscale image ``(H, W)`` (a leading or trailing axis of 1 is dropped), any numeric dtype.
+    downsample : int
+        1, 2, 4, ..., 64: shrink the input for the network; outputs come back at full resolution.
+    tile_size : int, optional
+        Tile side in network-input pixels (after downsampling); None tiles only images larger
+        than ``AUTO_WHOLE`` px.
+    tile_overlap : int
+        Overlap of neighbouring tiles, in network-input pixels.
+    roi : numpy.ndarray, optional
+        Boolean ``(H, W)`` region of interest: pixels outside are 0 and tiles owning no ROI pixel
+        are skipped.
+    batch_size : int
+        Tiles per network call.
+    device : str or torch.device, optional
+        Default: the model's device.
+    irange : tuple of float, optional
+        Intensity range mapped to [0, 1]; default the image's own (see ``normalize_image``).
+    label_divisor : int, optional
+        Panoptic ids are ``class * label_divisor + instance``; default the model card's (1000).
+    seg_thr : float
+        Foreground probability threshold.
+    center_thr : float
+        Center heatmap threshold.
+    min_distance : int
+        Center NMS window (see ``panoptic_postprocess``).
+    stuff_area : int
+        Minimum area of a stuff region.
+    semantic_only : bool
+        Return semantic classes only (ids ``class * label_divisor``), no instances.
+    fine_boundaries : bool
+        Group pixels into instances at full instead of 1/4 resolution.
+    fill_holes : bool
+        Fill background holes enclosed by one instance.
+    split_fragments : bool
+        Give disconnected pieces of a label their own ids (empanada's ``force_connected``).
+    return_probs : bool
+        Also return the semantic probabilities.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        ``(H, W)`` integer panoptic labels (int32 when the ids fit, else int64).
+    probs : numpy.ndarray
+        Only with ``return_probs``: float32 ``(H, W)`` foreground probability for one class, else
+        ``(S, H, W)`` with channel 0 background.
+
+    Raises
+    ------
+    ValueError
+        When ``image`` is not a 2D greyscale image, or an option is out of range.
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> model = enb.build_model("PanopticDeepLab", "resnet18")
+    >>> image, _ = enb.synthetic_image(64, n_objects=3)
+    >>> labels = enb.segment_image(model, image)
+    >>> labels.shape, labels.dtype
+    ((64, 64), dtype('int32'))
+    >>> labels, probs = enb.segment_image(model, image, return_probs=True)
+    >>> probs.shape
+    (64, 64)
     """
     img = as_image2d(image)
     post, pred, dtype = engine(
@@ -467,9 +533,41 @@ def segment_batch(
 ) -> np.ndarray | list[np.ndarray]:
     """Segment many 2D images, batching the network over images (or their tiles).
 
-    ``images`` is an (N, H, W) array (returns an (N, H, W) array) or an iterable of 2D images
-    (returns a list). ``irange`` defaults to each image's own range; pass one for a consistent
-    stack. Other keywords are those of :func:`segment_image` (``roi`` excepted).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from ``build_model``, ``load_model`` or ``train``.
+    images : numpy.ndarray or iterable of array_like
+        An ``(N, H, W)`` array, or an iterable of 2D images (sizes may differ).
+    batch_size : int
+        Images (or tiles) per network call.
+    irange : tuple of float, optional
+        Intensity range; default each image's own range. Pass one for a consistent stack.
+    progress : bool
+        Show a tqdm progress bar.
+    **kwargs
+        Those of ``segment_image`` (``roi`` and ``return_probs`` excepted).
+
+    Returns
+    -------
+    numpy.ndarray or list of numpy.ndarray
+        ``(N, H, W)`` labels for an array input, else a list of 2D label arrays.
+
+    Raises
+    ------
+    ValueError
+        When given ``roi``/``return_probs``, or an array that is not ``(N, H, W)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> model = enb.build_model("PanopticDeepLab", "resnet18")
+    >>> image, _ = enb.synthetic_image(64, n_objects=3)
+    >>> enb.segment_batch(model, np.stack([image, image])).shape
+    (2, 64, 64)
+    >>> [labels.shape for labels in enb.segment_batch(model, [image, image[:48]])]
+    [(64, 64), (48, 64)]
     """
     if "roi" in kwargs or "return_probs" in kwargs:
         raise ValueError("segment_batch takes no roi/return_probs; call segment_image per image")

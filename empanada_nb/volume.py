@@ -243,13 +243,93 @@ def segment_stack(
 ):
     """Segment a volume slice by slice along ``axis`` and link instances into 3D ids.
 
-    ``volume``: array-like (numpy, memmap, zarr) or a TIFF/zarr path, read lazily.
-    ``median_slices`` (odd): median of the semantic probabilities over that many neighbouring
-    slices. Linking: Hungarian matching on IoU >= ``iou_thr``, pieces merged by IoA >= ``ioa_thr``,
-    then a backward pass. Instances under ``min_size`` voxels or under ``min_extent`` along any
-    axis are removed; ids are renumbered ``class * label_divisor + 1, 2, ...``. ``out``: None
-    (numpy), an array, or a zarr folder path (written chunk-wise; returned as a zarr array).
-    ``cancel`` (threading.Event) stops between slices with :class:`Cancelled`.
+    Linking: Hungarian matching on IoU >= ``iou_thr``, pieces merged by IoA >= ``ioa_thr``, then a
+    backward pass (empanada's stack inference). Instances under ``min_size`` voxels or under
+    ``min_extent`` along any axis are removed; ids are renumbered ``class * label_divisor + 1, 2, ...``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from ``build_model``, ``load_model`` or ``train``.
+    volume : array_like or str or os.PathLike
+        A ``(Z, Y, X)`` array-like (numpy, memmap, zarr) or a TIFF/zarr path, read lazily.
+    axis : {"xy", "xz", "yz"}
+        The plane of the slices.
+    median_slices : int
+        Odd; median of the semantic probabilities over that many neighbouring slices.
+    min_size : int
+        Minimum instance size in voxels.
+    min_extent : int
+        Minimum instance extent along every axis.
+    iou_thr : float
+        IoU for linking an instance to one in the previous slice.
+    ioa_thr : float
+        Intersection over area for merging pieces into a linked instance.
+    out : array_like or str or os.PathLike, optional
+        None (a numpy array), an array to fill, or a zarr folder path (written chunk-wise).
+    overwrite : bool
+        Replace an existing zarr folder ``out``.
+    chunks : sequence of int, optional
+        Chunks of a new zarr ``out``.
+    progress : bool
+        Show a tqdm progress bar.
+    cancel : threading.Event, optional
+        When set, stops between slices by raising ``Cancelled``.
+    downsample : int
+        1, 2, 4, ..., 64: shrink slices for the network (as in ``segment_image``).
+    tile_size : int, optional
+        Tile side in network-input pixels; None tiles only large slices.
+    tile_overlap : int
+        Overlap of neighbouring tiles, in network-input pixels.
+    batch_size : int
+        Slices (or tiles) per network call.
+    device : str or torch.device, optional
+        Default: the model's device.
+    irange : tuple of float, optional
+        Intensity range; default estimated once from a few slices of the volume.
+    label_divisor : int, optional
+        Panoptic ids are ``class * label_divisor + instance``; default the model card's (1000).
+    seg_thr : float
+        Foreground probability threshold.
+    center_thr : float
+        Center heatmap threshold.
+    min_distance : int
+        Center NMS window (see ``panoptic_postprocess``).
+    stuff_area : int
+        Minimum area of a stuff region.
+    semantic_only : bool
+        Return semantic classes only (ids ``class * label_divisor``), no instances.
+    fine_boundaries : bool
+        Group pixels into instances at full instead of 1/4 resolution.
+    fill_holes : bool
+        Fill background holes enclosed by one instance.
+    split_fragments : bool
+        Give disconnected pieces of a label their own ids (empanada's ``force_connected``).
+    cache_mb : float
+        Memory for read-ahead of slices along ``xz``/``yz`` (each of those touches every z chunk).
+
+    Returns
+    -------
+    numpy.ndarray or zarr.Array
+        ``(Z, Y, X)`` labels: ``out`` itself, a zarr array for a folder ``out``, else numpy.
+
+    Raises
+    ------
+    ValueError
+        When ``volume`` is not 3D greyscale, ``axis`` is unknown or ``median_slices`` even.
+    FileExistsError
+        When the zarr folder ``out`` exists and ``overwrite`` is False.
+    Cancelled
+        When ``cancel`` is set; no complete-looking output is left behind.
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> model = enb.build_model("PanopticDeepLab", "resnet18")
+    >>> volume, _ = enb.synthetic_volume((4, 64, 64), n_objects=3)
+    >>> labels = enb.segment_stack(model, volume, progress=False)
+    >>> labels.shape, labels.dtype
+    ((4, 64, 64), dtype('int32'))
     """
     vol = as_volume(volume)
     check_axis(axis)
@@ -420,14 +500,61 @@ def segment_ortho(
     cancel: threading.Event | None = None,
     **stack_kwargs,
 ):
-    """Segment along xy, xz and yz with :func:`segment_stack`, then take their consensus.
+    """Segment along xy, xz and yz with ``segment_stack``, then take their consensus.
 
-    Instances overlapping across views are clustered and kept when ``vote`` views (2 of 3 by
-    default) agree on a voxel; stuff classes take the same vote. ``keep_single_view`` also keeps
-    objects that only one view found (as that view segmented them). ``erode``/``dilate``
-    (iterations, voxels) and ``consensus_fill_holes`` (per xy slice) clean the result.
-    ``stack_kwargs`` go to :func:`segment_stack` (``median_slices``, ``min_size``, ...). The three
-    views are kept in memory for numpy outputs and in a temporary zarr folder otherwise.
+    Instances overlapping across views are clustered and kept when ``vote`` views agree on a voxel;
+    stuff classes take the same vote (empanada's ortho-plane consensus). The three views are kept in
+    memory for numpy outputs and in a temporary zarr folder otherwise.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from ``build_model``, ``load_model`` or ``train``.
+    volume : array_like or str or os.PathLike
+        A ``(Z, Y, X)`` array-like or a TIFF/zarr path.
+    vote : {1, 2, 3}
+        Views out of 3 that must agree on a voxel.
+    keep_single_view : bool
+        Also keep objects that only one view found (as that view segmented them).
+    cluster_iou_thr : float
+        IoU above which instances of different views are one object.
+    erode, dilate : int
+        Iterations (voxels) of erosion/dilation of the result.
+    consensus_fill_holes : bool
+        Fill holes of each instance per xy slice.
+    out : array_like or str or os.PathLike, optional
+        None (numpy), an array, or a zarr folder path.
+    overwrite : bool
+        Replace an existing zarr folder ``out``.
+    chunks : sequence of int, optional
+        Chunks of a new zarr ``out``.
+    label_divisor : int, optional
+        Default the model card's.
+    progress : bool
+        Show tqdm progress bars.
+    cancel : threading.Event, optional
+        When set, stops by raising ``Cancelled``.
+    **stack_kwargs
+        Passed to ``segment_stack`` (``median_slices``, ``min_size``, ``downsample``, ...; not ``axis``).
+
+    Returns
+    -------
+    numpy.ndarray or zarr.Array
+        ``(Z, Y, X)`` consensus labels.
+
+    Raises
+    ------
+    ValueError
+        When ``vote`` is not 1-3, ``erode``/``dilate`` are negative, or ``axis`` is given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import empanada_nb as enb
+    >>> model = enb.build_model("PanopticDeepLab", "resnet18")
+    >>> volume = np.random.default_rng(0).integers(0, 256, (4, 32, 32), dtype=np.uint8)
+    >>> enb.segment_ortho(model, volume, progress=False).shape
+    (4, 32, 32)
     """
     from .consensus import ortho_consensus
     from .model_io import card_for

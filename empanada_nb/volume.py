@@ -518,8 +518,10 @@ def segment_ortho(
         Also keep objects that only one view found (as that view segmented them).
     cluster_iou_thr : float
         IoU above which instances of different views are one object.
-    erode, dilate : int
-        Iterations (voxels) of erosion/dilation of the result.
+    erode : int
+        Iterations (voxels) of erosion of the result.
+    dilate : int
+        Iterations (voxels) of dilation of the result.
     consensus_fill_holes : bool
         Fill holes of each instance per xy slice.
     out : array_like or str or os.PathLike, optional

@@ -14,9 +14,114 @@ from .._atomic import atomic_path
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Hyperparameters for :func:`empanada_nb.train` and :func:`empanada_nb.finetune`.
+    """Hyperparameters for ``train`` and ``finetune``, the one source of training settings.
 
-    Defaults follow empanada's MitoNet configs where the seeds give them.
+    Defaults follow empanada's MitoNet configs where the seeds give them. Every field is a keyword
+    of the constructor, of ``train``/``finetune`` (as ``**overrides``) and a key of the YAML file.
+    Invalid values raise ``ValueError`` at construction (see ``validate``).
+
+    Parameters
+    ----------
+    architecture : str
+        ``"PanopticDeepLab"`` or ``"PanopticBiFPN"`` (``train`` only; ``finetune`` takes the
+        model's).
+    encoder : str
+        torchvision encoder name (``ENCODERS``).
+    num_classes : int
+        Foreground classes.
+    pointrend : bool
+        Add a PointRend head.
+    pretrained : str, optional
+        CEM encoder weights: a URL, a path or a key of ``CEM_URLS``.
+    class_names : dict of int to str
+        Name of each class id.
+    thing_list : list of int
+        Classes split into instances.
+    finetunable_layers : str
+        Encoder stages that train (``FINETUNABLE_LAYERS``).
+    label_divisor : int, optional
+        None: masks hold instance ids (one class); else masks are ``class * divisor + instance``.
+    connected_components : bool
+        Binary masks: one instance per connected component.
+    output_label_divisor : int
+        ``label_divisor`` of the trained model's outputs.
+    heatmap_sigma : float
+        Sigma in pixels of the center heatmap targets.
+    iterations : int
+        Training steps (one batch each; no epochs).
+    batch_size : int
+        Patches per step.
+    patch_size : int
+        Square patch side; a multiple of the model's padding factor (16 or 128).
+    lr : float
+        OneCycle maximum learning rate.
+    weight_decay : float
+        AdamW weight decay (not applied to biases and norm layers).
+    pct_start : float
+        Fraction of the iterations spent warming up the learning rate.
+    min_bn_batch : int
+        Below this batch size BatchNorm statistics are frozen when finetuning (and a warning says
+        so when training from scratch).
+    ce_weight : float
+        Weight of the (bootstrapped) semantic cross-entropy loss term.
+    mse_weight : float
+        Weight of the center heatmap MSE loss term.
+    l1_weight : float
+        Weight of the offset L1 loss term.
+    pr_weight : float
+        Weight of the PointRend loss term.
+    top_k_percent : float
+        Fraction of the hardest pixels the bootstrapped cross-entropy keeps.
+    scale : list of float
+        Random rescaling range of patches.
+    rotate : bool
+        Random rotations by any angle.
+    flip : bool
+        Random flips.
+    brightness : float
+        Random brightness shift of up to ``brightness / 2`` (in the [0, 1] intensity scale).
+    contrast : float
+        Random contrast factor in ``[1 - contrast, 1 + contrast]``.
+    group_gamma : float
+        Per-subfolder sampling weight ``(1 / count) ** gamma``.
+    val_interval : int, optional
+        Iterations between validations; default ``iterations // 5`` (never 0).
+    val_fraction : float
+        Hold out this fraction of the training pairs when no ``val_dir`` is given.
+    checkpoint_interval : int, optional
+        Iterations between checkpoints; default ``iterations // 5`` (never 0).
+    seed : int
+        Seed of weights, sampling and augmentation.
+    num_workers : int
+        DataLoader worker processes.
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; default CUDA when available.
+    amp : bool
+        Mixed precision on CUDA.
+    channels_last : bool
+        channels_last memory format on CUDA.
+    seg_thr : float
+        Foreground threshold for validation (see ``panoptic_postprocess``).
+    center_thr : float
+        Center heatmap threshold for validation.
+    min_distance : int
+        Center NMS window for validation.
+
+    Raises
+    ------
+    ValueError
+        When a value is out of range (checked by ``validate``).
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> cfg = enb.TrainConfig(encoder="resnet18", iterations=500)
+    >>> cfg.val_every, cfg.replace(patch_size=128).patch_size
+    (100, 128)
+    >>> enb.TrainConfig(iterations=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: iterations must be a positive integer, got 0
     """
 
     # model (used by train(); finetune() takes them from the model it is given)
@@ -73,6 +178,23 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Check the values; called by the constructor (and so by ``replace`` and ``from_dict``).
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        ValueError
+            When ``iterations``, ``batch_size`` or ``patch_size`` is below 1, an interval is below 1,
+            ``val_fraction`` is outside [0, 1) or ``lr`` is not positive.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.TrainConfig().validate()
+        """
         for name in ("iterations", "batch_size", "patch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -87,23 +209,106 @@ class TrainConfig:
 
     @property
     def val_every(self) -> int:
+        """Iterations between validations: ``val_interval``, or ``iterations // 5`` (at least 1).
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.TrainConfig(iterations=3).val_every
+        1
+        """
         return int(self.val_interval or max(1, self.iterations // 5))
 
     @property
     def checkpoint_every(self) -> int:
+        """Iterations between checkpoints: ``checkpoint_interval``, or ``iterations // 5`` (at least 1).
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.TrainConfig(iterations=1000, checkpoint_interval=50).checkpoint_every
+        50
+        """
         return int(self.checkpoint_interval or max(1, self.iterations // 5))
 
     def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed (validated like a new config).
+
+        Parameters
+        ----------
+        **changes
+            Field values.
+
+        Returns
+        -------
+        TrainConfig
+            The new config; ``self`` is unchanged.
+
+        Raises
+        ------
+        TypeError
+            When a name is not a field.
+        ValueError
+            When a value is out of range.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.TrainConfig().replace(lr=1e-3, batch_size=8).batch_size
+        8
+        """
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict of field values.
+
+        Returns
+        -------
+        dict
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.TrainConfig().to_dict()["architecture"]
+        'PanopticDeepLab'
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """A config from a dict of field values (missing fields keep their defaults).
+
+        Parameters
+        ----------
+        d : dict
+            Field values.
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        ValueError
+            When a key is not a field, or a value is out of range.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.TrainConfig.from_dict({"iterations": 10}).iterations
+        10
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -111,6 +316,24 @@ class TrainConfig:
         return cls(**d)
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """The config as YAML text, also written (atomically) to ``path`` when given.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            File to write.
+
+        Returns
+        -------
+        str
+            The YAML text.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> print(enb.TrainConfig().to_yaml().splitlines()[0])
+        architecture: PanopticDeepLab
+        """
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
             with atomic_path(path, suffix=".yaml") as tmp:
@@ -119,6 +342,28 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path_or_text: str | os.PathLike) -> TrainConfig:
+        """A config from a YAML file or YAML text (as ``to_yaml`` writes; missing fields keep defaults).
+
+        Parameters
+        ----------
+        path_or_text : str or os.PathLike
+            A path to a YAML file, or the YAML text itself.
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        ValueError
+            When the YAML is not a mapping, a key is not a field, or a value is out of range.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.TrainConfig.from_yaml("{iterations: 200, encoder: resnet18}").encoder
+        'resnet18'
+        """
         p = Path(str(path_or_text))
         text = p.read_text() if "\n" not in str(path_or_text) and p.exists() else str(path_or_text)
         data = yaml.safe_load(text) or {}

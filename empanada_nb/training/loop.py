@@ -310,11 +310,62 @@ def train(
     overwrite: bool = False,
     **overrides,
 ) -> TrainingHandle:
-    """Train a new model on the dataset in ``train_dir`` (training layout: <name>/images, <name>/masks).
+    """Train a new model on the dataset in ``train_dir``.
 
-    ``overrides`` are TrainConfig fields (``iterations=500, patch_size=256, ...``). Runs in the
-    calling thread unless ``background=True``; either way returns a :class:`TrainingHandle`.
-    ``resume`` takes a checkpoint path (or True for the one beside ``out``).
+    The dataset layout is empanada's (``<name>/images/*.tif`` beside ``<name>/masks/*.tif``, see
+    ``find_pairs``). The model is saved to ``out`` (with a ``.yaml`` card beside it) at every end:
+    finished, stopped, interrupted or failed; checkpoints go to ``<out stem>.checkpoint.pth``.
+
+    Parameters
+    ----------
+    train_dir : str or os.PathLike
+        The training dataset folder.
+    config : TrainConfig, optional
+        All settings; default ``TrainConfig()``.
+    val_dir : str or os.PathLike, optional
+        A validation dataset (same layout); else ``config.val_fraction`` of the training pairs, or
+        no validation.
+    out : str or os.PathLike
+        The model file to write.
+    callbacks : sequence of callable, optional
+        Each gets every event dict (see ``TrainingHandle``).
+    background : bool
+        Run in a background thread and return at once.
+    resume : str or os.PathLike or bool, optional
+        A checkpoint to continue from, or True for the one beside ``out``.
+    overwrite : bool
+        Replace an existing ``out``.
+    **overrides
+        ``TrainConfig`` fields (``iterations=500, patch_size=256, ...``) applied over ``config``.
+
+    Returns
+    -------
+    TrainingHandle
+        The run (finished unless ``background=True``); ``handle.model`` is the trained model.
+
+    Raises
+    ------
+    FileExistsError
+        When ``out`` exists and neither ``overwrite`` nor ``resume`` is given.
+    ValueError
+        When a setting is invalid (e.g. ``patch_size`` not a multiple of the padding factor) or the
+        dataset has problems.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import empanada_nb as enb
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> data = enb.make_synthetic_dataset(Path(tmp.name) / "data", n_images=2, size=64)
+    >>> run = enb.train(
+    ...     data, out=Path(tmp.name) / "mito.pth", encoder="resnet18",
+    ...     iterations=2, patch_size=64, batch_size=2, min_bn_batch=2,
+    ... )
+    >>> run.iteration, (Path(tmp.name) / "mito.pth").is_file(), (Path(tmp.name) / "mito.yaml").is_file()
+    (2, True, True)
+    >>> labels = enb.segment_image(run.model, enb.synthetic_image(64)[0])
+    >>> tmp.cleanup()
     """
     cfg = (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
     check_patch_size(cfg.patch_size, cfg.architecture)
@@ -352,8 +403,62 @@ def finetune(
 ) -> TrainingHandle:
     """Finetune an existing model (an nn.Module, a saved model path or a registered name).
 
-    ``layers`` sets the finetunable encoder stages ("none", "stage1".."stage4", "all"; default
-    "none"). Classes, thing list and norms come from the model's card. Same handle as :func:`train`.
+    Classes, thing list and norms come from the model's card; the architecture and encoder are the
+    model's. Same handle, files and events as ``train``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or str or os.PathLike
+        The model, or a path/URL/registered name for ``load_model``.
+    train_dir : str or os.PathLike
+        The training dataset folder.
+    layers : {"none", "stage1", "stage2", "stage3", "stage4", "all"}, optional
+        Encoder stages that train; default ``"none"`` (or ``config.finetunable_layers`` when a
+        config is given).
+    config : TrainConfig, optional
+        Settings; default ``TrainConfig(iterations=100, finetunable_layers="none")``.
+    val_dir : str or os.PathLike, optional
+        A validation dataset.
+    out : str or os.PathLike
+        The model file to write.
+    callbacks : sequence of callable, optional
+        Each gets every event dict.
+    background : bool
+        Run in a background thread.
+    resume : str or os.PathLike or bool, optional
+        A checkpoint to continue from, or True for the one beside ``out``.
+    overwrite : bool
+        Replace an existing ``out``.
+    **overrides
+        ``TrainConfig`` fields applied over ``config``.
+
+    Returns
+    -------
+    TrainingHandle
+        The run; ``handle.model`` is the finetuned model.
+
+    Raises
+    ------
+    FileExistsError
+        When ``out`` exists and neither ``overwrite`` nor ``resume`` is given.
+    ValueError
+        When a setting is invalid or the dataset has problems.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import empanada_nb as enb
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> data = enb.make_synthetic_dataset(Path(tmp.name) / "data", n_images=2, size=64)
+    >>> model = enb.build_model("PanopticDeepLab", "resnet18")
+    >>> tuned = enb.finetune(
+    ...     model, data, out=Path(tmp.name) / "tuned.pth", layers="stage4",
+    ...     iterations=2, patch_size=64, batch_size=2, min_bn_batch=2,
+    ... )
+    >>> tuned.model.card.finetunable_layers
+    'stage4'
+    >>> tmp.cleanup()
     """
     if not isinstance(model, nn.Module):
         model = load_model(model)

@@ -28,9 +28,9 @@ class ModelCard:
     """Everything needed to rebuild a model and interpret its outputs.
 
     Saved inside each model file and beside it as YAML by ``save_model``; ``load_model`` rebuilds
-    the model from it and sets ``model.card``.
+    the model from it and sets ``model.card``. Every field is a constructor keyword.
 
-    Attributes
+    Parameters
     ----------
     architecture : str
         ``"PanopticDeepLab"`` or ``"PanopticBiFPN"``.

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from empanada_nb._atomic import atomic_dir, atomic_path
+from ._atomic import atomic_dir, atomic_path
 
 __all__ = [
     "merge_labels",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional
 
 #: subcommand modules inside this package, in the order ``--help`` lists them
 COMMANDS = ["demo", "train", "finetune", "segment", "evaluate"]

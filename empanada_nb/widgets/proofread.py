@@ -6,8 +6,7 @@ Each operation works on the current slice (``scope="slice"``) or on the whole la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -17,5 +17,6 @@ fi
 # then every example notebook top to bottom
 "$PY" -m ruff check empanada_nb tests benchmarks
 "$PY" -m ruff format --check empanada_nb tests benchmarks
-"$PY" -m pytest -q -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env \
-  --doctest-modules empanada_nb tests examples "$@"
+# doctests in their own run: --doctest-modules over tests/ would import its two conftest.py as one module
+"$PY" -m pytest -q -p no:cacheprovider --timeout=900 --doctest-modules empanada_nb
+"$PY" -m pytest -q -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env tests examples "$@"

@@ -56,7 +56,32 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_tiff(path: str | os.PathLike, array: np.ndarray, compression: str | None = "zlib") -> None:
-    """Write a TIFF atomically (temp file + rename)."""
+    """Write a TIFF atomically (temporary file + rename); missing parent folders are created.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (replaced when it exists).
+    array : numpy.ndarray
+        The image or stack, stored greyscale (``minisblack``) with its dtype.
+    compression : str, optional
+        tifffile compression (default ``"zlib"``); None stores uncompressed (memory-mappable).
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from empanada_nb.data import read_image, write_tiff
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_tiff(Path(tmp) / "masks" / "a.tif", np.ones((4, 16, 16), np.uint16))
+    ...     read_image(Path(tmp) / "masks" / "a.tif").shape
+    (4, 16, 16)
+    """
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
         tifffile.imwrite(tmp, array, compression=compression, photometric="minisblack")
 
@@ -68,6 +93,27 @@ def intensity_range(image: np.ndarray, percentiles: tuple[float, float] = (0.1, 
     int32, float) use robust percentiles of the data, because their occupied range varies from
     microscope to microscope; for volumes compute it once (on a subsample) and pass it to every
     slice so that slices stay consistent.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        An image or volume (subsampled to about 4 million values).
+    percentiles : tuple of float
+        Low and high percentiles for dtypes other than uint8 and bool.
+
+    Returns
+    -------
+    tuple of float
+        ``(lo, hi)`` with ``hi > lo``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from empanada_nb.data import intensity_range
+    >>> intensity_range(np.zeros((8, 8), np.uint8))
+    (0.0, 255.0)
+    >>> intensity_range(np.arange(1001, dtype=np.uint16), percentiles=(10, 90))
+    (100.0, 900.0)
     """
     if image.dtype == np.uint8:
         return 0.0, 255.0

@@ -35,7 +35,7 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: PathLike) -> Iterator[Path]:
-    """Like :func:`atomic_path` for a folder (e.g. a zarr store). Refuses to replace an existing one."""
+    """Like ``atomic_path`` for a folder (e.g. a zarr store). Refuses to replace an existing one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

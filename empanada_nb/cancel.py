@@ -10,7 +10,7 @@ class Cancelled(RuntimeError):
 
 
 def check_cancel(cancel: threading.Event | None) -> None:
-    """Raise :class:`Cancelled` when ``cancel`` is set (a no-op for None).
+    """Raise ``Cancelled`` when ``cancel`` is set (a no-op for None).
 
     Parameters
     ----------

@@ -18,7 +18,7 @@ AXIS_DIMS: dict[str, tuple[int, tuple[int, int]]] = {"xy": (0, (1, 2)), "xz": (1
 
 
 def check_axis(axis: str) -> str:
-    """``axis`` if it is one of :data:`AXES`, else a one-line ValueError.
+    """``axis`` if it is one of ``AXES``, else a one-line ValueError.
 
     Parameters
     ----------

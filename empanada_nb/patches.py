@@ -1,10 +1,10 @@
 """Training patches: picks, context regions, random filling and writing a training dataset.
 
-Plain functions on arrays and dicts, used by :class:`empanada_nb.Viewer` and usable without it.
+Plain functions on arrays and dicts, used by ``empanada_nb.Viewer`` and usable without it.
 
 Coordinates
     A volume is indexed ``(Z, Y, X)``; a 2D image is treated as a volume with one z slice. Slices
-    along ``"xy"``, ``"xz"`` and ``"yz"`` are those of :mod:`empanada_nb.geometry`.
+    along ``"xy"``, ``"xz"`` and ``"yz"`` are those of ``empanada_nb.geometry``.
 
 Picks
     ``{"axis", "z", "y", "x", "size"}``: a square patch of ``size`` pixels on the slice through the
@@ -279,7 +279,7 @@ def save_patches(
     """Write the picked patches as a training dataset: ``DATASET/<name>/{images,masks}/*.tif``.
 
     ``image`` and ``labels`` are 2D or ``(Z, Y, X)`` array-likes of the same shape (labels may be
-    None). Image and mask of a patch have the same file name (:func:`patch_filename`); the raw image
+    None). Image and mask of a patch have the same file name (``patch_filename``); the raw image
     values are written unchanged. A patch whose mask is empty gets ``model``'s prediction as its
     starting mask when a model is given. Every file is written atomically; an existing dataset is
     appended to, and a name clash is skipped (``on_clash="skip"``, reported in the result and with

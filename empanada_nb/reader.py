@@ -1,9 +1,9 @@
 """Opening images and volumes lazily: the one place that decides how a TIFF or zarr path is read.
 
-:func:`open_volume` is used by stack inference, the CLI and the viewer alike:
+``open_volume`` is used by stack inference, the CLI and the viewer alike:
 
 - uncompressed, contiguous TIFF: memory-mapped (``numpy.memmap``);
-- other TIFF stacks of 2D pages (compressed, tiled): :class:`TiffPages`, decoding pages on access
+- other TIFF stacks of 2D pages (compressed, tiled): ``TiffPages``, decoding pages on access
   and keeping recently read pages (xz/yz slices touch every page);
 - any other TIFF layout: tifffile's zarr view of the file (``tifffile.imread(aszarr=True)``);
 - a zarr folder: the array itself, or for a group its only array or OME-Zarr's full-resolution
@@ -130,13 +130,13 @@ def open_volume(path: PathLike, mode: str = "r", page_cache_mb: float = 32):
     mode : str, optional
         zarr open mode (``"r+"`` to write into an existing zarr array); TIFF is always read-only.
     page_cache_mb : float, optional
-        Decoded pages a :class:`TiffPages` keeps. Small by default so that stack inference stays
+        Decoded pages a ``TiffPages`` keeps. Small by default so that stack inference stays
         within its own block budget; the viewer asks for more (xz/yz slices revisit every page).
 
     Returns
     -------
     array-like
-        ``numpy.memmap``, :class:`TiffPages`, or a zarr array; indexing returns numpy arrays.
+        ``numpy.memmap``, ``TiffPages``, or a zarr array; indexing returns numpy arrays.
 
     Examples
     --------

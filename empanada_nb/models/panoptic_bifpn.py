@@ -96,7 +96,7 @@ class BiFPNDecoder(nn.Module):
 
 
 class PanopticBiFPN(nn.Module):
-    """Same outputs as :class:`PanopticDeepLab`; needs inputs divisible by 128."""
+    """Same outputs as ``PanopticDeepLab``; needs inputs divisible by 128."""
 
     architecture = "PanopticBiFPN"
     padding_factor = 128

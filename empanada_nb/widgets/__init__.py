@@ -1,4 +1,4 @@
-"""Jupyter widgets (anywidget): the :class:`Viewer` and the :class:`TrainingDashboard`."""
+"""Jupyter widgets (anywidget): the ``Viewer`` and the ``TrainingDashboard``."""
 
 from ._serialization import label_color
 from .dashboard import TrainingDashboard

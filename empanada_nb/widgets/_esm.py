@@ -3,7 +3,7 @@
 anywidget loads ``_esm`` from a string through a ``blob:`` URL, where a relative ``import "./x.js"``
 cannot resolve (there is no base URL). The parts under ``static/`` are nevertheless real ES modules
 (``import { a, b } from "./x.js"`` and ``export function|class|const``), readable and checkable on
-their own; :func:`assemble` inlines them into one module at import time, with no build step and no
+their own; ``assemble`` inlines them into one module at import time, with no build step and no
 Node.js, so a ``pip install`` from a git checkout works as it is. Each part keeps its own scope: it
 becomes a function whose return value is its exports, and an import becomes a destructuring of that
 value (the shape of the module wrappers esbuild and Rollup emit). Only this small subset of module
@@ -49,7 +49,7 @@ def debug_default() -> bool:
 
 
 class DebugFlag(t.Bool):
-    """The widgets' ``debug`` trait: a Bool whose default is :func:`debug_default` when a widget is created."""
+    """The widgets' ``debug`` trait: a Bool whose default is ``debug_default`` when a widget is created."""
 
     default_value = t.Undefined  # no static default: traitlets then calls make_dynamic_default
 

@@ -7,7 +7,7 @@ Messages, browser -> Python (``content["type"]``):
     ``stroke`` {stroke, layer, axis, index, points, size, label, erase}; ``fill`` {layer, axis, index, row, col, label};
     ``undo``; ``redo``; ``new_label``; ``new_layer``; ``layer`` {layer, opacity?, visible?};
     ``save_patches`` {dataset_dir, name}; ``proofread`` {op, selection, axis, index, scope, ...}; ``ready``.
-Messages, Python -> browser (built in :mod:`._serialization`):
+Messages, Python -> browser (built in ``_serialization``):
     ``data`` {rid, axis, index, parts: [{kind: image|labels, dtype, shape, row0, rows, nchunks, encoding, layer,
     version, empty}], last} with one buffer per non-empty part; ``labels_update`` {layer, version, axis, index,
     scope: slice|all|none, full, r0, c0, h, w, dtype, encoding, stroke} with at most one buffer;
@@ -24,7 +24,20 @@ log = logging.getLogger("empanada_nb.widgets.viewer")
 
 
 class ViewerMessages:
-    """Mixin of :class:`~empanada_nb.widgets.Viewer`: dispatches custom messages to ``_msg_<type>``."""
+    """Mixin of ``Viewer``: dispatches the browser's custom messages to ``_msg_<type>`` handlers.
+
+    It has no public methods: each handler calls the Viewer's public API, and a failing one is
+    reported in the Viewer's ``message`` (its status line) instead of the kernel log only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from empanada_nb import Viewer
+    >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), patch_size=16)
+    >>> v._on_custom_msg(v, {"type": "pick", "axis": "xy", "index": 1, "row": 16, "col": 16}, [])
+    >>> v.picks
+    [{'axis': 'xy', 'z': 1, 'y': 16, 'x': 16, 'size': 16}]
+    """
 
     def _on_custom_msg(self, _widget, content: dict, buffers: Sequence[bytes]) -> None:
         kind = content.get("type") if isinstance(content, dict) else None

@@ -1,6 +1,6 @@
 """The viewer's training-patch tools: picks, context regions and saving patches (a Viewer mixin).
 
-Thin wrappers over :mod:`empanada_nb.patches`, which holds the geometry of picks and regions and
+Thin wrappers over ``empanada_nb.patches``, which holds the geometry of picks and regions and
 writes the dataset; this mixin keeps them in the Viewer's synced ``picks`` and ``regions`` traits.
 """
 
@@ -16,7 +16,19 @@ from ..geometry import check_axis, plane_shape, volume_to_plane
 
 
 class PicksAndRegions:
-    """Mixin of :class:`~empanada_nb.widgets.Viewer` (needs ``source``, ``picks``, ``regions``, ``axis``...)."""
+    """Mixin of ``Viewer``: picks, context regions and saving patches.
+
+    Needs the Viewer's ``source``, ``picks``, ``regions``, ``axis``, ``slice_index`` and
+    ``patch_size``; its public methods are documented as the Viewer's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from empanada_nb import Viewer
+    >>> from empanada_nb.widgets._picking import PicksAndRegions
+    >>> isinstance(Viewer(np.zeros((2, 32, 32), np.uint8)), PicksAndRegions)
+    True
+    """
 
     @t.validate("picks")
     def _valid_picks(self, proposal):
@@ -53,12 +65,65 @@ class PicksAndRegions:
 
     # ------------------------------------------------------------------------------------ picks
     def add_pick(self, axis: str, index: int, row: float, col: float, size: int | None = None) -> dict:
-        """Add a patch centred at ``(row, col)`` of slice ``index`` along ``axis``; returns the pick."""
+        """Add a training patch centred at ``(row, col)`` of slice ``index`` along ``axis``.
+
+        The patch is moved inside the image where it would stick out.
+
+        Parameters
+        ----------
+        axis : str
+            ``"xy"``, ``"xz"`` or ``"yz"``.
+        index : int
+            The slice along ``axis``.
+        row : float
+            Row of the centre on the slice.
+        col : float
+            Column of the centre on the slice.
+        size : int, optional
+            Side of the square patch (``patch_size`` by default).
+
+        Returns
+        -------
+        dict
+            The pick as stored in ``picks``: ``{"axis", "z", "y", "x", "size"}`` (the centre in volume
+            coordinates).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> v.add_pick("xy", 1, 16, 16, size=16)
+        {'axis': 'xy', 'z': 1, 'y': 16, 'x': 16, 'size': 16}
+        >>> v.add_pick("xy", 1, 0, 0, size=16)  # moved inside the image
+        {'axis': 'xy', 'z': 1, 'y': 8, 'x': 8, 'size': 16}
+        """
         pick = P.make_pick(axis, int(index), row, col, int(size or self.patch_size), self.source.shape)
         self.picks = self.picks + [pick]
         return self.picks[-1]
 
     def remove_pick(self, i: int) -> None:
+        """Remove the pick at position ``i`` of ``picks``.
+
+        Parameters
+        ----------
+        i : int
+            Its index in ``picks`` (negative counts from the end).
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> _ = v.add_pick("xy", 0, 16, 16, size=16)
+        >>> v.remove_pick(0)
+        >>> v.picks
+        []
+        """
         picks = list(self.picks)
         del picks[i]
         self.picks = picks
@@ -66,7 +131,31 @@ class PicksAndRegions:
     def fill_random_picks(self, n: int, size: int | None = None, seed=None) -> list[dict]:
         """Add up to ``n`` random picks inside the context regions, spread evenly across them.
 
-        Without regions the current slice is used as one region.
+        Without regions the current slice is used as one region. Picks that would overlap existing
+        ones too much are left out, so fewer than ``n`` may be added.
+
+        Parameters
+        ----------
+        n : int
+            Number of picks wanted.
+        size : int, optional
+            Side of the patches (``patch_size`` by default).
+        seed : int or numpy.random.Generator, optional
+            Seed for reproducible picks.
+
+        Returns
+        -------
+        list of dict
+            The picks added (also appended to ``picks``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 64, 64), np.uint8))
+        >>> new = v.fill_random_picks(2, size=16, seed=0)
+        >>> len(new), v.picks == new, {p["z"] for p in new}
+        (2, True, {1})
         """
         regions = list(self.regions)
         if not regions:
@@ -96,7 +185,37 @@ class PicksAndRegions:
         slice: int | None = None,
         all_slices: bool = False,
     ) -> dict:
-        """Add a context region drawn on slice ``slice`` along ``axis`` (current view by default)."""
+        """Add a context region drawn on slice ``slice`` along ``axis`` (the current view by default).
+
+        Parameters
+        ----------
+        points : sequence of (float, float)
+            ``[row, col]`` vertices of a polygon, or two opposite corners of a rectangle.
+        shape : str
+            ``"polygon"`` or ``"rectangle"``.
+        name : str, optional
+            Region name (``"region <k>"`` by default).
+        axis : str, optional
+            ``"xy"``, ``"xz"`` or ``"yz"`` (the viewed axis by default).
+        slice : int, optional
+            The slice along ``axis`` (the current one by default).
+        all_slices : bool
+            Apply the region to every slice along ``axis``, not only to ``slice``.
+
+        Returns
+        -------
+        dict
+            The region as stored in ``regions``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> v.add_region([[0, 0], [16, 16]], shape="rectangle", slice=1)
+        {'name': 'region 1', 'axis': 'xy', 'slice': 1, 'shape': 'rectangle',
+         'points': [[0.0, 0.0], [16.0, 16.0]], 'all_slices': False}
+        """
         axis = check_axis(axis or self.axis)
         idx = self.slice_index if slice is None else int(slice)
         if name is None:
@@ -118,6 +237,27 @@ class PicksAndRegions:
         return self.regions[-1]
 
     def remove_region(self, key: int | str) -> None:
+        """Remove a context region by position in ``regions`` or by name.
+
+        Parameters
+        ----------
+        key : int or str
+            Its index in ``regions``, or its name.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> _ = v.add_region([[0, 0], [16, 16]], shape="rectangle", name="cell")
+        >>> v.remove_region("cell")
+        >>> v.regions
+        []
+        """
         regions = list(self.regions)
         if isinstance(key, str):
             key = next(i for i, r in enumerate(regions) if r["name"] == key)
@@ -125,9 +265,32 @@ class PicksAndRegions:
         self.regions = regions
 
     def context_mask(self, name: str | None = None) -> np.ndarray:
-        """Boolean mask of the context regions (of the volume's shape, or of the image for 2D data).
+        """Boolean mask of the context regions, of ``label_shape``.
 
-        ``name``: only that region. Without regions the mask is all False.
+        Parameters
+        ----------
+        name : str, optional
+            Only that region (all regions by default).
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean mask of the volume's shape (of the image's for 2D data); all False without regions.
+
+        Raises
+        ------
+        KeyError
+            When no region is called ``name``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> _ = v.add_region([[0, 0], [16, 16]], shape="rectangle", slice=1)
+        >>> mask = v.context_mask()
+        >>> mask.shape, int(mask[1].sum()), int(mask[0].sum())
+        ((2, 32, 32), 256, 0)
         """
         regions = self.regions if name is None else [r for r in self.regions if r["name"] == name]
         if name is not None and not regions:
@@ -135,12 +298,50 @@ class PicksAndRegions:
         return P.regions_mask(regions, self.label_shape)
 
     def region_masks(self) -> dict[str, np.ndarray]:
-        """``{name: mask}`` for each region (masks of the volume's shape)."""
+        """One mask per context region.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``{name: mask}``, boolean masks of ``label_shape``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> _ = v.add_region([[0, 0], [16, 16]], shape="rectangle", name="cell", all_slices=True)
+        >>> {name: int(mask.sum()) for name, mask in v.region_masks().items()}
+        {'cell': 512}
+        """
         return {r["name"]: P.region_mask(r, self.label_shape) for r in self.regions}
 
     def slice_roi(self, axis: str | None = None, index: int | None = None) -> np.ndarray | None:
-        """2D mask of the regions on one slice (the current one by default), e.g. for
-        ``segment_image(image, model, roi=viewer.slice_roi())``; None without regions."""
+        """2D mask of the context regions on one slice, e.g. for ``segment_image(..., roi=viewer.slice_roi())``.
+
+        Parameters
+        ----------
+        axis : str, optional
+            ``"xy"``, ``"xz"`` or ``"yz"`` (the viewed axis by default).
+        index : int, optional
+            The slice along ``axis`` (the current one by default).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            Boolean mask of the slice's shape; None without regions.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> v.slice_roi() is None
+        True
+        >>> _ = v.add_region([[0, 0], [16, 16]], shape="rectangle", slice=1)
+        >>> int(v.slice_roi("xy", 1).sum()), int(v.slice_roi("xy", 0).sum())
+        (256, 0)
+        """
         if not self.regions:
             return None
         axis = axis or self.axis
@@ -148,7 +349,25 @@ class PicksAndRegions:
         return P.slice_roi(self.regions, self.source.shape, axis, index)
 
     def roi(self) -> np.ndarray | None:
-        """The context mask when :attr:`confine_to_regions` is on and regions exist, else None."""
+        """The context mask when ``confine_to_regions`` is on and regions exist, else None.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            ``context_mask()``, or None when inference and metrics are not confined to regions.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> _ = v.add_region([[0, 0], [16, 16]], shape="rectangle", slice=1)
+        >>> v.roi() is None
+        True
+        >>> v.confine_to_regions = True
+        >>> v.roi().shape
+        (2, 32, 32)
+        """
         return self.context_mask() if self.confine_to_regions and self.regions else None
 
     # --------------------------------------------------------------------------------- patches
@@ -158,9 +377,42 @@ class PicksAndRegions:
         """Write the picked patches to ``dataset_dir/<name>/{images,masks}/*.tif`` (+ ``<name>_picks.json``).
 
         Masks come from ``layer`` (the active layer by default); a patch without labels gets
-        ``model``'s prediction (or :attr:`model`'s) when one is given. Appends to an existing dataset;
-        existing file names are skipped (``on_clash="skip"``) or refused (``"error"``).
-        See :func:`empanada_nb.patches.save_patches`.
+        ``model``'s prediction (or the viewer's ``model``'s) when one is given. Appends to an existing
+        dataset. See ``empanada_nb.patches.save_patches``.
+
+        Parameters
+        ----------
+        dataset_dir : str or os.PathLike
+            The dataset folder (the one ``train`` reads).
+        name : str, optional
+            Subfolder and file-name prefix (``dataset_name`` by default).
+        model : torch.nn.Module, optional
+            Model that labels patches without labels.
+        layer : str or int, optional
+            The label layer the masks come from (the active layer by default).
+        on_clash : str
+            Existing file names are skipped (``"skip"``) or refused (``"error"``).
+
+        Returns
+        -------
+        dict
+            ``{"dir": the folder written, "written": [file names], "skipped": [file names]}``.
+
+        Raises
+        ------
+        ValueError
+            Without picks.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=np.ones((2, 32, 32), np.uint32))
+        >>> _ = v.add_pick("xy", 1, 16, 16, size=16)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     v.save_patches(tmp, name="mito")["written"]
+        ['mito_xy_z0001_y0016_x0016_s16.tif']
         """
         if not self.picks:
             raise ValueError("no picks to save: click with the pick tool or call fill_random_picks()")

@@ -4,14 +4,14 @@ Pixels travel as binary buffers beside small JSON messages; ``static/viewer.js``
 Following lonboard's ``_serialization.py``, everything here is a pure function of arrays, so the
 format is tested without a widget or a browser:
 
-- image slices go raw, as uint8, uint16 or float32 (:func:`display_dtype`), split into row chunks
-  of at most :data:`CHUNK_BYTES` (:func:`row_chunks`, :func:`image_parts`);
-- label slices use the smallest dtype that holds their ids (:func:`label_transfer_dtype`) and are
-  run-length encoded, zlib-compressed or raw, whichever is small (:func:`encode_labels`,
-  :func:`decode_labels`), in the same row chunks (:func:`label_parts`);
-- parts are grouped into messages of at most :data:`MAX_MESSAGE_BYTES` of buffers (:func:`group_parts`);
-- label edits go as ``labels_update`` messages (:func:`patch_update`, :func:`full_update`);
-- :func:`label_color` is the colour hash the browser draws label ids with.
+- image slices go raw, as uint8, uint16 or float32 (``display_dtype``), split into row chunks
+  of at most ``CHUNK_BYTES`` (``row_chunks``, ``image_parts``);
+- label slices use the smallest dtype that holds their ids (``label_transfer_dtype``) and are
+  run-length encoded, zlib-compressed or raw, whichever is small (``encode_labels``,
+  ``decode_labels``), in the same row chunks (``label_parts``);
+- parts are grouped into messages of at most ``MAX_MESSAGE_BYTES`` of buffers (``group_parts``);
+- label edits go as ``labels_update`` messages (``patch_update``, ``full_update``);
+- ``label_color`` is the colour hash the browser draws label ids with.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def encode_labels(arr: np.ndarray, dtype: str | None = None) -> tuple[dict, byte
     arr : numpy.ndarray
         Labels (any shape; encoded flat in row-major order).
     dtype : str, optional
-        Transfer dtype (default :func:`label_transfer_dtype`); the chunks of one slice share one.
+        Transfer dtype (default ``label_transfer_dtype``); the chunks of one slice share one.
 
     Returns
     -------
@@ -128,12 +128,12 @@ def encode_labels(arr: np.ndarray, dtype: str | None = None) -> tuple[dict, byte
 
 
 def decode_labels(meta: dict, buf: bytes) -> np.ndarray:
-    """Inverse of :func:`encode_labels` (a flat array), as the browser decodes it.
+    """Inverse of ``encode_labels`` (a flat array), as the browser decodes it.
 
     Parameters
     ----------
     meta : dict
-        ``{"dtype", "encoding", ["nruns"]}`` from :func:`encode_labels`.
+        ``{"dtype", "encoding", ["nruns"]}`` from ``encode_labels``.
     buf : bytes
         The encoded labels.
 
@@ -161,7 +161,7 @@ def decode_labels(meta: dict, buf: bytes) -> np.ndarray:
 
 
 def row_chunks(h: int, row_bytes: int) -> list[tuple[int, int]]:
-    """``[(r0, r1), ...]``: rows ``0..h`` in chunks of at most :data:`CHUNK_BYTES` (at least one row).
+    """``[(r0, r1), ...]``: rows ``0..h`` in chunks of at most ``CHUNK_BYTES`` (at least one row).
 
     Parameters
     ----------
@@ -226,7 +226,7 @@ def label_parts(view: np.ndarray | None, shape: tuple[int, int], layer: int, ver
     Returns
     -------
     list of (dict, bytes or None)
-        One part per row chunk, each with its own :func:`encode_labels` encoding and one dtype.
+        One part per row chunk, each with its own ``encode_labels`` encoding and one dtype.
 
     Examples
     --------
@@ -253,7 +253,7 @@ def group_parts(parts: list[Part], max_bytes: int | None = None) -> list[list[Pa
     parts : list of (dict, bytes or None)
         Message parts in order.
     max_bytes : int, optional
-        Default :data:`MAX_MESSAGE_BYTES`; a single larger part gets a group of its own.
+        Default ``MAX_MESSAGE_BYTES``; a single larger part gets a group of its own.
 
     Returns
     -------

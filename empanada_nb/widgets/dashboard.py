@@ -1,4 +1,4 @@
-"""Training dashboard: a form over :func:`empanada_nb.train` / :func:`empanada_nb.finetune`.
+"""Training dashboard: a form over ``empanada_nb.train`` / ``empanada_nb.finetune``.
 
 Start/Stop, a progress bar with ETA, a live loss plot drawn in the browser from the training events
 (throttled batches of small JSON messages), a live preview of the current model's prediction on the
@@ -69,14 +69,40 @@ def _thin(events: list[dict], max_points: int | None = None) -> list[dict]:
 class TrainingDashboard(anywidget.AnyWidget):
     """A training form with live progress, loss plot, preview and inference.
 
-    ``viewer``: a :class:`Viewer` whose slice gets the live preview and inference results (and
-    whose patches you saved as the dataset). ``model``: a model to finetune (an ``nn.Module``, a
-    saved model path or a registered name); without it the form trains a new model. Other keyword
-    arguments preset the form (``dataset_dir``, ``iterations``, ``patch_size``, ...); the defaults are
-    :class:`~empanada_nb.TrainConfig`'s, and the patch size follows the viewer's unless given.
+    The form's defaults are ``TrainConfig``'s, so the notebook, the CLI and the API train alike.
+    While the form has errors (``errors``), Start is disabled and ``start`` raises.
 
-    After a run, :attr:`handle` is the :class:`~empanada_nb.TrainingHandle` and :attr:`trained_model`
-    the model.
+    Parameters
+    ----------
+    viewer : Viewer, optional
+        The viewer whose slice gets the live preview and the inference results (and whose patches
+        you saved as the dataset). The patch size follows the viewer's unless given.
+    model : torch.nn.Module or str or os.PathLike, optional
+        A model to finetune: a model object, a saved model path or a registered name. Without it
+        the form trains a new model.
+    **kwargs
+        Preset form fields: ``dataset_dir``, ``mode``, ``architecture``, ``encoder``, ``iterations``,
+        ``patch_size``, ``batch_size``, ``lr``, ``layers``, ``out``, ``preview_every``, ...
+
+    Attributes
+    ----------
+    handle : TrainingHandle or None
+        The current (or last) run, once started.
+    errors : dict of str to str
+        Form field -> what is wrong with it.
+    status : str
+        The status line.
+
+    Examples
+    --------
+    >>> viewer = Viewer(np.zeros((2, 64, 64), np.uint8), patch_size=64)
+    >>> d = TrainingDashboard(viewer, encoder="resnet18", iterations=2)
+    >>> d.mode, d.patch_size, d.iterations
+    ('train', 64, 2)
+    >>> d.errors
+    {'dataset_dir': 'choose the dataset folder (<folder>/<name>/images, masks)'}
+
+    In a notebook, the last expression of a cell (``d``) shows the form.
     """
 
     _esm = assemble(STATIC / "dashboard.js")  # static/dashboard.js and the parts it imports, as one module
@@ -211,11 +237,37 @@ class TrainingDashboard(anywidget.AnyWidget):
     # ------------------------------------------------------------------------------ training
     @property
     def history(self) -> list[dict]:
-        """Every event of the current (or last) run."""
+        """Every event of the current (or last) run.
+
+        Returns
+        -------
+        list of dict
+            Training events (``"step"``, ``"validation"``, ``"checkpoint"``, ``"end"``, ...), JSON-safe
+            copies; empty before a run.
+
+        Examples
+        --------
+        >>> TrainingDashboard().history
+        []
+
+        After a run (see ``start``), the event types are e.g. ``['step', 'checkpoint', 'step', 'end']``.
+        """
         return list(self._events)
 
     @property
     def trained_model(self):
+        """The model of the current (or last) run, trained in place while the run goes on.
+
+        Returns
+        -------
+        torch.nn.Module or None
+            ``handle.model``; None before a run.
+
+        Examples
+        --------
+        >>> TrainingDashboard().trained_model is None
+        True
+        """
         return self.handle.model if self.handle is not None else None
 
     def _model_for_inference(self):
@@ -231,7 +283,43 @@ class TrainingDashboard(anywidget.AnyWidget):
         raise ValueError("no model: train one first, or pass model= to the dashboard")
 
     def start(self):
-        """Start training in the background with the form's settings; returns the handle."""
+        """Start training in the background with the form's settings.
+
+        Events stream to the browser's progress bar and loss plot; with ``preview`` on, the viewer's
+        slice gets the current model's prediction every ``preview_every`` iterations.
+
+        Returns
+        -------
+        TrainingHandle
+            The run (also ``handle``): ``wait()``, ``stop()``, ``history``, ``model``.
+
+        Raises
+        ------
+        ValueError
+            When the form has errors (the message lists them).
+        RuntimeError
+            When a run is already going.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from empanada_nb import build_model, make_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> data = make_synthetic_dataset(Path(tmp.name) / "data", n_images=2, size=64)
+        >>> d = TrainingDashboard(
+        ...     model=build_model("PanopticDeepLab", "resnet18"), dataset_dir=str(data),
+        ...     out=str(Path(tmp.name) / "mito.pth"), iterations=2, patch_size=64, batch_size=2,
+        ... )
+        >>> d.mode
+        'finetune'
+        >>> run = d.start()
+        >>> d.wait(timeout=600) is run, [e["type"] for e in d.history if e["type"] == "step"]
+        (True, ['step', 'step'])
+        >>> d.trained_model is run.model, (Path(tmp.name) / "mito.pth").is_file()
+        (True, True)
+        >>> tmp.cleanup()
+        """
         if self.running:
             raise RuntimeError("training is already running; stop it first")
         errs = self._check_form()
@@ -273,12 +361,55 @@ class TrainingDashboard(anywidget.AnyWidget):
         return handle
 
     def stop(self) -> None:
-        """Ask the run to stop after the current step (the model is saved)."""
+        """Ask the run to stop after the current step (the model is saved); a no-op without a run.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> d = TrainingDashboard()
+        >>> d.stop()
+        >>> d.running
+        False
+
+        During a run (see ``start``), ``d.stop()`` then ``d.wait()`` ends it with the model saved.
+        """
         if self.handle is not None and not self.handle.done:
             self.handle.stop()
             self.status = "stopping after this step…"
 
     def wait(self, timeout: float | None = None):
+        """Block until the run ends, then send the browser the last events.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; None waits for the end.
+
+        Returns
+        -------
+        TrainingHandle
+            The run (``handle``); its ``model`` is the trained model.
+
+        Raises
+        ------
+        RuntimeError
+            When no run was started.
+        TimeoutError
+            When the run is still going after ``timeout`` seconds.
+
+        Examples
+        --------
+        >>> d = TrainingDashboard()
+        >>> d.wait()
+        Traceback (most recent call last):
+        ...
+        RuntimeError: no training run
+
+        ``start`` shows a run waited for.
+        """
         if self.handle is None:
             raise RuntimeError("no training run")
         try:
@@ -383,7 +514,31 @@ class TrainingDashboard(anywidget.AnyWidget):
 
     # ---------------------------------------------------------------------------- inference
     def segment_slice(self) -> np.ndarray:
-        """Segment the viewer's current slice (inside the regions when confined) into layer 'prediction'."""
+        """Segment the viewer's current slice into the label layer ``"prediction"`` (one undoable step).
+
+        The model is the run's (``trained_model``), else the one given. With the viewer's
+        ``confine_to_regions`` on, only the regions are segmented.
+
+        Returns
+        -------
+        numpy.ndarray
+            The slice's labels.
+
+        Raises
+        ------
+        ValueError
+            Without a viewer, or without a model.
+
+        Examples
+        --------
+        >>> from empanada_nb import build_model
+        >>> viewer = Viewer(np.zeros((2, 64, 64), np.uint8))
+        >>> d = TrainingDashboard(viewer, model=build_model("PanopticDeepLab", "resnet18"))
+        >>> d.segment_slice().shape, viewer.layer("prediction").data.shape
+        ((64, 64), (2, 64, 64))
+        >>> d.status  # doctest: +ELLIPSIS
+        'segmented xy slice 1: ... objects'
+        """
         v = self._need_viewer()
         model = self._model_for_inference()
         roi = v.slice_roi() if v.confine_to_regions else None
@@ -401,7 +556,31 @@ class TrainingDashboard(anywidget.AnyWidget):
         return pred
 
     def segment_volume(self, background: bool = True):
-        """Segment the viewer's whole volume (``segment_stack``) into layer 'prediction'."""
+        """Segment the viewer's whole volume (``segment_stack``) into the label layer ``"prediction"``.
+
+        A 2D image is segmented with ``segment_slice``. With the viewer's ``confine_to_regions`` on,
+        labels outside the regions are removed. Progress and errors go to ``status``.
+
+        Parameters
+        ----------
+        background : bool
+            Run in a thread (the notebook stays responsive; the browser's Cancel stops it).
+
+        Returns
+        -------
+        threading.Thread or None
+            The thread when ``background``, else None (the 2D slice's labels for a 2D image).
+
+        Examples
+        --------
+        >>> from empanada_nb import build_model
+        >>> viewer = Viewer(np.zeros((2, 64, 64), np.uint8))
+        >>> d = TrainingDashboard(viewer, model=build_model("PanopticDeepLab", "resnet18"))
+        >>> d.segment_volume(background=False) is None, viewer.layer("prediction").data.shape
+        (True, (2, 64, 64))
+        >>> d.status  # doctest: +ELLIPSIS
+        'segmented the volume in ... s'
+        """
         v = self._need_viewer()
         if v.ndim != 3:
             return self.segment_slice()

@@ -1,9 +1,9 @@
 """Label layers and slice edits with an undo/redo history, independent of any widget.
 
-A :class:`LabelLayer` holds an integer label array of the image's shape (edited in place when it is
+A ``LabelLayer`` holds an integer label array of the image's shape (edited in place when it is
 a writable numpy array, else copied once). Edits (a brush stroke, a fill, a replaced slice
-(:func:`diff_slice`), a whole-volume operation (:func:`diff_volume`)) are applied in place and
-returned as :class:`Edit` diffs, which a :class:`History` undoes and redoes.
+(``diff_slice``), a whole-volume operation (``diff_volume``)) are applied in place and
+returned as ``Edit`` diffs, which a ``History`` undoes and redoes.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def diff_slice(layer: LabelLayer, axis: str, index: int, new: np.ndarray) -> Edi
 
 
 class History:
-    """Undo and redo stacks of :class:`Edit` (``max_steps`` undo steps, oldest dropped first)."""
+    """Undo and redo stacks of ``Edit`` (``max_steps`` undo steps, oldest dropped first)."""
 
     def __init__(self, max_steps: int = 50, max_bytes: int = 1 << 30):
         self.max_steps = int(max_steps)

@@ -1,4 +1,4 @@
-"""Proofreading actions of the viewer, wired to :mod:`empanada_nb.labels`.
+"""Proofreading actions of the viewer, wired to ``empanada_nb.labels``.
 
 Each operation works on the current slice (``scope="slice"``) or on the whole label volume
 (``scope="volume"``) of the active layer and is recorded as one undoable edit.

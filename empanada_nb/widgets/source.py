@@ -1,9 +1,9 @@
 """The viewer's image source: a read-only ``(Z, Y, X)`` view of a 2D image or 3D volume, and its contrast.
 
-A :class:`VolumeSource` wraps a numpy array, a path (opened by :func:`empanada_nb.reader.open_volume`,
+A ``VolumeSource`` wraps a numpy array, a path (opened by ``empanada_nb.reader.open_volume``,
 the same opener stack inference uses), a zarr or dask array, or any object with ``shape``, ``dtype``
 and numpy indexing. It exposes ``shape`` (always 3D: 2D images get a leading axis of length 1),
-``dtype``, ``ndim`` (the source's own 2 or 3) and :meth:`plane` (one 2D slice along ``"xy"``,
+``dtype``, ``ndim`` (the source's own 2 or 3) and ``plane`` (one 2D slice along ``"xy"``,
 ``"xz"`` or ``"yz"``). The raw values are never altered: slices are returned in the source's dtype.
 """
 

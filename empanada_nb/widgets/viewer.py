@@ -3,9 +3,9 @@
 Python keeps the data (image source, label arrays, picks, regions, undo history); the browser
 (``static/viewer.js``) keeps a cache of slices, draws, and handles every mouse move, drag, zoom and
 preview locally. Pixels travel as binary buffers of custom messages (encoded by
-:mod:`._serialization`); Python receives only committed results (a pick, a finished stroke, a
-rectangle or polygon, a fill; handled in :mod:`._messages`) and answers with the changed label pixels.
-Every label change goes through one commit path (:meth:`Viewer._commit`): record for undo, send, done.
+``_serialization``); Python receives only committed results (a pick, a finished stroke, a
+rectangle or polygon, a fill; handled in ``_messages``) and answers with the changed label pixels.
+Every label change goes through one commit path (``Viewer._commit``): record for undo, send, done.
 """
 
 from __future__ import annotations
@@ -38,16 +38,58 @@ STATIC = Path(__file__).parent / "static"
 class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
     """Slices of an image or volume with label layers, patch picking, context regions and label editing.
 
-    ``data``: a 2D image or 3D ``(Z, Y, X)`` volume: numpy array, TIFF path (read lazily page by page,
-    or memory-mapped when uncompressed), zarr array or path, dask array. The raw data is never
-    altered; display contrast is applied in the browser. ``labels``: an array of the same shape, or
-    a dict ``{name: array}`` / list of arrays, added as label layers (edited in place when they are
-    writable numpy arrays). ``axis``: ``"xy"``, ``"xz"`` or ``"yz"``.
+    Python keeps the data and the state (plain Python values, synced with the browser as traits);
+    the browser draws. The raw image is never altered: display contrast is applied in the browser.
 
-    State in plain Python: :attr:`picks` (list of ``{"axis", "z", "y", "x", "size"}``),
-    :attr:`regions` (list of ``{"name", "axis", "slice", "shape", "points", "all_slices"}``),
-    :attr:`slice_index`, :attr:`axis`, :attr:`layers` (metadata) and :attr:`label_layers`
-    (:class:`~empanada_nb.widgets.editing.LabelLayer` objects with ``.data``).
+    Parameters
+    ----------
+    data : array-like or str or os.PathLike
+        A 2D image or a 3D ``(Z, Y, X)`` volume: numpy array, TIFF path (read lazily page by page,
+        or memory-mapped when uncompressed), zarr array or path, dask array, or a ``VolumeSource``.
+    labels : array-like or dict or list, optional
+        Label layers to add: an array of the image's shape, a dict ``{name: array}`` or a list of
+        arrays. Writable numpy arrays are edited in place by the tools; other inputs are copied once.
+    axis : str
+        The viewing axis: ``"xy"``, ``"xz"`` or ``"yz"`` (only ``"xy"`` for 2D images).
+    contrast_limits : tuple of float, optional
+        Initial display range; by default percentiles of a sample of the data.
+    patch_size : int
+        Side of the training patches that the pick tool and ``fill_random_picks`` place.
+    height : int
+        Canvas height in CSS pixels.
+    max_undo : int
+        Undo steps kept.
+    name : str, optional
+        Dataset name used by ``save_patches`` (by default the file's stem, or ``"patches"``).
+    **kwargs
+        Initial values of other traits (``tool``, ``brush_size``, ``dataset_dir``, ...).
+
+    Attributes
+    ----------
+    picks : list of dict
+        Picked patches, ``{"axis", "z", "y", "x", "size"}`` each (``z, y, x``: the patch centre).
+    regions : list of dict
+        Context regions, ``{"name", "axis", "slice", "shape", "points", "all_slices"}`` each.
+    slice_index : int
+        The slice shown along ``axis``.
+    layers : list of dict
+        Label layer metadata as the browser sees it (uid, name, opacity, visible, version, ...).
+    label_layers : list of LabelLayer
+        The label layers themselves (``.data`` is the label array).
+    model : torch.nn.Module or None
+        Model used by ``save_patches`` for patches without labels when none is passed.
+
+    Examples
+    --------
+    >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=np.zeros((2, 32, 32), np.uint32))
+    >>> v.shape, v.axis, v.slice_index, [layer["name"] for layer in v.layers]
+    ([2, 32, 32], 'xy', 1, ['labels'])
+    >>> v.add_pick("xy", 1, row=16, col=16, size=16)
+    {'axis': 'xy', 'z': 1, 'y': 16, 'x': 16, 'size': 16}
+    >>> v.paint([[4, 4], [4, 20]], size=3, label=5), int(v.labels.max())
+    (True, 5)
+
+    In a notebook, the last expression of a cell (``v``) shows the widget.
     """
 
     _esm = assemble(STATIC / "viewer.js")  # static/viewer.js and the parts it imports, as one module
@@ -136,7 +178,28 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
 
     # ------------------------------------------------------------------------------ contrast
     def auto_contrast(self, percentiles=(0.5, 99.5), scope: str = "slice") -> tuple[float, float]:
-        """Set the contrast limits to percentiles of the current slice (``scope="slice"``) or of a sample."""
+        """Set the contrast limits to percentiles of the current slice or of a sample of the volume.
+
+        Parameters
+        ----------
+        percentiles : tuple of float
+            Lower and upper percentile (0-100).
+        scope : str
+            ``"slice"``: the slice shown; anything else: a sample of the whole volume.
+
+        Returns
+        -------
+        tuple of float
+            The new ``(low, high)`` contrast limits (also set as ``contrast_limits``).
+
+        Examples
+        --------
+        >>> v = Viewer(np.arange(2 * 32 * 32, dtype=np.uint16).reshape(2, 32, 32))
+        >>> v.auto_contrast((0, 100))
+        (1024.0, 2047.0)
+        >>> v.contrast_limits
+        [1024.0, 2047.0]
+        """
         vals = self.current_slice() if scope == "slice" else self.source.sample()
         lo, hi = _percentiles(vals, percentiles)
         self.contrast_limits = [lo, hi]
@@ -167,26 +230,100 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
     # ------------------------------------------------------------------------------ data access
     @property
     def data(self):
-        """The image source (array-like, ``(Z, Y, X)`` indexing; see :class:`VolumeSource`)."""
+        """The image source: array-like with ``(Z, Y, X)`` indexing (a 2D image has ``Z = 1``).
+
+        Returns
+        -------
+        VolumeSource
+            The wrapped image; ``shape``, ``dtype``, ``ndim``, ``plane(axis, index)`` and numpy indexing.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> v.data.shape, v.data.plane("xz", 3).shape
+        ((2, 32, 32), (2, 32))
+        """
         return self.source
 
     def current_slice(self) -> np.ndarray:
-        """The raw image slice currently shown (as Python knows it)."""
+        """The raw image slice currently shown (``slice_index`` along ``axis``), as Python knows it.
+
+        Returns
+        -------
+        numpy.ndarray
+            The 2D slice, in the data's own dtype (no display contrast applied).
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 48), np.uint8), axis="xz")
+        >>> v.current_slice().shape
+        (2, 48)
+        """
         return self.source.plane(self.axis, self.slice_index)
 
     @property
     def label_shape(self) -> tuple[int, ...]:
-        """The shape of label layers and masks: the volume's, or the image's for 2D data."""
+        """The shape of label layers and masks: the volume's, or the image's for 2D data.
+
+        Returns
+        -------
+        tuple of int
+            ``(Z, Y, X)`` for a volume, ``(Y, X)`` for a 2D image.
+
+        Examples
+        --------
+        >>> Viewer(np.zeros((2, 32, 32), np.uint8)).label_shape
+        (2, 32, 32)
+        >>> Viewer(np.zeros((32, 32), np.uint8)).label_shape
+        (32, 32)
+        """
         return tuple(self.source.shape) if self.source.ndim == 3 else tuple(self.source.shape[1:])
 
     @property
     def labels(self) -> np.ndarray | None:
-        """The active label layer's array (None without label layers)."""
+        """The active label layer's array: the one the editing tools change.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The array (the user's own when it was a writable numpy array); None without label layers.
+
+        Examples
+        --------
+        >>> labels = np.zeros((2, 32, 32), np.uint32)
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=labels)
+        >>> v.labels is labels
+        True
+        >>> Viewer(np.zeros((2, 32, 32), np.uint8)).labels is None
+        True
+        """
         layer = self._active(create=False)
         return layer.data if layer is not None else None
 
     def layer(self, key: str | int) -> LabelLayer:
-        """A label layer by name, list index or uid."""
+        """A label layer by name, list index or uid.
+
+        Parameters
+        ----------
+        key : str or int
+            The layer's name, its index in ``label_layers`` (negative counts from the end) or its uid.
+
+        Returns
+        -------
+        LabelLayer
+            The layer (``.data``, ``.name``, ``.opacity``, ``.visible``, ``.editable``, ``.plane``).
+
+        Raises
+        ------
+        KeyError
+            When no layer matches; the message lists the layer names.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels={"mito": np.zeros((2, 32, 32), np.uint32)})
+        >>> v.layer("mito").name, v.layer(0) is v.layer("mito"), v.layer(-1).data.shape
+        ('mito', True, (2, 32, 32))
+        """
         for _i, l in enumerate(self.label_layers):
             if l.name == key:
                 return l
@@ -225,10 +362,41 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
         plane: tuple[str, int] | None = None,
         active: bool = False,
     ) -> LabelLayer:
-        """Add a label layer of the image's shape (``plane=(axis, index)``: a 2D layer for one slice).
+        """Add a label layer of the image's shape, or a 2D layer shown on one slice only.
 
         A writable numpy array is edited in place by the tools; other inputs are copied once. Names are
-        made unique. The first editable layer becomes the active (edited) one unless ``active``.
+        made unique. The first editable volume layer becomes the active (edited) one.
+
+        Parameters
+        ----------
+        array : array-like or str or os.PathLike
+            Integer labels of ``label_shape`` (of the slice's shape with ``plane``), or an image file.
+        name : str, optional
+            Layer name (``"labels"`` by default); ``" [1]"``, ``" [2]"``... is appended when taken.
+        opacity : float
+            Overlay opacity, 0 to 1.
+        visible : bool
+            Whether the layer is drawn.
+        editable : bool
+            Whether the editing tools may change it.
+        plane : tuple of (str, int), optional
+            ``(axis, index)``: a 2D layer for that slice only (e.g. a preview of a prediction).
+        active : bool
+            Make it the layer the editing tools change.
+
+        Returns
+        -------
+        LabelLayer
+            The new layer.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> layer = v.add_labels(np.zeros((2, 32, 32), np.uint32), name="mito")
+        >>> layer.name, v.labels is layer.data
+        ('mito', True)
+        >>> v.add_labels(np.ones((32, 32), np.uint8), name="mito", plane=("xy", 1), editable=False).name
+        'mito [1]'
         """
         with self._lock:
             if isinstance(array, (str, Path)):
@@ -251,11 +419,58 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
             return layer
 
     def new_layer(self, name: str = "labels", active: bool = False) -> LabelLayer:
-        """Add an empty, editable uint32 label layer of the image's shape (see :meth:`add_labels`)."""
+        """Add an empty, editable uint32 label layer of the image's shape (see ``add_labels``).
+
+        Parameters
+        ----------
+        name : str
+            Layer name (made unique).
+        active : bool
+            Make it the layer the editing tools change.
+
+        Returns
+        -------
+        LabelLayer
+            The new layer.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> layer = v.new_layer("cells")
+        >>> layer.data.shape, layer.data.dtype, int(layer.data.max())
+        ((2, 32, 32), dtype('uint32'), 0)
+        """
         return self.add_labels(np.zeros(self.label_shape, dtype=np.uint32), name=name, active=active)
 
     def set_labels(self, name: str, array: Any, **kwargs) -> LabelLayer:
-        """Replace the data of layer ``name`` (added when missing); the browser refreshes its slices."""
+        """Replace the data of layer ``name`` (added when missing); the browser refreshes its slices.
+
+        The layer's undo history is dropped. To change one slice undoably, use ``set_slice``.
+
+        Parameters
+        ----------
+        name : str
+            The layer's name.
+        array : array-like
+            The new labels (of the layer's shape; of the slice's shape for a ``plane`` layer).
+        **kwargs
+            ``add_labels`` arguments used when the layer is added; ``plane`` also moves an existing
+            slice layer to another slice.
+
+        Returns
+        -------
+        LabelLayer
+            The layer.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> layer = v.set_labels("preview", np.ones((32, 32), np.uint8), plane=("xy", 1), editable=False)
+        >>> layer.plane, layer.editable
+        (('xy', 1), False)
+        >>> v.set_labels("preview", np.full((32, 32), 2, np.uint8)) is layer, int(layer.data.max())
+        (True, 2)
+        """
         with self._lock:
             try:
                 layer = self.layer(name)
@@ -270,6 +485,26 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
             return layer
 
     def remove_labels(self, key: str | int) -> None:
+        """Remove a label layer (the user's array itself is left as it is).
+
+        Parameters
+        ----------
+        key : str or int
+            The layer's name, list index or uid (see ``layer``).
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=[np.zeros((2, 32, 32), np.uint32)] * 2)
+        >>> [layer["name"] for layer in v.layers]
+        ['labels', 'labels 1']
+        >>> v.remove_labels("labels")
+        >>> [layer["name"] for layer in v.layers]
+        ['labels 1']
+        """
         with self._lock:
             layer = self.layer(key)
             self.label_layers.remove(layer)
@@ -279,7 +514,26 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
             self._sync_layers()
 
     def refresh(self, key: str | int | None = None) -> None:
-        """Tell the browser that label arrays changed outside the viewer (all layers when ``key`` is None)."""
+        """Tell the browser that label arrays changed outside the viewer, so that it redraws them.
+
+        Parameters
+        ----------
+        key : str or int, optional
+            The layer that changed (see ``layer``); None: all layers.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=np.zeros((2, 32, 32), np.uint32))
+        >>> v.labels[0, :4, :4] = 7  # changed in place, outside the viewer
+        >>> before = v.layers[0]["version"]
+        >>> v.refresh("labels")
+        >>> v.layers[0]["version"] - before  # the browser refetches the slices of a new version
+        1
+        """
         with self._lock:
             layers = self.label_layers if key is None else [self.layer(key)]
             for layer in layers:
@@ -354,7 +608,38 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
         layer=None,
         _stroke=None,
     ) -> bool:
-        """Paint (or erase) a stroke through ``points`` (``[row, col]`` on the slice); True if labels changed."""
+        """Paint (or erase) a stroke through ``points`` on one slice, as one undoable step.
+
+        Parameters
+        ----------
+        points : sequence of (float, float)
+            ``[row, col]`` points of the stroke on the slice.
+        size : float, optional
+            Brush diameter in pixels (``brush_size`` by default).
+        label : int, optional
+            The label painted (``current_label`` by default).
+        axis : str, optional
+            ``"xy"``, ``"xz"`` or ``"yz"`` (the viewed axis by default).
+        index : int, optional
+            The slice along ``axis`` (the current one by default).
+        erase : bool
+            Set the stroke's pixels to 0 instead.
+        layer : str or int, optional
+            The layer's name or uid (the active layer by default); it must be editable.
+
+        Returns
+        -------
+        bool
+            True if labels changed.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=np.zeros((2, 32, 32), np.uint32))
+        >>> v.paint([[4, 4], [4, 20]], size=3, label=5, index=0), int(v.labels[0].max()), int(v.labels[1].max())
+        (True, 5, 0)
+        >>> v.paint([[4, 4], [4, 20]], size=5, erase=True, index=0), int(v.labels.max())
+        (True, 0)
+        """
         with self._lock:
             lay = self._edit_layer(layer)
             axis = check_axis(axis or self.axis)
@@ -381,7 +666,36 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
         index: int | None = None,
         layer=None,
     ) -> bool:
-        """Flood-fill the connected region under ``(row, col)`` of the slice; True if labels changed."""
+        """Flood-fill the connected region under ``(row, col)`` of one slice, as one undoable step.
+
+        Parameters
+        ----------
+        row : int
+            Row of the pixel whose connected region (the pixels of its label) is filled.
+        col : int
+            Its column.
+        label : int, optional
+            The label filled in (``current_label`` by default).
+        axis : str, optional
+            ``"xy"``, ``"xz"`` or ``"yz"`` (the viewed axis by default).
+        index : int, optional
+            The slice along ``axis`` (the current one by default).
+        layer : str or int, optional
+            The layer's name or uid (the active layer by default); it must be editable.
+
+        Returns
+        -------
+        bool
+            True if labels changed.
+
+        Examples
+        --------
+        >>> labels = np.zeros((2, 32, 32), np.uint32)
+        >>> labels[:, 8, :] = 1  # a line splits each slice into two regions
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=labels)
+        >>> v.fill(0, 0, label=2, index=1), int((labels[1] == 2).sum()), int((labels[0] == 2).sum())
+        (True, 256, 0)
+        """
         with self._lock:
             lay = self._edit_layer(layer)
             axis = check_axis(axis or self.axis)
@@ -389,7 +703,30 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
             return self._commit(apply_fill(lay, axis, index, row, col, self.current_label if label is None else label))
 
     def apply_labels(self, new: np.ndarray, layer=None, description: str = "") -> bool:
-        """Replace a layer's labels by ``new`` (same shape) as one undoable step; True if labels changed."""
+        """Replace a layer's labels by ``new`` (same shape) as one undoable step.
+
+        Parameters
+        ----------
+        new : numpy.ndarray
+            The new labels, of the layer's shape.
+        layer : str or int, optional
+            The layer's name or uid (the active layer by default); it must be editable.
+        description : str
+            Shown in the status line when labels changed.
+
+        Returns
+        -------
+        bool
+            True if labels changed.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=np.zeros((2, 32, 32), np.uint32))
+        >>> v.apply_labels(np.ones((2, 32, 32), np.uint32), description="all ones"), v.message
+        (True, 'all ones')
+        >>> v.undo(), int(v.labels.max())
+        (True, 0)
+        """
         with self._lock:
             return self._commit(diff_volume(self._edit_layer(layer), new), message=description)
 
@@ -440,6 +777,23 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
         return True
 
     def undo(self) -> bool:
+        """Undo the last label change (of any layer).
+
+        Returns
+        -------
+        bool
+            True if there was a change to undo.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=np.zeros((2, 32, 32), np.uint32))
+        >>> v.paint([[16, 16]], size=4, label=3), v.can_undo
+        (True, True)
+        >>> v.undo(), int(v.labels.max()), v.can_redo
+        (True, 0, True)
+        >>> v.undo(), v.message
+        (False, 'nothing to undo')
+        """
         with self._lock:
             e = self.history.undo()
             if e is None:
@@ -449,6 +803,21 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
             return True
 
     def redo(self) -> bool:
+        """Redo the last undone label change.
+
+        Returns
+        -------
+        bool
+            True if there was a change to redo.
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=np.zeros((2, 32, 32), np.uint32))
+        >>> v.paint([[16, 16]], size=4, label=3), v.undo(), v.redo(), int(v.labels.max())
+        (True, True, True, 3)
+        >>> v.redo(), v.message
+        (False, 'nothing to redo')
+        """
         with self._lock:
             e = self.history.redo()
             if e is None:
@@ -458,7 +827,21 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
             return True
 
     def new_label(self) -> int:
-        """Set :attr:`current_label` to an unused id (one above the active layer's maximum)."""
+        """Set ``current_label`` to an unused id: one above the active layer's maximum.
+
+        Returns
+        -------
+        int
+            The new ``current_label`` (1 without label layers).
+
+        Examples
+        --------
+        >>> labels = np.zeros((2, 32, 32), np.uint32)
+        >>> labels[0, :4, :4] = 41
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=labels)
+        >>> v.new_label(), v.current_label
+        (42, 42)
+        """
         layer = self._active(create=False)
         self.current_label = 1 if layer is None else int(L.next_label(layer.volume))
         return self.current_label
@@ -474,7 +857,45 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
         layer=None,
         **kwargs,
     ) -> bool:
-        """Run a proofreading operation from :mod:`empanada_nb.labels` on the active layer (undoable)."""
+        """Run a proofreading operation from ``empanada_nb.labels`` on a layer, as one undoable step.
+
+        The outcome is also written to ``message`` (the status line).
+
+        Parameters
+        ----------
+        op : str
+            ``"merge"``, ``"split"``, ``"delete"``, ``"morph"`` or ``"filter"`` (listed in ``proofreading``).
+        selection : sequence of dict or int
+            The selected labels: ``{"id": label, ...}`` dicts (as the select tool makes them) or ids.
+        axis : str, optional
+            ``"xy"``, ``"xz"`` or ``"yz"`` (the viewed axis by default).
+        index : int, optional
+            The slice along ``axis`` (the current one by default).
+        scope : str
+            ``"slice"``: change that slice only; ``"volume"``: the whole label volume.
+        layer : str or int, optional
+            The layer's name or uid (the active layer by default); it must be editable.
+        **kwargs
+            Options of the operation: ``morph`` (``"dilate"``, ``"erode"``, ``"open"``, ``"close"``,
+            ``"fill holes"``) and ``radius`` for ``"morph"``, ``min_size`` for ``"filter"``.
+
+        Returns
+        -------
+        bool
+            True if labels changed (the selection is then cleared).
+
+        Examples
+        --------
+        >>> labels = np.zeros((2, 32, 32), np.uint32)
+        >>> labels[:, 2:10, 2:10], labels[:, 20:30, 20:30] = 1, 2
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=labels)
+        >>> v.proofread("merge", [{"id": 1}, {"id": 2}], index=1), v.message
+        (True, 'merged [1, 2] into 1 on xy slice 1')
+        >>> np.unique(labels[1]), np.unique(labels[0])
+        (array([0, 1], dtype=uint32), array([0, 1, 2], dtype=uint32))
+        >>> v.proofread("delete", [1], scope="volume"), np.unique(labels)
+        (True, array([0, 2], dtype=uint32))
+        """
         from . import proofread as PR
 
         with self._lock:
@@ -493,7 +914,31 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
 
     # ------------------------------------------------------------------------------- navigation
     def goto(self, axis: str | None = None, index: int | None = None, center=None) -> None:
-        """Show slice ``index`` along ``axis`` (optionally centred at ``(row, col)``)."""
+        """Show slice ``index`` along ``axis``, optionally centred at ``(row, col)``.
+
+        Parameters
+        ----------
+        axis : str, optional
+            ``"xy"``, ``"xz"`` or ``"yz"`` (the viewed axis by default).
+        index : int, optional
+            The slice (the current one by default); clamped to the volume.
+        center : tuple of float, optional
+            ``(row, col)`` on that slice to centre the view at.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> v.goto("xz", 10, center=(1, 16))
+        >>> v.axis, v.slice_index
+        ('xz', 10)
+        >>> v.goto(index=99)
+        >>> v.slice_index
+        31
+        """
         axis = check_axis(axis or self.axis)
         index = self.slice_index if index is None else int(index)
         self.axis = axis

@@ -34,6 +34,11 @@ from .models import (
     set_finetunable,
 )
 from .postprocess import panoptic_postprocess, panoptic_postprocess_batch, split_fragments
+from .registry import export as export_registered_model
+from .registry import import_archive as import_model
+from .registry import info as model_info
+from .registry import registry_dir
+from .registry import remove as remove_model
 from .training import TrainConfig, TrainingHandle, finetune, train
 from .volume import open_volume, segment_ortho, segment_stack
 from .widgets import TrainingDashboard, Viewer

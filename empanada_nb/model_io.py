@@ -2,6 +2,12 @@
 
 A saved model is ``NAME.pth`` (a torch file holding ``format``, ``card`` and ``state_dict``)
 with a human-readable copy of the card beside it as ``NAME.yaml``. Both are written atomically.
+
+Names: ``save_model(model, "m")`` with a bare name (no folder, no file extension) saves into the
+persistent registry (:mod:`empanada_nb.registry`) and ``load_model("m")`` finds it there, in any
+kernel; anything with a folder or an extension (``"m.pth"``, ``"runs/m"``) is a file path.
+``load_model`` resolves, in order: an existing file/folder/archive, a URL, a registered name, a
+published empanada model name (downloaded once), then ``NAME.pth`` in the working folder.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ from ._atomic import atomic_path
 from .models import build_model
 
 FORMAT = "empanada_nb-model/1"
-_REGISTRY: dict[str, str] = {}
 
 
 @dataclasses.dataclass
@@ -58,6 +63,10 @@ class ModelCard:
         Final training and validation figures.
     created : str
         ISO timestamp written by ``save_model``.
+    description : str
+        What the model is for (shown by ``model_info``).
+    lineage : dict
+        Where the model comes from: training data, pretrained weights, parent model (set by training).
 
     Examples
     --------
@@ -82,6 +91,9 @@ class ModelCard:
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     history_summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     created: str = ""
+    description: str = ""
+    #: where the model came from: training data, settings, parent model, pretrained weights
+    lineage: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The card as a plain dict (what is written to the ``.pth`` and ``.yaml`` files).
@@ -166,16 +178,20 @@ def card_for(model: nn.Module, **overrides) -> ModelCard:
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None = None) -> Path:
-    """Save weights and model card to ``path`` (.pth) and the card to ``path`` with .yaml.
+    """Save weights and model card: to a file, or into the model registry under a bare name.
 
-    Both files are written atomically (temporary file + rename).
+    ``path`` with a folder or an extension is a file: ``NAME.pth`` (a suffix other than
+    ``.pth``/``.pt`` is replaced) with the card beside it as ``NAME.yaml``, both written atomically.
+    A bare name (no folder, no extension, e.g. ``"mito-v2"``) saves into the persistent registry
+    (``registry_dir()``), replacing an entry of that name, so ``load_model("mito-v2")`` finds it in
+    any later kernel.
 
     Parameters
     ----------
     model : torch.nn.Module
         A model from ``build_model``, ``train`` or ``load_model``.
     path : str or os.PathLike
-        Target file; a suffix other than ``.pth``/``.pt`` is replaced by ``.pth``.
+        Target file, or a registry name.
     card : ModelCard, optional
         The card to store; default the model's own (``model.card``, created from its attributes
         when missing). Its ``norms``, ``finetunable_layers`` and ``created`` are updated.
@@ -183,7 +199,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     Returns
     -------
     pathlib.Path
-        The written ``.pth`` path.
+        The written ``.pth`` path (inside the registry for a name).
 
     Examples
     --------
@@ -195,7 +211,12 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     ...     path = enb.save_model(model, Path(tmp) / "mito")
     ...     path.name, path.with_suffix(".yaml").is_file()
     ('mito.pth', True)
+    >>> enb.save_model(model, "mito-v2")  # into the registry  # doctest: +SKIP
     """
+    from . import registry
+
+    if registry.is_registry_name(path):
+        return registry.save_to_registry(model, str(path), card)
     path = Path(path)
     if path.suffix not in (".pth", ".pt"):
         path = path.with_suffix(".pth")
@@ -211,92 +232,175 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     return path
 
 
-def register_model(name: str, path_or_url: str) -> None:
-    """Make ``load_model(name)`` resolve to a file path or a URL (downloaded once into torch.hub's cache).
+def register_model(
+    name: str,
+    path_or_url: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    description: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Register a model under ``name`` in the persistent registry, so ``load_model(name)`` finds it in any kernel.
+
+    The model is copied into the registry (``registry_dir()``); a URL is downloaded there once.
+    Bad input (a missing, truncated or random file, a YAML missing keys, a checksum mismatch)
+    raises a one-line error and leaves the registry unchanged.
 
     Parameters
     ----------
     name : str
-        The name to register (replaces an earlier registration of the same name).
-    path_or_url : str
-        A local ``.pth`` file or an ``http(s)://`` URL of one.
+        Letters, digits and ``_ . + -``; not a published empanada model name.
+    path_or_url : str or os.PathLike
+        An empanada_nb ``.pth``, an empanada ``.yaml`` (with the TorchScript files it names), a
+        folder holding one, a ``.empanada`` archive, or an ``http(s)://`` URL of any of these.
+    sha256 : str, optional
+        Expected SHA-256 of the file or download.
+    description : str, optional
+        Shown by ``model_info`` instead of the model's own.
+    overwrite : bool
+        Replace an entry of the same name (default: refuse with FileExistsError).
 
     Returns
     -------
-    None
+    dict
+        The registry entry (``kind``, ``source``, ``sha256``, ``summary``, ...).
+
+    Raises
+    ------
+    FileExistsError
+        When ``name`` is taken and ``overwrite`` is False.
+    ValueError
+        When the source is not a model, or ``name`` is not usable.
+    ConnectionError
+        When a URL cannot be downloaded (the message names the cache folder).
 
     Examples
     --------
     >>> import empanada_nb as enb
-    >>> enb.register_model("my-mito", "https://example.org/models/my_mito.pth")
-    >>> enb.list_models()["my-mito"]
-    'https://example.org/models/my_mito.pth'
+    >>> enb.register_model("my-mito", "runs/mito.pth")  # doctest: +SKIP
     >>> model = enb.load_model("my-mito")  # doctest: +SKIP
     """
-    _REGISTRY[name] = str(path_or_url)
+    from . import registry
+
+    return registry.register(name, path_or_url, sha256=sha256, description=description, overwrite=overwrite)
 
 
 def list_models() -> dict[str, str]:
-    """The registered model names and what they point to.
+    """Every model known by name: registered ones and the published empanada models.
 
     Returns
     -------
     dict of str to str
-        ``{name: path_or_url}`` (a copy: editing it does not register anything).
+        ``{name: location}``: the registry file of a registered or downloaded model, the download
+        URL of a published model not downloaded yet.
 
     Examples
     --------
     >>> import empanada_nb as enb
-    >>> enb.register_model("local-mito", "/data/models/mito.pth")
-    >>> "local-mito" in enb.list_models()
+    >>> "MitoNet_v1_mini" in enb.list_models()
     True
     """
-    return dict(_REGISTRY)
+    from . import registry
+
+    return {
+        n: (e["source"] if e["published"] and not e["cached"] else e["path"])
+        for n, e in registry.list_registered().items()
+    }
 
 
-def _resolve(path_or_name: str | os.PathLike) -> Path:
+def read_model_file(path: str | os.PathLike) -> dict:
+    """The ``{"format", "card", "state_dict"}`` dict of an empanada_nb model file (or training checkpoint)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError(
+            f"{path}: not a model file saved by empanada_nb (truncated or not a model: {e.__class__.__name__}); "
+            "save or download it again"
+        ) from None
+    if isinstance(ckpt, dict) and "model" in ckpt and "card" in ckpt.get("model", {}):
+        ckpt = ckpt["model"]  # a training checkpoint: take the model inside it
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "card" not in ckpt:
+        raise ValueError(
+            f"{path}: not an empanada_nb model (expected format {FORMAT}); for empanada's TorchScript files "
+            "give the model's .yaml config or .empanada archive"
+        )
+    return ckpt
+
+
+def _resolve(path_or_name: str | os.PathLike) -> tuple[str, Path | str]:
+    """``("empanada_nb" | "empanada", local path or URL)`` for what load_model was given."""
+    from . import registry
+    from ._download import is_url
+    from ._sources import YAML_SUFFIXES, check_empanada_config, find_in_folder, read_yaml, sniff_model_file
+
     s = str(path_or_name)
-    if s in _REGISTRY:
-        s = _REGISTRY[s]
-    if s.startswith(("http://", "https://")):
-        cache = Path(torch.hub.get_dir()) / "empanada_nb"
-        cache.mkdir(parents=True, exist_ok=True)
-        dst = cache / os.path.basename(s.split("?")[0])
-        if not dst.exists():
-            with atomic_path(dst) as tmp:
-                torch.hub.download_url_to_file(s, str(tmp), progress=True)
-        return dst
-    p = Path(s)
-    if not p.exists():
-        known = ", ".join(_REGISTRY) or "none registered"
-        raise FileNotFoundError(f"model {s!r} is neither a file nor a registered name (registered: {known})")
-    return p
+    if is_url(s):
+        return registry.fetch_model_url(s)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        p = find_in_folder(p)
+    if p.is_file():
+        if p.suffix.lower() in YAML_SUFFIXES:
+            cfg = read_yaml(p)
+            if isinstance(cfg, dict) and "architecture" in cfg:
+                if not p.with_suffix(".pth").is_file():
+                    raise FileNotFoundError(
+                        f"{p} is a model card; its model {p.with_suffix('.pth').name} is not beside it"
+                    )
+                return "empanada_nb", p.with_suffix(".pth")  # our card: the model is beside it
+            check_empanada_config(cfg, str(p))
+            return "empanada", p
+        return ("empanada" if sniff_model_file(p) in ("torchscript", "archive") else "empanada_nb"), p
+    found = registry.locate(s)
+    if found is not None:
+        return found
+    if registry.is_registry_name(s) and Path(s + ".pth").is_file():
+        return "empanada_nb", Path(s + ".pth")  # saved by an older empanada_nb as NAME.pth
+    if p.suffix or os.sep in s or "/" in s:
+        raise FileNotFoundError(f"model {p} is neither a file nor a registered name; check the path")
+    raise registry.unknown_name(s)
+
+
+def _load_empanada(source: Path | str) -> nn.Module:
+    try:
+        from .empanada_format import load_empanada_model
+    except ImportError:
+        raise ValueError(
+            f"{source}: an empanada (TorchScript + YAML) model, and this empanada_nb has no empanada_format "
+            "module to read it; update empanada_nb"
+        ) from None
+    return load_empanada_model(str(source))
 
 
 def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a model saved by ``save_model`` (path, URL or registered name), in eval mode.
+    """Load a model, in eval mode: a file, folder, archive, URL, registered name or published empanada name.
 
-    A training checkpoint (``checkpoint.pth`` of a run) also loads: the model inside it is taken.
+    Resolved in this order: an existing file or folder (empanada_nb ``.pth`` or training
+    checkpoint; empanada ``.yaml`` or ``.empanada`` archive); an ``http(s)://`` URL (downloaded
+    once into the registry's cache); a registered name (see ``register_model``); a published
+    empanada model (``"MitoNet_v1"``, ``"MitoNet_v1_mini"``, ...; downloaded once); ``NAME.pth`` in
+    the working folder. empanada's format is read by ``empanada_format.load_empanada_model``.
 
     Parameters
     ----------
     path_or_name : str or os.PathLike
-        A ``.pth`` file, an ``http(s)://`` URL (cached in torch.hub's folder) or a name given to
-        ``register_model``.
+        What to load (see above).
     device : str or torch.device
         Where to put the model.
 
     Returns
     -------
     torch.nn.Module
-        The model in eval mode, with ``model.card`` and ``model.norms`` set.
+        The model in eval mode, with ``model.card``, ``model.norms`` and ``model.source`` set.
 
     Raises
     ------
     FileNotFoundError
-        When ``path_or_name`` is neither a file nor a registered name.
+        When nothing matches; the closest known names are suggested.
     ValueError
-        When the file is not an empanada_nb model.
+        When the file is not a model (truncated, random, a YAML missing keys).
+    ConnectionError
+        When a download fails (the message names the cache folder).
 
     Examples
     --------
@@ -308,23 +412,19 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     ...     model = enb.load_model(path)
     >>> model.card.encoder, model.training
     ('resnet18', False)
+    >>> model = enb.load_model("MitoNet_v1_mini")  # doctest: +SKIP
     """
-    path = _resolve(path_or_name)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ValueError(f"{path}: not a model file saved by empanada_nb ({e.__class__.__name__})") from None
-    if isinstance(ckpt, dict) and "model" in ckpt and "card" in ckpt.get("model", {}):
-        ckpt = ckpt["model"]  # a training checkpoint: take the model inside it
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(
-            f"{path}: not an empanada_nb model (expected format {FORMAT}); "
-            "empanada/MitoNet TorchScript files are not supported yet"
-        )
+    kind, path = _resolve(path_or_name)
+    if kind == "empanada":
+        model = _load_empanada(path)
+        model.source = str(path_or_name)  # finetune() records it as the parent in the card's lineage
+        return model.to(device).eval()
+    ckpt = read_model_file(path)
     card = ModelCard.from_dict(ckpt["card"])
     model = build_model(card.architecture, card.encoder, num_classes=card.num_classes, pointrend=card.pointrend)
     model.load_state_dict(ckpt["state_dict"])
     model.norms = dict(card.norms)
     model.card = card
     model.finetunable_layers = card.finetunable_layers
+    model.source = str(path_or_name)
     return model.to(device).eval()

@@ -1,4 +1,7 @@
+import http.server
 import os
+import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -21,3 +24,46 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registry(tmp_path_factory, monkeypatch):
+    """Each test gets its own model registry and no network: nothing touches ~/.cache or zenodo.
+
+    EMPANADA_NB_OFFLINE makes every download (CEM weights, published models) fail at once with the
+    offline message instead of waiting on a timeout; tests of downloads unset it and use 127.0.0.1.
+    """
+    monkeypatch.setenv("EMPANADA_NB_MODELS", str(tmp_path_factory.mktemp("registry")))
+    monkeypatch.setenv("EMPANADA_NB_OFFLINE", "1")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A static HTTP server on 127.0.0.1 over tmp_path/www, counting requests per path."""
+    www = tmp_path / "www"
+    www.mkdir()
+    hits: dict[str, int] = {}
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(www), **k)
+
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            hits[path] = hits.get(path, 0) + 1
+            return super().do_GET()
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield types.SimpleNamespace(www=www, url=f"http://127.0.0.1:{httpd.server_port}", hits=hits)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Downloads allowed (to the 127.0.0.1 server only: tests never name another host)."""
+    monkeypatch.delenv("EMPANADA_NB_OFFLINE", raising=False)

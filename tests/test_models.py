@@ -107,18 +107,13 @@ def test_cem_weights_load_from_path_with_norms(tmp_path, rgb):
     )
 
 
-def test_cem_weights_from_url_go_through_torch_hub_cache(tmp_path, monkeypatch):
-    # the download itself cannot happen here; the URL path must hand over to torch.hub's cached loader
-    _write_cem(tmp_path / "cem.pth.tar")
-    seen = {}
-
-    def fake_load(url, map_location=None, progress=True):
-        seen["url"] = url
-        return torch.load(tmp_path / "cem.pth.tar", weights_only=False)
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_load)
-    m = enb.build_model("PanopticDeepLab", "resnet18", pretrained="https://example.org/cem.pth.tar")
-    assert seen["url"] == "https://example.org/cem.pth.tar" and m.norms["mean"] == 0.58
+def test_cem_weights_from_url_download_once_into_the_cache(tmp_path, server, online):
+    _write_cem(server.www / "cem.pth.tar")
+    url = f"{server.url}/cem.pth.tar?download=1"
+    m = enb.build_model("PanopticDeepLab", "resnet18", pretrained=url)
+    m2 = enb.build_model("PanopticDeepLab", "resnet18", pretrained=url)
+    assert m.norms["mean"] == m2.norms["mean"] == 0.58 and server.hits == {"/cem.pth.tar": 1}
+    assert (enb.registry_dir() / "cem" / "cem.pth.tar").is_file()
 
 
 def test_cem_weights_wrong_format_or_encoder(tmp_path):

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: subcommand modules inside this package, in the order ``--help`` lists them
-COMMANDS = ["demo", "train", "finetune", "segment", "evaluate"]
+COMMANDS = ["demo", "train", "finetune", "segment", "evaluate", "models"]
 
 
 class CLIError(Exception):
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except (CLIError, ValueError, FileNotFoundError, FileExistsError, ConnectionError) as e:
         print(f"empanada-nb {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

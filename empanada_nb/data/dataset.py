@@ -189,6 +189,14 @@ class PanopticDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.iterations
 
+    def norms(self) -> dict[str, float]:
+        """Mean and std of the training images in [0, 1]: per-image values averaged, as empanada-napari's
+        ``train.py`` computes them when no pretrained weights bring their own."""
+        return {
+            "mean": float(np.mean([im.mean() for im in self.images])),
+            "std": float(np.mean([im.std() for im in self.images])),
+        }
+
     def sample(self, rng: np.random.Generator, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
         k = int(rng.choice(len(self.pairs), p=self.weights))
         return random_patch(self.images[k], self.masks[k], self.patch_size, rng, self.augment, augment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .cem import load_encoder_weights
+from .cem import load_encoder_weights, resolve_pretrained
 from .panoptic_bifpn import PanopticBiFPN
 from .panoptic_deeplab import PanopticDeepLab
 
@@ -37,7 +37,8 @@ def build_model(
         Add a PointRend semantic refinement head.
     pretrained : str, optional
         URL, path or ``CEM_URLS`` key of CEM-format encoder weights (a dict with ``state_dict`` in
-        torchvision keys and ``norms``); the norms are stored on ``model.norms``.
+        torchvision keys and ``norms``), or ``"auto"`` (CEM1.5M for ResNet-50, none for other
+        encoders); the norms are stored on ``model.norms``.
     **kwargs
         Passed to the architecture's constructor.
 
@@ -71,8 +72,9 @@ def build_model(
     model.encoder_name = encoder
     model.pointrend = pointrend
     model.norms = {"mean": 0.5, "std": 0.5}
-    if pretrained:
-        model.norms = load_encoder_weights(model.encoder, pretrained)
+    source = resolve_pretrained(pretrained, encoder)
+    if source:
+        model.norms = load_encoder_weights(model.encoder, source)
     return model
 
 

@@ -7,15 +7,55 @@ first conv) and ``norms`` = [mean, std] of the pretraining data.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-#: Published CEM weights (MoCoV2 on CEM1.5M), fetched on first use and cached by torch.hub.
+#: Published CEM weights (Conrad & Narayan: CEM1.5M SwAV, CEM500K MoCoV2), both ResNet-50, as empanada-napari's
+#: ``_train.py`` uses them; fetched on first use into the model cache (see :mod:`empanada_nb.registry`).
 CEM_URLS = {
     "cem1.5m_swav_resnet50_200ep": "https://zenodo.org/record/6453160/files/cem1.5m_swav_resnet50_200ep_balanced.pth.tar?download=1",
     "cem500k_mocov2_resnet50_200ep": "https://zenodo.org/record/6453140/files/cem500k_mocov2_resnet50_200ep.pth.tar?download=1",
 }
+#: What ``pretrained="auto"`` (TrainConfig's default) means: empanada's training guide says to always
+#: start from the CEM1.5M weights, which exist for ResNet-50 only.
+CEM_DEFAULT = "cem1.5m_swav_resnet50_200ep"
+CEM_ENCODERS = ("resnet50",)
+
+
+def resolve_pretrained(pretrained: str | os.PathLike | None, encoder: str) -> str | None:
+    """The weights to load for ``encoder``, or None for random init; decided before any download.
+
+    Parameters
+    ----------
+    pretrained : str, path or None
+        ``"auto"``: CEM1.5M for ResNet-50, None for other encoders (which cannot take CEM weights);
+        None, ``""`` or ``"none"``: random init; a name in :data:`CEM_URLS`, a path or a URL: those weights.
+    encoder : str
+        The encoder the weights are for.
+
+    Returns
+    -------
+    str or None
+        A CEM name, path or URL; None for random init.
+
+    Examples
+    --------
+    >>> resolve_pretrained("auto", "resnet50"), resolve_pretrained("auto", "resnet18")
+    ('cem1.5m_swav_resnet50_200ep', None)
+    """
+    if pretrained is None or str(pretrained).strip().lower() in ("", "none"):
+        return None
+    s = str(pretrained).strip()
+    if s.lower() == "auto":
+        return CEM_DEFAULT if encoder in CEM_ENCODERS else None
+    if s in CEM_URLS and encoder not in CEM_ENCODERS:
+        raise ValueError(
+            f"CEM weights {s} are for ResNet-50 and encoder {encoder} cannot take them; "
+            "use encoder='resnet50', or pretrained=None to train from random init"
+        )
+    return s
 
 
 def _read(source: str | os.PathLike) -> dict:
@@ -23,12 +63,25 @@ def _read(source: str | os.PathLike) -> dict:
     if source in CEM_URLS:
         source = CEM_URLS[source]
     if source.startswith(("http://", "https://")):
-        return torch.hub.load_state_dict_from_url(source, map_location="cpu", progress=True)
+        from .._download import fetch, url_filename
+        from ..registry import registry_dir
+
+        name = url_filename(source)
+        # weights empanada-napari or torch.hub already downloaded need no second download
+        for folder in (Path(torch.hub.get_dir()) / "checkpoints", Path.home() / ".empanada" / "checkpoints"):
+            if (folder / name).is_file():
+                return torch.load(folder / name, map_location="cpu", weights_only=False)
+        source = str(fetch(source, registry_dir() / "cem"))
     if not os.path.exists(source):
         raise FileNotFoundError(
             f"pretrained weights {source!r} not found: give a path, a URL or one of {list(CEM_URLS)}"
         )
-    return torch.load(source, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(source, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError(
+            f"{source}: not CEM-format weights (truncated or not a torch file: {e.__class__.__name__})"
+        ) from None
 
 
 def load_encoder_weights(encoder: nn.Module, source: str | os.PathLike) -> dict[str, float]:

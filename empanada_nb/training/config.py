@@ -129,7 +129,9 @@ class TrainConfig:
     encoder: str = "resnet50"
     num_classes: int = 1
     pointrend: bool = False
-    pretrained: str | None = None  #: CEM weights: a URL, a path or a name in models.CEM_URLS
+    #: encoder weights: "auto" (CEM1.5M for resnet50, as empanada's training guide advises; random init for
+    #: encoders CEM has no weights for), None (random init), a name in models.CEM_URLS, a path or a URL
+    pretrained: str | None = "auto"
     class_names: dict[int, str] = dataclasses.field(default_factory=lambda: {1: "mito"})
     thing_list: list[int] = dataclasses.field(default_factory=lambda: [1])
     finetunable_layers: str = "all"

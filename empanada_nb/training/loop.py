@@ -25,8 +25,9 @@ from ..data.augment import AugmentConfig
 from ..data.dataset import PanopticDataset, find_pairs
 from ..losses import PanopticLoss
 from ..model_io import ModelCard, card_for, load_model, save_model
-from ..models import build_model, check_patch_size, set_finetunable
+from ..models import build_model, check_patch_size, load_encoder_weights, resolve_pretrained, set_finetunable
 from .checkpoint import checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
+from .checks import check_classes
 from .config import TrainConfig
 from .handle import TrainingHandle
 from .validate import load_validation_set, validate
@@ -78,8 +79,15 @@ def run_training(
     val_dir: PathLike | None = None,
     resume: PathLike | None = None,
     is_finetune: bool = False,
+    data_norms: bool = False,
+    lineage: dict | None = None,
 ) -> TrainingHandle:
-    """Run the loop to completion (or stop/interrupt/error), emitting events on ``handle``."""
+    """Run the loop to completion (or stop/interrupt/error), emitting events on ``handle``.
+
+    ``data_norms``: the model has no pretrained norms, so compute them from the training images
+    (per-image mean and std averaged, as empanada-napari's ``train.py`` does). ``lineage``: where
+    the model comes from (pretrained weights, parent model), stored on the card with the data.
+    """
     device = _device(cfg)
     out = handle.out
     ckpt_file = checkpoint_path(out)
@@ -141,6 +149,18 @@ def run_training(
         gamma=cfg.group_gamma,
         seed=cfg.seed,
     )
+    check_classes(dataset.masks, cfg.label_divisor, model.num_classes, card, is_finetune, train_dir)
+    if data_norms and state is None:
+        model.norms = dataset.norms()
+    card.norms = dict(model.norms)
+    if state is None:
+        card.lineage = {
+            **(lineage or {}),
+            "train_dir": str(Path(train_dir).resolve()),
+            "train_images": len(pairs),
+            "val_dir": str(Path(val_dir).resolve()) if val_dir else None,
+            "norms_from": "training images" if data_norms else "pretrained weights or parent model",
+        }
     val_set = load_validation_set(val_pairs, cfg, card) if val_pairs else None
 
     model.to(device)
@@ -269,6 +289,8 @@ def _launch(
     resume,
     overwrite: bool,
     is_finetune: bool,
+    data_norms: bool = False,
+    lineage: dict | None = None,
 ) -> TrainingHandle:
     out = Path(out)
     if out.suffix not in (".pth", ".pt"):
@@ -282,7 +304,17 @@ def _launch(
 
     def target():
         try:
-            run_training(handle, model, train_dir, cfg, val_dir=val_dir, resume=resume, is_finetune=is_finetune)
+            run_training(
+                handle,
+                model,
+                train_dir,
+                cfg,
+                val_dir=val_dir,
+                resume=resume,
+                is_finetune=is_finetune,
+                data_norms=data_norms,
+                lineage=lineage,
+            )
         except BaseException as e:  # the handle re-raises it from wait()
             handle.error = e
             if not background:
@@ -375,16 +407,62 @@ def train(
         c = ModelCard.from_dict(st["model"]["card"])
         model = build_model(c.architecture, c.encoder, num_classes=c.num_classes, pointrend=c.pointrend)
         model.norms, model.card = dict(c.norms), c
+        source = c.lineage.get("pretrained")
     else:
-        torch.manual_seed(cfg.seed)  # same seed, same initial weights
-        model = build_model(
-            cfg.architecture,
-            cfg.encoder,
-            num_classes=cfg.num_classes,
-            pointrend=cfg.pointrend,
-            pretrained=cfg.pretrained,
+        model, source, cfg = _initial_model(cfg)
+    return _launch(
+        model,
+        train_dir,
+        cfg,
+        out,
+        val_dir,
+        callbacks,
+        background,
+        resume,
+        overwrite,
+        False,
+        data_norms=source is None,
+        lineage={"pretrained": source},
+    )
+
+
+def _initial_model(cfg: TrainConfig) -> tuple[nn.Module, str | None, TrainConfig]:
+    """The model train() starts from, the pretrained weights it got (None: random init) and the config.
+
+    Follows empanada's training guide: CEM1.5M weights for ResNet-50 by default. Without weights
+    (another encoder, offline, or pretrained=None) one warning says so, the norms come from the
+    training images, and finetunable layers other than "all" become "all", as empanada-napari's
+    ``_train.py`` does, because freezing a random encoder would train the heads on noise features.
+    """
+    auto = str(cfg.pretrained).strip().lower() == "auto"
+    source = resolve_pretrained(cfg.pretrained, cfg.encoder)  # refuses CEM for other encoders before any download
+    torch.manual_seed(cfg.seed)  # same seed, same initial weights
+    model = build_model(cfg.architecture, cfg.encoder, num_classes=cfg.num_classes, pointrend=cfg.pointrend)
+    why = None
+    if source:
+        try:
+            model.norms = load_encoder_weights(model.encoder, source)
+            return model, source, cfg
+        except ConnectionError as e:
+            if not auto:
+                raise
+            why = f"the CEM1.5M pretrained weights could not be fetched ({e})"
+    elif auto:
+        why = f"encoder {cfg.encoder} cannot take CEM pretrained weights (CEM publishes ResNet-50 weights only)"
+    layers = ""
+    if cfg.finetunable_layers != "all":
+        layers = (
+            f"; finetunable_layers={cfg.finetunable_layers!r} would freeze a random encoder, "
+            "so all layers train (as empanada-napari does)"
         )
-    return _launch(model, train_dir, cfg, out, val_dir, callbacks, background, resume, overwrite, False)
+        cfg = cfg.replace(finetunable_layers="all")
+    if why or layers:
+        warnings.warn(
+            f"{why or 'no pretrained weights (pretrained=None)'}: training starts from random init, "
+            f"with norms computed from the training images{layers}",
+            stacklevel=3,
+        )
+    return model, None, cfg
 
 
 def finetune(
@@ -460,6 +538,7 @@ def finetune(
     'stage4'
     >>> tmp.cleanup()
     """
+    parent = str(model) if not isinstance(model, nn.Module) else getattr(model, "source", None)
     if not isinstance(model, nn.Module):
         model = load_model(model)
     cfg = config or TrainConfig(iterations=100, finetunable_layers="none")
@@ -479,4 +558,5 @@ def finetune(
         changes["finetunable_layers"] = "none"
     cfg = cfg.replace(**changes)
     check_patch_size(cfg.patch_size, model)
-    return _launch(model, train_dir, cfg, out, val_dir, callbacks, background, resume, overwrite, True)
+    lineage = {"finetuned_from": parent, "parent_lineage": dict(card.lineage or {})}
+    return _launch(model, train_dir, cfg, out, val_dir, callbacks, background, resume, overwrite, True, lineage=lineage)

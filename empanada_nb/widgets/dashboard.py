@@ -112,7 +112,10 @@ class TrainingDashboard(anywidget.AnyWidget):
     mode = t.Enum(["train", "finetune"], "train").tag(sync=True)
     architecture = t.Unicode(DEFAULTS.architecture).tag(sync=True)
     encoder = t.Unicode(DEFAULTS.encoder).tag(sync=True)
-    pretrained = t.Unicode("", help="CEM weights for a new model: a name, path or URL ('' for none)").tag(sync=True)
+    pretrained = t.Unicode(
+        DEFAULTS.pretrained or "",
+        help="weights for a new model: 'auto' (CEM1.5M for resnet50), a CEM name, path or URL ('' for none)",
+    ).tag(sync=True)
     model_source = t.Unicode("", help="model to finetune: a path or registered name").tag(sync=True)
     dataset_dir = t.Unicode("").tag(sync=True)
     val_dir = t.Unicode("").tag(sync=True)
@@ -164,7 +167,7 @@ class TrainingDashboard(anywidget.AnyWidget):
             options={
                 "architectures": list(ARCHITECTURES),
                 "encoders": list(ENCODERS),
-                "pretrained": [""] + list(CEM_URLS),
+                "pretrained": ["auto", ""] + list(CEM_URLS),
                 "layers": list(FINETUNABLE_LAYERS),
                 "models": sorted(list_models()),
             },

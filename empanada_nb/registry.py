@@ -591,6 +591,15 @@ def remove(name: str) -> None:
     name : str
         Registered or published name.
 
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``name`` is neither registered nor published (the closest names are suggested).
+
     Examples
     --------
     >>> remove("my-mito")  # doctest: +SKIP

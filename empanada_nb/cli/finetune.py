@@ -9,7 +9,7 @@ from ._train_args import add_common, config_from
 
 def add_parser(sub):
     p = sub.add_parser("finetune", help="finetune a saved model on new data")
-    p.add_argument("model", help="model file (.pth saved by empanada_nb) or registered name")
+    p.add_argument("model", help="model file, registered name or published name (MitoNet_v1_mini, ...)")
     p.add_argument("--layers", default="none", choices=list(FINETUNABLE_LAYERS), help="finetunable encoder layers")
     add_common(p)
     return p

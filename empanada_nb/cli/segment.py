@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Segment a TIFF (2D or 3D) or zarr volume; write panoptic labels "
         "(class * label_divisor + instance) to a TIFF or a zarr folder.",
     )
-    p.add_argument("model", help="model file saved by empanada_nb (.pth) or a registered name")
+    p.add_argument("model", help="model file, registered name or published name (MitoNet_v1_mini, ...)")
     p.add_argument("input", help="TIFF image/volume or zarr folder")
     p.add_argument("--out", required=True, help="output .tif/.tiff file or zarr folder")
     p.add_argument(

@@ -12,7 +12,9 @@ def add_parser(sub):
     p.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default PanopticDeepLab)")
     p.add_argument("--encoder", choices=list(ENCODERS), help="encoder (default resnet50)")
     p.add_argument("--num-classes", type=int, help="foreground classes (default 1)")
-    p.add_argument("--pretrained", help="CEM encoder weights: path, URL or name")
+    p.add_argument(
+        "--pretrained", help="encoder weights: auto (default; CEM1.5M for resnet50), none, a CEM name, path or URL"
+    )
     p.add_argument("--layers", help="finetunable encoder layers: none, stage1..stage4, all (default all)")
     add_common(p)
     return p

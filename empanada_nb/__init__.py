@@ -12,9 +12,11 @@ from .inference import segment_batch, segment_image
 from .labels import (
     count_labels,
     delete_labels,
+    export_label_table,
     export_tiff,
     filter_labels,
     first_slice,
+    label_table,
     merge_labels,
     morph_label,
     next_label,
@@ -33,12 +35,22 @@ from .models import (
     count_parameters,
     set_finetunable,
 )
+from .patches import (
+    crop_flipbook,
+    flipbook_range,
+    load_points,
+    pyramid_level,
+    pyramid_levels,
+    save_flipbooks,
+    save_points,
+)
 from .postprocess import panoptic_postprocess, panoptic_postprocess_batch, split_fragments
 from .registry import export as export_registered_model
 from .registry import import_archive as import_model
 from .registry import info as model_info
 from .registry import registry_dir
 from .registry import remove as remove_model
+from .tiles import create_tiles, merge_tiles, read_tiles, write_tile_masks
 from .training import TrainConfig, TrainingHandle, finetune, train
 from .volume import open_volume, segment_ortho, segment_stack
 from .widgets import TrainingDashboard, Viewer

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._atomic import atomic_dir, atomic_path
+from .geometry import n_slices, plane_index
 
 __all__ = [
     "merge_labels",
@@ -28,6 +29,8 @@ __all__ = [
     "morph_label",
     "filter_labels",
     "count_labels",
+    "label_table",
+    "export_label_table",
     "next_label",
     "first_slice",
     "relabel_sequential",
@@ -382,13 +385,22 @@ def split_label(
     return out
 
 
-def morph_label(labels: np.ndarray, label_id: int, op: str, radius: int = 1, *, inplace: bool = False) -> np.ndarray:
+def morph_label(
+    labels: np.ndarray,
+    label_id: int,
+    op: str,
+    radius: int = 1,
+    *,
+    max_hole_size: int | None = None,
+    inplace: bool = False,
+) -> np.ndarray:
     """Apply a morphological ``op`` (dilate, erode, open, close, fill_holes) to one label.
 
     Uses a ball of ``radius`` (disk in 2D) inside the label's box grown by the radius. Pixels are only
     ever added where the background is (other labels are never overwritten); removed pixels become 0.
     The array border is treated as if the label continued beyond it, so objects touching the border
-    are not eroded from it.
+    are not eroded from it. ``fill_holes`` fills every enclosed hole, or with ``max_hole_size`` only
+    holes of at most that many pixels/voxels (empanada-napari's morph widget's hole size).
 
     Parameters
     ----------
@@ -400,6 +412,8 @@ def morph_label(labels: np.ndarray, label_id: int, op: str, radius: int = 1, *, 
         The operation.
     radius : int
         Radius of the ball (ignored by ``fill_holes``).
+    max_hole_size : int, optional
+        ``fill_holes`` only: fill holes of at most this many pixels/voxels (None: every hole).
     inplace : bool
         Edit ``labels`` itself instead of a copy.
 
@@ -425,6 +439,9 @@ def morph_label(labels: np.ndarray, label_id: int, op: str, radius: int = 1, *, 
            [0, 4, 4, 4, 0],
            [0, 0, 4, 0, 0],
            [0, 0, 0, 0, 0]], dtype=uint8)
+    >>> ring = np.pad(np.zeros((3, 3), np.uint8), 1, constant_values=1)
+    >>> int(enb.morph_label(ring, 1, "fill_holes", max_hole_size=8).sum()), int(enb.morph_label(ring, 1, "fill_holes").sum())
+    (16, 25)
     """
     _check_labels(labels)
     if op not in MORPH_OPS:
@@ -440,6 +457,11 @@ def morph_label(labels: np.ndarray, label_id: int, op: str, radius: int = 1, *, 
     mask = src == label_id
     if op == "fill_holes":
         new = ndimage.binary_fill_holes(mask)
+        if max_hole_size is not None:
+            # keep the holes larger than max_hole_size open
+            holes, n = ndimage.label(new & ~mask)
+            big = np.flatnonzero(np.bincount(holes.ravel(), minlength=n + 1)[1:] > int(max_hole_size)) + 1
+            new &= ~np.isin(holes, big)
     else:
         fp = _ball(r, labels.ndim)
         pad = np.pad(mask, r + 1, mode="edge")
@@ -518,10 +540,12 @@ def filter_labels(
 
 
 def count_labels(labels: np.ndarray, label_divisor: int | None = None) -> dict[int, int]:
-    """Number of objects per class: ``{class_id: count}``.
+    """Number of objects per class: ``{class_id: count}`` (see :func:`label_table` for slices and ids).
 
-    Without ``label_divisor`` every nonzero id is an object of class 1. With it, stuff ids
-    (``class_id * label_divisor``) are not objects and are not counted.
+    Without ``label_divisor`` ids carry no class: every nonzero id is one object, all reported under
+    class 1 (``{1: number of ids}``), whatever their values. With it, the class of an id is
+    ``id // label_divisor`` and stuff ids (``class_id * label_divisor``) are not objects and are not
+    counted.
 
     Parameters
     ----------
@@ -551,6 +575,141 @@ def count_labels(labels: np.ndarray, label_divisor: int | None = None) -> dict[i
     ids = ids[ids % label_divisor != 0]
     cls, counts = np.unique(ids // label_divisor, return_counts=True)
     return {int(c): int(n) for c, n in zip(cls, counts)}
+
+
+def _class_rows(ids: np.ndarray, label_divisor: int | None, names: dict, where) -> list[dict]:
+    if label_divisor is None:
+        groups = {1: ids} if ids.size else {}
+    else:
+        ids = ids[ids % label_divisor != 0]  # stuff regions are not objects
+        cls = ids // label_divisor
+        groups = {int(c): ids[cls == c] for c in np.unique(cls)}
+    return [
+        {"class": c, "name": names.get(c, str(c)), "slice": where, "count": int(g.size), "ids": [int(i) for i in g]}
+        for c, g in groups.items()
+    ]
+
+
+def label_table(
+    labels: np.ndarray,
+    label_divisor: int | None = None,
+    class_names: dict[int, str] | Sequence[str] | None = None,
+    per_slice: bool = False,
+    axis: str = "xy",
+) -> list[dict]:
+    """Objects per class, for the volume or per slice, with their ids (empanada-napari's Count Labels).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        2D or ``(Z, Y, X)`` label array.
+    label_divisor : int, optional
+        Panoptic ids ``class * label_divisor + instance``; without it every nonzero id is an object of class 1.
+    class_names : dict or list of str, optional
+        ``{class_id: name}``, or names of classes 1, 2, ... in order.
+    per_slice : bool
+        One row per class and slice along ``axis`` (slices without objects are left out).
+    axis : str
+        ``"xy"``, ``"xz"`` or ``"yz"`` (3D labels with ``per_slice``).
+
+    Returns
+    -------
+    list of dict
+        Rows ``{"class", "name", "slice" (None for the whole array), "count", "ids"}``.
+
+    Examples
+    --------
+    >>> lab = np.array([[[0, 1001], [2001, 1002]], [[0, 1001], [0, 1000]]])
+    >>> [(r["name"], r["count"], r["ids"]) for r in label_table(lab, 1000, ["mito", "er"])]
+    [('mito', 2, [1001, 1002]), ('er', 1, [2001])]
+    >>> [(r["slice"], r["count"]) for r in label_table(lab, 1000, per_slice=True)]
+    [(0, 2), (0, 1), (1, 1)]
+    """
+    _check_labels(labels)
+    if label_divisor is not None and int(label_divisor) < 1:
+        raise ValueError(f"label_divisor must be a positive integer or None, got {label_divisor}")
+    if isinstance(class_names, dict):
+        names = {int(k): str(v) for k, v in class_names.items()}
+    else:
+        names = {i + 1: str(n) for i, n in enumerate(class_names or ())}
+    if not per_slice:
+        return _class_rows(_present(labels), label_divisor, names, None)
+    vol = labels if labels.ndim == 3 else labels[None]
+    rows: list[dict] = []
+    for i in range(n_slices(vol.shape, axis)):
+        rows += _class_rows(_present(vol[plane_index(axis, i)]), label_divisor, names, i)
+    return rows
+
+
+def export_label_table(rows: Sequence[dict], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write :func:`label_table` rows as CSV (``.csv``) or an Excel workbook (``.xlsx``, needs openpyxl).
+
+    Columns ``class, name, slice, count, ids`` (ids separated by spaces; slice empty for the whole array).
+    The xlsx file has the same table on sheet ``counts`` and one sheet per class listing its ids (as
+    empanada-napari's Count Labels export). Written atomically; an existing file is refused unless
+    ``overwrite=True``.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of :func:`label_table`.
+    path : str or os.PathLike
+        Target file, ``.csv`` or ``.xlsx``.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = export_label_table(label_table(np.array([[0, 3], [4, 4]])), Path(tempfile.mkdtemp()) / "n.csv")
+    >>> out.read_text().splitlines()
+    ['class,name,slice,count,ids', '1,1,,2,3 4']
+    """
+    import csv
+
+    path = Path(path)
+    kind = path.suffix.lower()
+    if kind not in (".csv", ".xlsx"):
+        raise ValueError(f"export to a .csv or .xlsx file, got {path.name!r}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    cols = ("class", "name", "slice", "count", "ids")
+    table = [
+        [r["class"], r["name"], "" if r["slice"] is None else r["slice"], r["count"], " ".join(map(str, r["ids"]))]
+        for r in rows
+    ]
+    if kind == ".csv":
+        with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            w.writerows(table)
+        return path
+    try:
+        from openpyxl import Workbook
+    except ImportError:
+        raise ImportError("xlsx export needs openpyxl (pip install openpyxl), or export to .csv") from None
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "counts"
+    ws.append(list(cols))
+    for row in table:
+        ws.append(row)
+    by_class: dict[str, list[int]] = {}
+    for r in rows:
+        by_class.setdefault(str(r["name"]), []).extend(r["ids"])
+    for name, ids in by_class.items():
+        sheet = wb.create_sheet(title=name[:31] or "class")  # Excel sheet names are at most 31 characters
+        sheet.append(["Label ID"])
+        for i in sorted(set(ids)):
+            sheet.append([i])
+    with atomic_path(path, suffix=".xlsx") as tmp:
+        wb.save(tmp)
+    return path
 
 
 def first_slice(labels: np.ndarray, label_id: int, axis: int = 0) -> int:

@@ -360,3 +360,284 @@ def save_patches(
             stacklevel=2,
         )
     return {"dir": str(root), "written": written, "skipped": skipped}
+
+
+# ------------------------------------------------------------------------------------ points files
+
+POINTS_COLUMNS = ("axis", "index", "row", "col", "size")
+
+
+def save_points(picks: Sequence[dict[str, Any]], path: PathLike, *, overwrite: bool = False) -> Path:
+    """Write pick centres to a CSV points file: ``axis,index,row,col,size``, one pick a line.
+
+    ``index`` is the slice along ``axis`` and ``(row, col)`` the centre on it (as the Viewer's pick
+    tool places them); :func:`load_points` reads the file back. Written atomically; an existing file
+    is refused unless ``overwrite=True``.
+
+    Parameters
+    ----------
+    picks : list of dict
+        Picks ``{"axis", "z", "y", "x", "size"}``.
+    path : str or os.PathLike
+        The ``.csv`` file.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = save_points([make_pick("xz", 3, 5, 6, 4, (8, 8, 8))], Path(tempfile.mkdtemp()) / "pts.csv")
+    >>> p.read_text().splitlines()
+    ['axis,index,row,col,size', 'xz,3,5,6,4']
+    """
+    import csv
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(POINTS_COLUMNS)
+        for p in picks:
+            axis, index, row, col = pick_plane(p)
+            w.writerow([axis, index, row, col, int(p["size"])])
+    return path
+
+
+def load_points(
+    path: PathLike, shape: Sequence[int], size: int = 256, scale: float | Sequence[float] = 1.0
+) -> list[dict[str, Any]]:
+    """Read a points file as picks (centres clamped so each patch lies inside a volume of ``shape``).
+
+    Two layouts are read:
+
+    - :func:`save_points`'s ``axis,index,row,col[,size]``;
+    - napari's points CSV (``index,axis-0,axis-1[,axis-2]``, as napari's *Save Selected Layer*
+      writes a points layer): ``(z, y, x)`` for a volume, ``(y, x)`` for a 2D image, picked on xy.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+    shape : sequence of int
+        The image's shape (2D or ``(Z, Y, X)``) at the level the picks are for.
+    size : int
+        Patch size where the file has none.
+    scale : float or sequence of float
+        Coordinates are divided by it (per ``(z, y, x)`` dimension, or one number for all), e.g. 2 to
+        pick on pyramid level 1 from points placed on the full-resolution image.
+
+    Returns
+    -------
+    list of dict
+        Picks ``{"axis", "z", "y", "x", "size"}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "napari.csv"
+    >>> _ = f.write_text("index,axis-0,axis-1,axis-2\\n0,2.0,40.0,10.0\\n")
+    >>> load_points(f, (4, 64, 64), size=16, scale=(1, 2, 2))
+    [{'axis': 'xy', 'z': 2, 'y': 20, 'x': 8, 'size': 16}]
+    """
+    import csv
+
+    path = Path(path)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"{path}: empty points file; expected a header axis,index,row,col or index,axis-0,axis-1")
+    head = [h.strip() for h in rows[0]]
+    s3 = shape3(shape)
+    sc = np.broadcast_to(np.asarray(scale, dtype=float), (3,))
+    picks = []
+    for line, r in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in r):
+            continue
+        rec = dict(zip(head, (c.strip() for c in r)))
+        try:
+            if {"axis", "index", "row", "col"} <= set(head):
+                axis = check_axis(rec["axis"])
+                fixed, (rd, cd) = _dims(axis)
+                index = float(rec["index"]) / sc[fixed]
+                row, col = float(rec["row"]) / sc[rd], float(rec["col"]) / sc[cd]
+                psize = int(float(rec["size"])) if rec.get("size") else size
+            elif "axis-0" in head and "axis-1" in head:
+                coords = [float(rec[k]) for k in ("axis-0", "axis-1", "axis-2") if k in head]
+                z, y, x = ([0.0] + coords) if len(coords) == 2 else coords
+                axis, index, row, col, psize = "xy", z / sc[0], y / sc[1], x / sc[2], size
+            else:
+                want = "axis,index,row,col[,size] or index,axis-0,axis-1[,axis-2]"
+                raise ValueError(f"{path}: unknown columns {head}; expected {want}")
+            index = min(max(int(round(index)), 0), s3[_dims(axis)[0]] - 1)
+            picks.append(make_pick(axis, index, row, col, psize, s3))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path}, line {line}: cannot read {r} ({e})") from None
+    return picks
+
+
+# --------------------------------------------------------------------------------------- flipbooks
+
+
+def flipbook_range(pick: dict[str, Any], shape: Sequence[int], depth: int = 5) -> tuple[int, int]:
+    """``(start, stop)`` of ``depth`` consecutive slices along the pick's axis, centred on its slice.
+
+    Clamped to the volume as empanada-napari's ``_pick_flipbooks`` clamps its plane (a pick on the
+    first slice gets slices 0..depth-1); a volume with fewer slices gives all of them.
+
+    Examples
+    --------
+    >>> flipbook_range(make_pick("xy", 0, 8, 8, 16, (20, 16, 16)), (20, 16, 16))
+    (0, 5)
+    >>> flipbook_range(make_pick("xy", 10, 8, 8, 16, (20, 16, 16)), (20, 16, 16), depth=3)
+    (9, 12)
+    """
+    depth = int(depth)
+    if depth < 1:
+        raise ValueError(f"flipbook depth must be >= 1, got {depth}")
+    fixed, _ = _dims(pick["axis"])
+    n = shape3(shape)[fixed]
+    _, index, _, _ = pick_plane(pick)
+    start = min(max(0, index - depth // 2), max(0, n - depth))
+    return start, min(n, start + depth)
+
+
+def crop_flipbook(volume, pick: dict[str, Any], depth: int = 5, shape: Sequence[int] | None = None) -> np.ndarray:
+    """The flipbook of a pick: ``(depth, h, w)``, its patch on ``depth`` consecutive slices (see
+    :func:`flipbook_range`), each slice oriented as the pick's axis shows it.
+
+    Examples
+    --------
+    >>> vol = np.arange(6 * 4 * 4).reshape(6, 4, 4)
+    >>> fb = crop_flipbook(vol, make_pick("xy", 3, 2, 2, 2, vol.shape), depth=3)
+    >>> fb.shape, fb[:, 0, 0].tolist()
+    ((3, 2, 2), [37, 53, 69])
+    """
+    shape = tuple(volume.shape) if shape is None else tuple(shape)
+    a, b = flipbook_range(pick, shape, depth)
+    return np.stack([crop_pick(volume, {**pick, **_at_slice(pick, i)}, shape) for i in range(a, b)])
+
+
+def _at_slice(pick: dict[str, Any], index: int) -> dict[str, int]:
+    _, _, row, col = pick_plane(pick)
+    z, y, x = plane_to_volume(pick["axis"], int(index), row, col)
+    return {"z": z, "y": y, "x": x}
+
+
+def save_flipbooks(
+    image,
+    picks: Sequence[dict[str, Any]],
+    dataset_dir: PathLike,
+    name: str,
+    depth: int = 5,
+    on_clash: str = "skip",
+) -> dict[str, Any]:
+    """Write each pick's flipbook (``depth`` consecutive slices of its patch, as empanada-napari's
+    *Pick training patches* makes for 3D data) to ``DATASET/<name>/flipbooks/<patch file name>``.
+
+    A flipbook is the annotation context of a patch: :func:`save_patches` writes the training pair
+    (the pick's own slice, the flipbook's middle) under the same file name in ``images``/``masks``,
+    as empanada-napari's *Store training dataset* keeps the middle slice of each flipbook. Each file
+    is a ``(depth, h, w)`` TIFF written atomically; existing files are skipped (``on_clash="skip"``)
+    or refused (``"error"``).
+
+    Returns ``{"dir", "written": [file names], "skipped": [file names]}``.
+
+    Examples
+    --------
+    >>> import tempfile, tifffile
+    >>> vol = np.zeros((9, 32, 32), np.uint8)
+    >>> res = save_flipbooks(vol, [make_pick("xy", 4, 16, 16, 16, vol.shape)], tempfile.mkdtemp(), "fb")
+    >>> tifffile.imread(Path(res["dir"]) / "flipbooks" / res["written"][0]).shape
+    (5, 16, 16)
+    """
+    import tifffile
+
+    if on_clash not in ("skip", "error"):
+        raise ValueError(f"on_clash must be 'skip' or 'error', got {on_clash!r}")
+    if len(image.shape) != 3:
+        raise ValueError(f"flipbooks need a 3D (Z, Y, X) volume; got shape {tuple(image.shape)}")
+    root = Path(dataset_dir) / str(name)
+    folder = root / "flipbooks"
+    names = [patch_filename(str(name), p) for p in picks]
+    clashes = [fn for fn in names if (folder / fn).exists()]
+    if clashes and on_clash == "error":
+        raise FileExistsError(f"{len(clashes)} flipbook(s) already exist in {folder} (e.g. {clashes[0]})")
+    written, skipped = [], []
+    for pick, fn in zip(picks, names):
+        if (folder / fn).exists() or fn in written:
+            skipped.append(fn)
+            continue
+        stack = crop_flipbook(image, pick, depth)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / fn, suffix=".tif") as tmp:
+            tifffile.imwrite(tmp, stack, compression="zlib", photometric="minisblack", metadata={"axes": "ZYX"})
+        written.append(fn)
+    return {"dir": str(root), "written": written, "skipped": skipped}
+
+
+# ------------------------------------------------------------------------------ multiscale images
+
+
+def pyramid_levels(data) -> list:
+    """The levels of a multiscale image, full resolution first.
+
+    ``data``: a list/tuple of array-likes, a zarr group (OME-Zarr ``multiscales`` metadata, else its
+    arrays ``"0"``, ``"1"``, ...), or the path of such a zarr folder.
+
+    Examples
+    --------
+    >>> [a.shape for a in pyramid_levels([np.zeros((8, 8)), np.zeros((4, 4))])]
+    [(8, 8), (4, 4)]
+    """
+    if isinstance(data, (str, os.PathLike)):
+        import zarr
+
+        data = zarr.open(str(data), mode="r")
+    if isinstance(data, (list, tuple)):
+        levels = list(data)
+    elif hasattr(data, "arrays") and hasattr(data, "attrs"):  # a zarr group
+        meta = dict(data.attrs).get("multiscales") or dict(data.attrs).get("ome", {}).get("multiscales")
+        if meta:
+            paths = [d["path"] for d in meta[0]["datasets"]]
+        else:
+            names = {n for n, _ in data.arrays()}
+            paths = [str(i) for i in range(len(names)) if str(i) in names]
+        if not paths:
+            raise ValueError("zarr group has no multiscales metadata and no arrays '0', '1', ...; pass the array")
+        levels = [data[p] for p in paths]
+    else:
+        levels = [data]
+    for lv in levels:
+        if not hasattr(lv, "shape"):
+            raise TypeError(f"pyramid levels must be array-likes, got {type(lv).__name__}")
+    return levels
+
+
+def pyramid_level(data, level: int = 0):
+    """Level ``level`` of a multiscale image (see :func:`pyramid_levels`) and its scale factor to level 0.
+
+    Returns ``(array, scale)``: ``scale`` per dimension is level 0's shape over this level's (about 2
+    per level in a 2x pyramid), to map coordinates between levels.
+
+    Examples
+    --------
+    >>> arr, scale = pyramid_level([np.zeros((4, 8, 8)), np.zeros((4, 4, 4))], 1)
+    >>> arr.shape, scale
+    ((4, 4, 4), (1.0, 2.0, 2.0))
+    """
+    levels = pyramid_levels(data)
+    if not -len(levels) <= int(level) < len(levels):
+        raise IndexError(
+            f"pyramid level {level} out of range: the image has {len(levels)} level(s), 0..{len(levels) - 1}"
+        )
+    arr = levels[int(level)]
+    base = levels[0]
+    if len(arr.shape) != len(base.shape):
+        raise ValueError(f"pyramid levels differ in dimensions: {tuple(base.shape)} and {tuple(arr.shape)}")
+    return arr, tuple(float(b) / float(a) for b, a in zip(base.shape, arr.shape))

@@ -214,3 +214,39 @@ def test_label_boxes_across_slabs(monkeypatch):
     boxes = L.label_boxes(vol, [5, 6])
     assert boxes[6] == (slice(2, 4), slice(1, 3), slice(1, 3)) and boxes[5][0] == slice(1, 5)
     assert (L.delete_labels(vol, [5]) == np.where(vol == 5, 0, vol)).all()
+
+
+def test_label_table_per_class_and_slice(tmp_path):
+    from empanada_nb.labels import export_label_table, label_table
+
+    vol = np.zeros((3, 6, 6), np.uint32)
+    vol[0, 0, 0], vol[0, 1, 1], vol[1, 2, 2], vol[2, 3, 3] = 1001, 2001, 1001, 1000  # 1000 is stuff
+    rows = label_table(vol, 1000, {1: "mito", 2: "er"})
+    got = [(r["class"], r["name"], r["count"], r["ids"]) for r in rows]
+    assert got == [(1, "mito", 1, [1001]), (2, "er", 1, [2001])]
+    per = label_table(vol, 1000, per_slice=True)
+    assert [(r["slice"], r["class"], r["ids"]) for r in per] == [(0, 1, [1001]), (0, 2, [2001]), (1, 1, [1001])]
+    per_yz = label_table(vol, None, per_slice=True, axis="yz")  # slices along x
+    assert [(r["slice"], r["ids"]) for r in per_yz] == [(0, [1001]), (1, [2001]), (2, [1001]), (3, [1000])]
+    assert label_table(vol)[0]["count"] == count_labels(vol)[1] == 3  # without a divisor: all ids, class 1
+    out = export_label_table(per, tmp_path / "c.csv")
+    lines = ["class,name,slice,count,ids", "1,1,0,1,1001", "2,2,0,1,2001", "1,1,1,1,1001"]
+    assert out.read_text().splitlines() == lines
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_label_table(per, out)
+    with pytest.raises(ValueError, match=r"\.csv or \.xlsx"):
+        export_label_table(per, tmp_path / "c.txt")
+    openpyxl = pytest.importorskip("openpyxl")
+    export_label_table(rows, tmp_path / "c.xlsx")
+    wb = openpyxl.load_workbook(tmp_path / "c.xlsx")
+    assert wb.sheetnames == ["counts", "mito", "er"] and wb["mito"]["A2"].value == 1001
+
+
+def test_fill_holes_max_size():
+    a = np.zeros((12, 12), np.int32)
+    a[1:11, 1:11] = 3
+    a[2:4, 2:4] = 0  # 4 px hole
+    a[5:9, 5:9] = 0  # 16 px hole
+    out = morph_label(a, 3, "fill_holes", max_hole_size=5)
+    assert out[2, 2] == 3 and (out[5:9, 5:9] == 0).all()
+    assert (morph_label(a, 3, "fill_holes")[1:11, 1:11] == 3).all()

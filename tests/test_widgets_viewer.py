@@ -323,6 +323,47 @@ def test_proofreading_messages(viewer):
     assert "select at least two" in v.message
 
 
+def test_label_tool_messages(viewer, tmp_path):
+    v = viewer
+    lab = v.label_layers[0].data
+    # markers split one square into two along the column between them (volume scope: z, y, x)
+    lab[5, 30:40, 30:50] = 8
+    v.refresh()
+    msg(v, type="marker", axis="xy", index=5, row=35, col=32)
+    msg(v, type="proofread", op="split", selection=[], axis="xy", index=5, scope="volume")
+    assert "at least two markers" in v.message and (lab == 8).sum() == 200
+    msg(v, type="marker", axis="xy", index=5, row=35, col=47)
+    msg(v, type="proofread", op="split", selection=[], axis="xy", index=5, scope="volume")
+    assert lab[5, 35, 32] == 8 and lab[5, 35, 47] not in (0, 8) and v.markers == []
+    # jump: first slice along the shown axis, centred; next free id of a class
+    msg(v, type="jump", label=8)
+    assert v.slice_index == 5 and v._rec.of("goto")[-1][0]["center"][0] == 34.5
+    msg(v, type="jump", label=99)
+    assert "not in layer" in v.message
+    msg(v, type="new_label", class_id=2)
+    assert "label_divisor" in v.message
+    v.label_divisor = 1000
+    lab[0, 0, 0] = 2003
+    msg(v, type="new_label", class_id=2)
+    assert v.current_label == 2004
+    # counts and export; filter with border shares the one undo history
+    msg(v, type="count_labels", per_slice=True)
+    assert [(r["slice"], r["class"]) for r in v.label_counts] == [(0, 2), (3, 0), (5, 0)]
+    msg(v, type="export_counts", path=str(tmp_path / "n.csv"))
+    assert (tmp_path / "n.csv").read_text().count("\n") == 4
+    msg(v, type="proofread", op="filter", selection=[], scope="volume", min_size=1, remove_border=True)
+    assert lab[0, 0, 0] == 0 and (lab == 5).any()
+    msg(v, type="undo")
+    assert lab[0, 0, 0] == 2003
+    # with a divisor, split pieces stay in their class
+    lab[7, 30:40, 30:50] = 1001
+    v.refresh()
+    v.add_marker("xy", 7, 35, 32)
+    v.add_marker("xy", 7, 35, 47)
+    assert v.proofread("split", index=7)
+    assert lab[7, 35, 32] == 1001 and lab[7, 35, 47] == 1002
+
+
 def test_save_patches_from_viewer(viewer, tmp_path):
     v = viewer
     with pytest.raises(ValueError, match="no picks"):

@@ -6,7 +6,10 @@ Messages, browser -> Python (``content["type"]``):
     ``region`` {shape, axis, index, points}; ``update_region`` {i, name?, all_slices?}; ``delete_region`` {i};
     ``stroke`` {stroke, layer, axis, index, points, size, label, erase}; ``fill`` {layer, axis, index, row, col, label};
     ``undo``; ``redo``; ``new_label``; ``new_layer``; ``layer`` {layer, opacity?, visible?};
-    ``save_patches`` {dataset_dir, name}; ``proofread`` {op, selection, axis, index, scope, ...}; ``ready``.
+    ``save_patches`` {dataset_dir, name}; ``proofread`` {op, selection, axis, index, scope, ...}; ``ready``;
+    ``marker`` {axis, index, row, col}; ``clear_markers``; ``jump`` {label}; ``new_label`` {class_id?};
+    ``count_labels`` {per_slice}; ``export_counts`` {path}; ``save_points`` {path}; ``load_points`` {path,
+    full_resolution}; ``create_tiles`` {dir, tile_size, overlap}; ``merge_tiles`` {dir}.
 Messages, Python -> browser (built in ``_serialization``):
     ``data`` {rid, axis, index, parts: [{kind: image|labels, dtype, shape, row0, rows, nchunks, encoding, layer,
     version, empty}], last} with one buffer per non-empty part; ``labels_update`` {layer, version, axis, index,
@@ -116,7 +119,55 @@ class ViewerMessages:
         self.redo()
 
     def _msg_new_label(self, c):
-        self.new_label()
+        cls = c.get("class_id")
+        self.new_label(None if cls in (None, "") else int(cls))
+
+    def _msg_save_points(self, c):
+        path = str(c.get("path") or "").strip()
+        if not path:
+            self.message = "points file: enter a .csv path"
+            return
+        self.save_points(path, overwrite=bool(c.get("overwrite")))
+
+    def _msg_load_points(self, c):
+        path = str(c.get("path") or "").strip()
+        if not path:
+            self.message = "points file: enter a .csv path"
+            return
+        self.load_points(path, full_resolution=bool(c.get("full_resolution")))
+
+    def _msg_create_tiles(self, c):
+        d = str(c.get("dir") or "").strip()
+        if not d:
+            self.message = "tiles: enter a folder"
+            return
+        self.create_tiles(d, int(c.get("tile_size") or 512), int(c.get("overlap") or 0))
+
+    def _msg_merge_tiles(self, c):
+        d = str(c.get("dir") or "").strip()
+        if not d:
+            self.message = "tiles: enter the tiles folder"
+            return
+        self.merge_tiles(d)
+
+    def _msg_marker(self, c):
+        self.add_marker(c["axis"], c["index"], c["row"], c["col"])
+
+    def _msg_clear_markers(self, c):
+        self.clear_markers()
+
+    def _msg_jump(self, c):
+        self.jump_to_label(int(c["label"]))
+
+    def _msg_count_labels(self, c):
+        self.count_labels(per_slice=bool(c.get("per_slice")))
+
+    def _msg_export_counts(self, c):
+        path = str(c.get("path") or "").strip()
+        if not path:
+            self.message = "export counts: enter a .csv or .xlsx file path"
+            return
+        self.export_label_counts(path, overwrite=bool(c.get("overwrite")))
 
     def _msg_new_layer(self, c):
         self.new_layer("labels", active=True)
@@ -143,8 +194,10 @@ class ViewerMessages:
         with warnings.catch_warnings():  # clashes are reported in the status line
             warnings.simplefilter("ignore", UserWarning)
             res = self.save_patches(d, name=name or None)
-        self.message = f"saved {len(res['written'])} patch(es) to {res['dir']}" + (
-            f"; skipped {len(res['skipped'])} existing" if res["skipped"] else ""
+        self.message = (
+            f"saved {len(res['written'])} patch(es) to {res['dir']}"
+            + (f" with {len(res['flipbooks'])} flipbook(s)" if res.get("flipbooks") else "")
+            + (f"; skipped {len(res['skipped'])} existing" if res["skipped"] else "")
         )
 
     def _msg_proofread(self, c):
@@ -154,5 +207,5 @@ class ViewerMessages:
             axis=c.get("axis"),
             index=c.get("index"),
             scope=c.get("scope", "slice"),
-            **{k: c[k] for k in ("morph", "radius", "min_size") if k in c},
+            **{k: c[k] for k in ("morph", "radius", "min_size", "remove_border", "max_hole_size") if k in c},
         )

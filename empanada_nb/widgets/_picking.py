@@ -370,6 +370,64 @@ class PicksAndRegions:
         """
         return self.context_mask() if self.confine_to_regions and self.regions else None
 
+    # ----------------------------------------------------------------------------- points files
+    def save_points(self, path, overwrite: bool = False):
+        """Write the picks' centres to a CSV points file (see :func:`empanada_nb.patches.save_points`).
+
+        Coordinates are those of the level shown (:attr:`level` of a multiscale image).
+        """
+        if not self.picks:
+            raise ValueError("no picks to save: click with the pick tool first")
+        out = P.save_points(self.picks, path, overwrite=overwrite)
+        self.message = f"saved {len(self.picks)} pick centre(s) to {out}"
+        return out
+
+    def load_points(self, path, full_resolution: bool = False, size: int | None = None) -> list[dict]:
+        """Add picks from a points file (:func:`empanada_nb.patches.load_points`; napari's points CSV too).
+
+        ``full_resolution``: the file's coordinates are on level 0 of the multiscale image, and are
+        scaled to the level shown. Returns the added picks.
+        """
+        scale = self.pyramid_scale if full_resolution else 1.0
+        new = P.load_points(path, self.source.shape, int(size or self.patch_size), scale=scale)
+        self.picks = self.picks + new
+        self.message = f"added {len(new)} pick(s) from {path}"
+        return new
+
+    # ----------------------------------------------------------------------------------- tiles
+    def create_tiles(self, out_dir, tile_size: int = 512, overlap: int = 64, layer=None, overwrite: bool = False):
+        """Cut the image (a volume's shown xy slice) and a layer's labels into overlapping tiles for labelling.
+
+        See :func:`empanada_nb.tiles.create_tiles`; returns its metadata.
+        """
+        from .. import tiles as T
+
+        if self.source.ndim == 3 and self.axis != "xy":
+            raise ValueError("create tiles cuts an xy slice: switch the view to xy")
+        image = self.source.plane("xy", self.slice_index)
+        lay = self.layer(layer) if layer is not None else self._active(create=False)
+        labels = lay.plane_view("xy", self.slice_index if self.source.ndim == 3 else 0) if lay is not None else None
+        meta = T.create_tiles(image, out_dir, tile_size, overlap, labels=labels, overwrite=overwrite)
+        self.message = f"wrote {len(meta['tiles'])} tile(s) of {tile_size} px (overlap {overlap}) to {meta['dir']}"
+        return meta
+
+    def merge_tiles(self, tile_dir, name: str = "merged tiles", label_divisor: int | None = None):
+        """Stitch a tiles folder's label tiles into a label layer ``name`` (its slice for a volume).
+
+        See :func:`empanada_nb.tiles.merge_tiles`; returns the layer. Replacing an existing layer's
+        data drops its undo history, as :meth:`set_labels` does.
+        """
+        from .. import tiles as T
+
+        merged = T.merge_tiles(tile_dir, label_divisor=label_divisor or self.label_divisor or None)
+        want = tuple(self.label_shape[-2:])
+        if merged.shape != want:
+            raise ValueError(f"merged tiles have shape {merged.shape}, the image's slices {want}")
+        plane = ("xy", self.slice_index) if self.source.ndim == 3 else None
+        layer = self.set_labels(name, merged, plane=plane)
+        self.message = f"merged {len(np.unique(merged)) - 1} object(s) from {tile_dir} into layer {layer.name!r}"
+        return layer
+
     # --------------------------------------------------------------------------------- patches
     def save_patches(
         self, dataset_dir, name: str | None = None, model=None, layer=None, on_clash: str = "skip"
@@ -377,8 +435,10 @@ class PicksAndRegions:
         """Write the picked patches to ``dataset_dir/<name>/{images,masks}/*.tif`` (+ ``<name>_picks.json``).
 
         Masks come from ``layer`` (the active layer by default); a patch without labels gets
-        ``model``'s prediction (or the viewer's ``model``'s) when one is given. Appends to an existing
-        dataset. See ``empanada_nb.patches.save_patches``.
+        ``model``'s prediction (or the viewer's ``model``'s) when one is given. With ``flipbook`` (a
+        depth) on a volume, each pick's flipbook is written to ``<name>/flipbooks`` too
+        (``empanada_nb.patches.save_flipbooks``; listed under ``"flipbooks"`` in the result). Appends
+        to an existing dataset. See ``empanada_nb.patches.save_patches``.
 
         Parameters
         ----------
@@ -396,7 +456,8 @@ class PicksAndRegions:
         Returns
         -------
         dict
-            ``{"dir": the folder written, "written": [file names], "skipped": [file names]}``.
+            ``{"dir": the folder written, "written": [file names], "skipped": [file names]}``, and
+            ``"flipbooks"`` (file names) with ``flipbook``.
 
         Raises
         ------
@@ -421,7 +482,7 @@ class PicksAndRegions:
         if lay is not None:
             labels = lay.data if lay.plane is None else None
         name = name or self.dataset_name or "patches"
-        return P.save_patches(
+        res = P.save_patches(
             self.source,
             self.picks,
             dataset_dir,
@@ -430,3 +491,8 @@ class PicksAndRegions:
             model=model if model is not None else self.model,
             on_clash=on_clash,
         )
+        if self.flipbook and self.source.ndim == 3:
+            # the annotation context of each patch, next to its training pair (empanada-napari's flipbooks)
+            fb = P.save_flipbooks(self.source, self.picks, dataset_dir, name, depth=self.flipbook, on_clash=on_clash)
+            res["flipbooks"] = fb["written"]
+        return res

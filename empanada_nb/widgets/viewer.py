@@ -11,7 +11,7 @@ Every label change goes through one commit path (``Viewer._commit``): record for
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from .. import labels as L
 from ..geometry import check_axis, n_slices, plane_shape
 from . import _serialization as S
 from ._esm import DebugFlag, assemble
@@ -28,6 +27,7 @@ from ._picking import PicksAndRegions
 from ._serialization import decode_labels, encode_labels, label_color
 from .editing import Edit, History, LabelLayer, apply_fill, apply_stroke, diff_slice, diff_volume
 from .proofread import OPS as PROOFREAD_OPS
+from .proofread import ProofreadTools
 from .source import VolumeSource
 from .source import percentiles as _percentiles
 
@@ -35,7 +35,16 @@ __all__ = ["Viewer", "decode_labels", "encode_labels", "label_color"]
 STATIC = Path(__file__).parent / "static"
 
 
-class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
+def _is_pyramid(data, level) -> bool:
+    """A multiscale image: levels of different shapes in a list, a zarr group, or any data with ``level``."""
+    if isinstance(data, (list, tuple)) and data and all(hasattr(a, "shape") for a in data):
+        return level is not None or len({tuple(a.shape) for a in data}) > 1
+    if level is None:
+        return False
+    return not hasattr(data, "shape") or hasattr(data, "arrays")
+
+
+class Viewer(ViewerMessages, PicksAndRegions, ProofreadTools, anywidget.AnyWidget):
     """Slices of an image or volume with label layers, patch picking, context regions and label editing.
 
     Python keeps the data and the state (plain Python values, synced with the browser as traits);
@@ -45,7 +54,9 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
     ----------
     data : array-like or str or os.PathLike
         A 2D image or a 3D ``(Z, Y, X)`` volume: numpy array, TIFF path (read lazily page by page,
-        or memory-mapped when uncompressed), zarr array or path, dask array, or a ``VolumeSource``.
+        or memory-mapped when uncompressed), zarr array or path, dask array, or a ``VolumeSource``;
+        or a multiscale image: a list of levels (full resolution first; levels of different shapes),
+        a zarr multiscale group or its path, of which ``level`` is shown.
     labels : array-like or dict or list, optional
         Label layers to add: an array of the image's shape, a dict ``{name: array}`` or a list of
         arrays. Writable numpy arrays are edited in place by the tools; other inputs are copied once.
@@ -61,6 +72,9 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
         Undo steps kept.
     name : str, optional
         Dataset name used by ``save_patches`` (by default the file's stem, or ``"patches"``).
+    level : int, optional
+        The pyramid level of a multiscale ``data`` to show (0: full resolution). Picks, points files
+        and saved patches are in that level's coordinates (``pyramid_scale`` maps them to level 0).
     **kwargs
         Initial values of other traits (``tool``, ``brush_size``, ``dataset_dir``, ...).
 
@@ -105,9 +119,9 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
     data_range = t.List(t.Float(), default_value=[0.0, 255.0]).tag(sync=True)
     layers = t.List(t.Dict(), help="label layer metadata (uid, name, opacity, visible, version, ...)").tag(sync=True)
     active_layer = t.Int(0, help="uid of the layer that editing tools change").tag(sync=True)
-    tool = t.Enum(["pan", "pick", "rect", "polygon", "paint", "erase", "fill", "picker", "select"], "pan").tag(
-        sync=True
-    )
+    tool = t.Enum(
+        ["pan", "pick", "rect", "polygon", "paint", "erase", "fill", "picker", "select", "marker"], "pan"
+    ).tag(sync=True)
     brush_size = t.Int(10).tag(sync=True)
     current_label = t.Int(1).tag(sync=True)
     patch_size = t.Int(256).tag(sync=True)
@@ -115,6 +129,14 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
     regions = t.List(t.Dict()).tag(sync=True)
     selection = t.List(t.Dict(), help="labels selected for proofreading: {id, axis, index, row, col}").tag(sync=True)
     proofreading = t.List(t.Unicode(), help="proofreading operations available").tag(sync=True)
+    markers = t.List(t.Dict(), help="split seeds placed with the marker tool: {axis, index, row, col}").tag(sync=True)
+    label_divisor = t.Int(0, help="panoptic ids class * label_divisor + instance (0: ids carry no class)").tag(
+        sync=True
+    )
+    class_names = t.List(t.Unicode(), help="names of classes 1, 2, ... (label counts)").tag(sync=True)
+    label_counts = t.List(t.Dict(), help="the last count_labels() table: {class, name, slice, count, ids}").tag(
+        sync=True
+    )
     confine_to_regions = t.Bool(False, help="confine inference and metrics to the context regions").tag(sync=True)
     message = t.Unicode("").tag(sync=True)
     can_undo = t.Bool(False).tag(sync=True)
@@ -122,6 +144,13 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
     height = t.Int(560, help="canvas height in CSS pixels").tag(sync=True)
     prefetch = t.Int(4, help="slices the browser prefetches ahead of the scroll direction").tag(sync=True)
     cache_mb = t.Int(256, help="browser slice cache budget in MiB").tag(sync=True)
+    flipbook = t.Int(0, help="flipbook depth: consecutive slices saved per pick (0: off; empanada-napari uses 5)").tag(
+        sync=True
+    )
+    level = t.Int(0, help="the pyramid level shown, of a multiscale image (picks are in its coordinates)").tag(
+        sync=True
+    )
+    n_levels = t.Int(1, help="levels of the multiscale image").tag(sync=True)
     dataset_dir = t.Unicode("").tag(sync=True)
     dataset_name = t.Unicode("").tag(sync=True)
 
@@ -136,8 +165,17 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
         height: int = 560,
         max_undo: int = 50,
         name: str | None = None,
+        level: int | None = None,
         **kwargs,
     ):
+        n_levels, self.pyramid_scale = 1, (1.0, 1.0, 1.0)
+        if _is_pyramid(data, level):
+            from ..patches import pyramid_level, pyramid_levels
+
+            n_levels = len(pyramid_levels(data))
+            data, scale = pyramid_level(data, level or 0)
+            self.pyramid_scale = (1.0,) * (3 - len(scale)) + scale
+            kwargs.update(level=int(level or 0) % n_levels, n_levels=n_levels)
         source = data if isinstance(data, VolumeSource) else VolumeSource(data)
         axis = check_axis(axis)
         if source.ndim == 2 and axis != "xy":
@@ -825,92 +863,6 @@ class Viewer(ViewerMessages, PicksAndRegions, anywidget.AnyWidget):
                 return False
             self._push_edit(e, values="after")
             return True
-
-    def new_label(self) -> int:
-        """Set ``current_label`` to an unused id: one above the active layer's maximum.
-
-        Returns
-        -------
-        int
-            The new ``current_label`` (1 without label layers).
-
-        Examples
-        --------
-        >>> labels = np.zeros((2, 32, 32), np.uint32)
-        >>> labels[0, :4, :4] = 41
-        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=labels)
-        >>> v.new_label(), v.current_label
-        (42, 42)
-        """
-        layer = self._active(create=False)
-        self.current_label = 1 if layer is None else int(L.next_label(layer.volume))
-        return self.current_label
-
-    # ----------------------------------------------------------------------------- proofreading
-    def proofread(
-        self,
-        op: str,
-        selection: Sequence[dict] = (),
-        axis: str | None = None,
-        index: int | None = None,
-        scope: str = "slice",
-        layer=None,
-        **kwargs,
-    ) -> bool:
-        """Run a proofreading operation from ``empanada_nb.labels`` on a layer, as one undoable step.
-
-        The outcome is also written to ``message`` (the status line).
-
-        Parameters
-        ----------
-        op : str
-            ``"merge"``, ``"split"``, ``"delete"``, ``"morph"`` or ``"filter"`` (listed in ``proofreading``).
-        selection : sequence of dict or int
-            The selected labels: ``{"id": label, ...}`` dicts (as the select tool makes them) or ids.
-        axis : str, optional
-            ``"xy"``, ``"xz"`` or ``"yz"`` (the viewed axis by default).
-        index : int, optional
-            The slice along ``axis`` (the current one by default).
-        scope : str
-            ``"slice"``: change that slice only; ``"volume"``: the whole label volume.
-        layer : str or int, optional
-            The layer's name or uid (the active layer by default); it must be editable.
-        **kwargs
-            Options of the operation: ``morph`` (``"dilate"``, ``"erode"``, ``"open"``, ``"close"``,
-            ``"fill holes"``) and ``radius`` for ``"morph"``, ``min_size`` for ``"filter"``.
-
-        Returns
-        -------
-        bool
-            True if labels changed (the selection is then cleared).
-
-        Examples
-        --------
-        >>> labels = np.zeros((2, 32, 32), np.uint32)
-        >>> labels[:, 2:10, 2:10], labels[:, 20:30, 20:30] = 1, 2
-        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=labels)
-        >>> v.proofread("merge", [{"id": 1}, {"id": 2}], index=1), v.message
-        (True, 'merged [1, 2] into 1 on xy slice 1')
-        >>> np.unique(labels[1]), np.unique(labels[0])
-        (array([0, 1], dtype=uint32), array([0, 1, 2], dtype=uint32))
-        >>> v.proofread("delete", [1], scope="volume"), np.unique(labels)
-        (True, array([0, 2], dtype=uint32))
-        """
-        from . import proofread as PR
-
-        with self._lock:
-            lay = self._edit_layer(layer)
-            axis = check_axis(axis or self.axis)
-            index = self.slice_index if index is None else int(index)
-            changed, msg = PR.run(lay, op, list(selection), axis, index, scope, self._apply_region, **kwargs)
-            self.message = msg
-            if changed:
-                self.selection = []
-            return changed
-
-    def _apply_region(self, lay: LabelLayer, axis: str | None, index: int | None, new: np.ndarray) -> bool:
-        """Record replacing one slice (axis, index) or the whole volume (axis None) by ``new``."""
-        return self._commit(diff_volume(lay, new) if axis is None else diff_slice(lay, axis, int(index), new))
 
     # ------------------------------------------------------------------------------- navigation
     def goto(self, axis: str | None = None, index: int | None = None, center=None) -> None:

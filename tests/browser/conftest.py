@@ -1,4 +1,5 @@
-"""Fixtures for the real-browser tests: a JupyterLab server and headless Chromium (see harness.py)."""
+"""Fixtures for the real-browser tests: Jupyter servers (JupyterLab 4, Notebook 7) and headless Chromium
+(see harness.py). ``jupyter_server`` is JupyterLab; ``frontend_server`` is parametrized over both frontends."""
 
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import JupyterServer, launch_browser, missing_requirements  # noqa: E402
+from harness import JupyterServer, launch_browser, missing_frontend, missing_requirements  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,22 @@ def jupyter_server(browser_requirements):
     server = JupyterServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def notebook7_server(browser_requirements):
+    why = missing_frontend("notebook")
+    if why:
+        pytest.skip(f"Notebook 7 browser tests: {why}")
+    server = JupyterServer(frontend="notebook").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["lab", "notebook"])
+def frontend_server(request):
+    """The JupyterLab or the Notebook 7 server (tests using it run once per frontend)."""
+    return request.getfixturevalue("jupyter_server" if request.param == "lab" else "notebook7_server")
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,14 @@
-"""Real-browser harness: a JupyterLab server on 127.0.0.1 and headless Chromium driven by Playwright.
+"""Real-browser harness: a Jupyter server on 127.0.0.1 and headless Chromium driven by Playwright.
+
+The server runs one of two frontends: JupyterLab 4 (``"lab"``) or Jupyter Notebook 7 (``"notebook"``,
+the classic single-document interface many JupyterHub deployments serve). Both are built on the same
+application shell, exposed as ``window.jupyterapp``, so a notebook is driven the same way in either.
 
 Used by the browser tests (tests/browser/test_*.py) and by benchmarks/slice_switch.py.
 
-Requirements: ``jupyterlab`` and ``playwright`` (the Python package only; never ``playwright install``)
-and a Chromium binary (``/usr/bin/chromium`` on Debian, or ``$EMPANADA_NB_CHROMIUM``).
+Requirements: ``jupyterlab`` (``notebook>=7`` for the Notebook 7 frontend) and ``playwright`` (the
+Python package only; never ``playwright install``) and a Chromium binary (``/usr/bin/chromium`` on
+Debian, or ``$EMPANADA_NB_CHROMIUM``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,28 @@ def missing_requirements() -> str | None:
     return None
 
 
+#: the frontends JupyterServer can start: Python module to run, and its app's settings
+FRONTENDS = {
+    "lab": ("jupyterlab", ["--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True"]),
+    "notebook": ("notebook", ["--JupyterNotebookApp.expose_app_in_browser=True"]),
+}
+
+
+def missing_frontend(frontend: str) -> str | None:
+    """Why ``frontend`` cannot run here (None when it can)."""
+    module = FRONTENDS[frontend][0]
+    try:
+        __import__(module)
+    except ImportError:
+        return f"the Python package {module} is not installed (pip install {module})"
+    if frontend == "notebook":
+        import notebook
+
+        if int(notebook.__version__.split(".")[0]) < 7:
+            return f"notebook {notebook.__version__} is not Notebook 7 (pip install 'notebook>=7')"
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,9 +79,13 @@ def free_port() -> int:
 
 
 class JupyterServer:
-    """``jupyter lab`` on a free port of 127.0.0.1 with a token, a temp root dir and no news toast."""
+    """``jupyter lab`` (or ``jupyter notebook``, Notebook 7) on a free port of 127.0.0.1 with a token,
+    a temp root dir and no news toast."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, frontend: str = "lab"):
+        if frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {sorted(FRONTENDS)}, got {frontend!r}")
+        self.frontend = frontend
         self.tmp = Path(tempfile.mkdtemp(prefix="enb-jupyter-"))
         self.root = Path(root) if root else self.tmp / "root"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -86,10 +117,11 @@ class JupyterServer:
             # widgets register on window.__enb and keep timing stats (empanada_nb/widgets/_esm.py)
             EMPANADA_NB_DEBUG="1",
         )
+        module, app_args = FRONTENDS[self.frontend]
         cmd = [
             sys.executable,
             "-m",
-            "jupyterlab",
+            module,
             "--no-browser",
             "--ip=127.0.0.1",
             f"--port={self.port}",
@@ -97,8 +129,7 @@ class JupyterServer:
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.open_browser=False",
             f"--ServerApp.root_dir={self.root}",
-            "--LabApp.news_url=None",
-            "--LabApp.expose_app_in_browser=True",
+            *app_args,
             "--ServerApp.port_retries=0",
             "--ServerApp.disable_check_xsrf=False",
         ]
@@ -107,14 +138,20 @@ class JupyterServer:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"jupyter {self.frontend} exited:\n{self.log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
                     if r.status == 200:
                         return self
             except OSError:
                 time.sleep(0.3)
-        raise RuntimeError(f"jupyter lab did not start in {timeout}s:\n{self.log.read_text()[-3000:]}")
+        raise RuntimeError(f"jupyter {self.frontend} did not start in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def notebook_url(self, name: str) -> str:
+        """The page that opens notebook ``name`` in this server's frontend."""
+        if self.frontend == "notebook":
+            return f"{self.url}/notebooks/{name}?token={self.token}"
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -186,7 +223,7 @@ _RUN_PY = """async ([code, timeout]) => {
 
 
 class NotebookSession:
-    """A notebook opened in JupyterLab in ``page``; run its cells and execute code in its kernel."""
+    """A notebook opened in ``page`` (JupyterLab or Notebook 7); run its cells and execute code in its kernel."""
 
     def __init__(self, page, server: JupyterServer, name: str):
         self.page = page
@@ -195,11 +232,7 @@ class NotebookSession:
 
     def open(self, timeout: float = 90_000) -> NotebookSession:
         page = self.page
-        page.goto(
-            f"{self.server.url}/lab/tree/{self.name}?reset&token={self.server.token}",
-            wait_until="domcontentloaded",
-            timeout=timeout,
-        )
+        page.goto(self.server.notebook_url(self.name), wait_until="domcontentloaded", timeout=timeout)
         page.wait_for_function(
             "() => window.jupyterapp && window.jupyterapp.shell && window.jupyterapp.shell.currentWidget"
             " && window.jupyterapp.shell.currentWidget.sessionContext",
@@ -219,14 +252,23 @@ class NotebookSession:
     def start(cls, server: JupyterServer, context, name: str, cells, wait_for=()) -> NotebookSession:
         """Write ``cells`` as notebook ``name``, open it in a new page, run all cells and wait for the selectors.
 
-        Page errors are collected on ``session.errors``; close with ``session.page.close()``.
+        Page errors are collected on ``session.errors``; close with ``session.page.close()``. Errors
+        thrown inside Notebook 7's own bundle (``/static/notebook/``) go to ``session.frontend_errors``
+        instead: Notebook 7.6 throws one at start-up in any notebook (``reading 'schema'`` in its
+        settings registry), with or without widgets, and it is not ours to fix.
         """
         server.write_notebook(name, cells)
         page = context.new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        errors, frontend_errors = [], []
+
+        def on_error(e):
+            ours = "/static/notebook/" not in (getattr(e, "stack", None) or "")
+            (errors if ours else frontend_errors).append(str(e))
+
+        page.on("pageerror", on_error)
         session = cls(page, server, name).open()
         session.errors = errors
+        session.frontend_errors = frontend_errors
         session.run_all()
         for selector in wait_for:
             page.wait_for_selector(selector, timeout=120_000)

@@ -111,6 +111,7 @@ class ViewerView {
     on("change:brush_size", () => P.updateToolbar());
     on("change:current_label", () => P.updateToolbar());
     on("change:patch_size", () => { P.updateToolbar(); this.tools.drawOverlay(); });
+    on("change:flipbook", () => { P.updateToolbar(); P.renderPicks(); this.requestDraw(); });
     on("change:can_undo", () => P.updateToolbar());
     on("change:can_redo", () => P.updateToolbar());
     on("change:picks", () => { P.renderPicks(); this.requestDraw(); });
@@ -119,6 +120,9 @@ class ViewerView {
     on("change:height", () => this.resize());
     on("change:proofreading", () => P.renderProof());
     on("change:selection", () => { this.selection = m.get("selection").slice(); P.renderProof(); });
+    on("change:markers", () => { P.renderProof(); this.requestDraw(); });
+    on("change:label_divisor", () => P.renderProof());
+    on("change:label_counts", () => P.renderCounts());
     on("change:confine_to_regions", () => { P.confine.checked = m.get("confine_to_regions"); });
     on("change:dataset_dir", () => { P.dirInput.value = m.get("dataset_dir"); });
     on("change:dataset_name", () => { P.nameInput.value = m.get("dataset_name"); });
@@ -133,6 +137,7 @@ class ViewerView {
     P.renderPicks();
     P.renderRegions();
     P.renderProof();
+    P.renderCounts();
   }
 
   destroy() {
@@ -342,7 +347,7 @@ class ViewerView {
     this.loading.style.display = ready ? "none" : "";
     if (!ready && !this.renderer.rendered.image) { ctx.fillStyle = "#111"; ctx.fillRect(0, 0, W, H); return; }
     this.renderer.paint(ctx, W, H, this.view, ready ? e : null, this.contrast, this.layers(), this.axis, this.index);
-    drawShapes(ctx, this.view.scale, this.axis, this.index, this.shape3(), this.model.get("picks") || [], this.model.get("regions") || []);
+    drawShapes(ctx, this.view.scale, this.axis, this.index, this.shape3(), this.model.get("picks") || [], this.model.get("regions") || [], this.model.get("markers") || [], this.model.get("flipbook") || 0);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     if (this.stats) this.recordTiming(t0, ready ? e : null);
     this.root.dataset.shown = ready ? e.key : "";

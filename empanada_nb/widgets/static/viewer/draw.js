@@ -108,8 +108,9 @@ export class SliceRenderer {
   }
 }
 
-// picks and regions on slice `index` along `axis`, in image coordinates (ctx already transformed)
-export function drawShapes(ctx, scale, axis, index, shape3, picks, regions) {
+// picks, regions and split markers on slice `index` along `axis`, in image coordinates (ctx already transformed)
+// (a pick's flipbook, `depth` consecutive slices as patches.flipbook_range, is outlined dashed on its other slices)
+export function drawShapes(ctx, scale, axis, index, shape3, picks, regions, markers = [], depth = 0) {
   const lw = 1.5 / scale;
   const [, [rd, cd]] = AXIS_DIMS[axis], fixed = AXIS_DIMS[axis][0];
   ctx.lineWidth = lw;
@@ -117,11 +118,15 @@ export function drawShapes(ctx, scale, axis, index, shape3, picks, regions) {
   picks.forEach((p, i) => {
     if (p.axis !== axis) return;
     const c = [p.z, p.y, p.x];
-    if (c[fixed] !== index) return;
+    const n = shape3[fixed], f0 = Math.min(Math.max(0, c[fixed] - (depth >> 1)), Math.max(0, n - depth));
+    const inBook = depth > 0 && index >= f0 && index < f0 + depth;
+    if (c[fixed] !== index && !inBook) return;
     const [r0, r1] = patchStart(c[rd], p.size, shape3[rd]), [c0, c1] = patchStart(c[cd], p.size, shape3[cd]);
     ctx.strokeStyle = "rgba(255,220,0,0.95)";
     ctx.lineWidth = lw;
+    if (c[fixed] !== index) ctx.setLineDash([4 * lw, 4 * lw]);
     ctx.strokeRect(c0, r0, c1 - c0, r1 - r0);
+    ctx.setLineDash([]);
     textLabel(ctx, scale, String(i + 1), c0 + 3 * lw, r0 + 13 / scale, "rgba(255,220,0,1)");
   });
   for (const g of regions) {
@@ -134,6 +139,16 @@ export function drawShapes(ctx, scale, axis, index, shape3, picks, regions) {
     ctx.stroke();
     textLabel(ctx, scale, g.name, Math.min(...g.points.map((p) => p[1])) + 3 * lw,
       Math.min(...g.points.map((p) => p[0])) + 13 / scale, "rgba(0,230,255,1)");
+  }
+  const arm = 6 / scale;
+  for (const m of markers) {
+    if (m.axis !== axis || m.index !== index) continue;
+    ctx.strokeStyle = "rgba(255,60,200,1)";
+    ctx.lineWidth = 2 / scale;
+    ctx.beginPath();
+    ctx.moveTo(m.col - arm, m.row); ctx.lineTo(m.col + arm, m.row);
+    ctx.moveTo(m.col, m.row - arm); ctx.lineTo(m.col, m.row + arm);
+    ctx.stroke();
   }
 }
 

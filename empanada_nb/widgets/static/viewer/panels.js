@@ -16,6 +16,7 @@ const TOOLS = [
   ["fill", "Fill (F)", "▨"],
   ["picker", "Pick label under cursor (L)", "⊙"],
   ["select", "Select labels for proofreading (S)", "☝"],
+  ["marker", "Place split markers (K)", "✚"],
 ];
 
 function fmtValue(v) {
@@ -97,6 +98,26 @@ export class Panels {
     clear.addEventListener("click", () => v.send({ type: "clear_picks" }));
     const newLayer = h("button", { class: "enb-btn", title: "Add an empty label layer" }, "+ layer");
     newLayer.addEventListener("click", () => v.send({ type: "new_layer" }));
+    this.pointsPath = h("input", { type: "text", class: "enb-text enb-points-path", placeholder: "points .csv" });
+    const loadPts = h("button", { class: "enb-btn", title: "Add picks from a points file (axis,index,row,col or napari's points CSV)" }, "load");
+    this.fullRes = h("input", { type: "checkbox", class: "enb-full-res", title: "The file's coordinates are on the full-resolution level" });
+    loadPts.addEventListener("click", () => v.send({ type: "load_points", path: this.pointsPath.value, full_resolution: this.fullRes.checked }));
+    const savePts = h("button", { class: "enb-btn", title: "Save the pick centres to the points file" }, "save");
+    savePts.addEventListener("click", () => v.send({ type: "save_points", path: this.pointsPath.value }));
+    this.flipbookInput = h("input", { type: "number", min: "0", max: "99", class: "enb-num enb-flipbook", title: "Flipbook: consecutive slices saved per pick (0: off; 5 as empanada-napari)" });
+    this.flipbookInput.addEventListener("change", () => v.setTrait("flipbook", Math.max(0, parseInt(this.flipbookInput.value) || 0)));
+    this.levelLabel = h("span", { class: "enb-level" });
+    this.tilesDir = h("input", { type: "text", class: "enb-text enb-tiles-dir", placeholder: "tiles folder" });
+    this.tileSize = h("input", { type: "number", min: "16", value: "512", class: "enb-num enb-tile-size", title: "Tile size (px)" });
+    this.tileOverlap = h("input", { type: "number", min: "0", value: "64", class: "enb-num enb-tile-overlap", title: "Overlap between tiles (px)" });
+    const mkTiles = h("button", { class: "enb-btn", title: "Cut the image (xy slice) and the active labels into overlapping tiles", "data-op": "create-tiles" }, "create");
+    mkTiles.addEventListener("click", () => v.send({ type: "create_tiles", dir: this.tilesDir.value, tile_size: parseInt(this.tileSize.value) || 512, overlap: parseInt(this.tileOverlap.value) || 0 }));
+    const mergeTiles = h("button", { class: "enb-btn", title: "Stitch the tiles' labels into a layer 'merged tiles'", "data-op": "merge-tiles" }, "merge");
+    mergeTiles.addEventListener("click", () => v.send({ type: "merge_tiles", dir: this.tilesDir.value }));
+    this.tilesSection = h("div", { class: "enb-section enb-tiles" },
+      h("div", { class: "enb-head" }, "Tiles"),
+      h("div", { class: "enb-row" }, this.tilesDir),
+      h("div", { class: "enb-row" }, h("label", {}, "size "), this.tileSize, h("label", {}, " overlap "), this.tileOverlap, mkTiles, mergeTiles));
     this.dirInput = h("input", { type: "text", class: "enb-text", placeholder: "dataset folder" });
     this.nameInput = h("input", { type: "text", class: "enb-text", placeholder: "name" });
     const saveBtn = h("button", { class: "enb-btn", title: "Write the picked patches (images + masks)" }, "save patches");
@@ -104,17 +125,21 @@ export class Panels {
     this.confine = h("input", { type: "checkbox", title: "Confine inference and metrics to the regions" });
     this.confine.addEventListener("change", () => v.setTrait("confine_to_regions", this.confine.checked));
     this.proofPanel = h("div", { class: "enb-proof" });
+    this.buildProof();
     this.side = h("div", { class: "enb-side" },
       h("div", { class: "enb-section" }, h("div", { class: "enb-head" }, "Layers ", newLayer), this.layersList),
       h("div", { class: "enb-section" },
         h("div", { class: "enb-head" }, "Patches"),
         h("div", { class: "enb-row" }, h("label", {}, "size "), this.patchInput, this.nRandom, fill, clear),
+        h("div", { class: "enb-row" }, h("label", {}, "flipbook "), this.flipbookInput, this.levelLabel),
+        h("div", { class: "enb-row" }, this.pointsPath, loadPts, savePts, h("label", { title: this.fullRes.title }, this.fullRes, " full res")),
         this.picksList),
       h("div", { class: "enb-section" },
         h("div", { class: "enb-head" }, "Context regions"),
         h("div", { class: "enb-row" }, h("label", {}, this.confine, " confine inference to regions")),
         this.regionsList),
       this.proofPanel,
+      this.tilesSection,
       h("div", { class: "enb-section" },
         h("div", { class: "enb-head" }, "Save"),
         h("div", { class: "enb-row" }, this.dirInput), h("div", { class: "enb-row" }, this.nameInput, saveBtn)));
@@ -128,6 +153,9 @@ export class Panels {
     this.labelInput.value = m.get("current_label");
     this.labelSwatch.style.background = m.get("current_label") ? cssColor(m.get("current_label")) : "transparent";
     this.patchInput.value = m.get("patch_size");
+    this.flipbookInput.value = m.get("flipbook");
+    const nl = m.get("n_levels") || 1;
+    this.levelLabel.textContent = nl > 1 ? `level ${m.get("level")} of ${nl - 1}` : "";
     this.undoBtn.disabled = !m.get("can_undo");
     this.redoBtn.disabled = !m.get("can_redo");
     v.overlay.dataset.tool = tool;
@@ -185,7 +213,8 @@ export class Panels {
       });
       const del = h("button", { class: "enb-btn enb-small", title: "Delete" }, "×");
       del.addEventListener("click", () => v.send({ type: "delete_pick", i }));
-      const where = v.model.get("ndim") === 2 ? `y${p.y} x${p.x}` : `${p.axis} z${p.z} y${p.y} x${p.x}`;
+      const depth = v.model.get("flipbook"), fb = depth > 0 && v.model.get("ndim") === 3 ? ` ×${depth}` : "";
+      const where = (v.model.get("ndim") === 2 ? `y${p.y} x${p.x}` : `${p.axis} z${p.z} y${p.y} x${p.x}`) + fb;
       return h("div", { class: "enb-item" }, h("span", { class: "enb-name" }, `${i + 1}. ${where} s${p.size}`), go, del);
     }));
   }
@@ -206,33 +235,99 @@ export class Panels {
     }));
   }
 
-  renderProof() {
-    const v = this.v, ops = v.model.get("proofreading") || [];
-    if (!ops.length) { this.proofPanel.replaceChildren(); this.proofPanel.className = ""; return; }
-    this.proofPanel.className = "enb-section";
-    const ids = v.selection.map((s) => s.id);
-    const chips = ids.map((id) => h("span", { class: "enb-chip", style: `background:${cssColor(id, 0.8)}` }, String(id)));
+  // the proofreading and label-tools section: built once (inputs keep what the user typed), refreshed by renderProof
+  buildProof() {
+    const v = this.v;
+    const send = (op, extra) => v.send({ type: "proofread", op, selection: v.selection, axis: v.axis, index: v.index, scope: this.proofScope.value, ...extra });
     const btn = (op, title, extra = () => ({})) => {
       const b = h("button", { class: "enb-btn", title, "data-op": op }, op);
-      b.addEventListener("click", () => v.send({ type: "proofread", op, selection: v.selection, axis: v.axis, index: v.index, ...extra() }));
+      b.addEventListener("click", () => send(op, extra()));
+      this.opButtons[op] = b;
       return b;
     };
-    const morphOp = h("select", { class: "enb-morph" }, ...["dilate", "erode", "open", "close", "fill holes"].map((o) => h("option", { value: o }, o)));
-    const radius = h("input", { type: "number", min: "1", value: "1", class: "enb-num", title: "radius" });
-    const minSize = h("input", { type: "number", min: "1", value: "64", class: "enb-num", title: "minimum size (pixels/voxels)" });
+    this.opButtons = {};
+    const num = (title, value, min = "0") => h("input", { type: "number", min, value, class: "enb-num", title });
+    this.proofScope = h("select", { class: "enb-scope", title: "Apply to this slice or the whole volume" }, h("option", { value: "slice" }, "slice"), h("option", { value: "volume" }, "volume"));
+    this.chips = h("span", { class: "enb-chips" });
     const clearSel = h("button", { class: "enb-btn enb-small", title: "Clear selection" }, "×");
     clearSel.addEventListener("click", () => { v.selection = []; v.setTrait("selection", []); this.renderProof(); });
-    const scope = h("select", { class: "enb-scope", title: "Apply to this slice or the whole volume" }, h("option", { value: "slice" }, "slice"), h("option", { value: "volume" }, "volume"));
-    this.proofScope = scope;
-    const avail = (op) => ops.includes(op);
-    this.proofPanel.replaceChildren(
+    this.markerCount = h("span", { class: "enb-marker-count" });
+    const clearMarkers = h("button", { class: "enb-btn enb-small", title: "Remove the split markers" }, "×");
+    clearMarkers.addEventListener("click", () => v.send({ type: "clear_markers" }));
+    this.morphOp = h("select", { class: "enb-morph" }, ...["dilate", "erode", "open", "close", "fill holes"].map((o) => h("option", { value: o }, o)));
+    this.radius = num("radius", "1", "1");
+    this.holeSize = num("largest hole to fill (pixels/voxels; empty: all)", "");
+    this.holeSize.placeholder = "max hole";
+    this.minSize = num("minimum size (pixels/voxels)", "64", "1");
+    this.border = h("input", { type: "checkbox", class: "enb-border", title: "Also remove labels touching the image border" });
+    this.jumpInput = num("Label id to jump to", "", "1");
+    this.jumpInput.classList.add("enb-jump");
+    const jump = h("button", { class: "enb-btn", title: "Go to the first slice of this label, centred" }, "go");
+    jump.addEventListener("click", () => { const id = parseInt(this.jumpInput.value); if (id > 0) v.send({ type: "jump", label: id }); });
+    this.classInput = num("Class id (with a label divisor)", "", "1");
+    this.classInput.classList.add("enb-class");
+    const next = h("button", { class: "enb-btn", title: "Set the paint label to the next free id (of the class, with a divisor)" }, "next id");
+    next.addEventListener("click", () => v.send({ type: "new_label", class_id: this.classInput.value === "" ? null : parseInt(this.classInput.value) }));
+    this.divisorInput = num("Label divisor (0: ids carry no class)", "0");
+    this.divisorInput.classList.add("enb-divisor");
+    this.divisorInput.addEventListener("change", () => v.setTrait("label_divisor", Math.max(0, parseInt(this.divisorInput.value) || 0)));
+    this.perSlice = h("input", { type: "checkbox", class: "enb-per-slice", title: "One row per class and slice" });
+    const count = h("button", { class: "enb-btn", title: "Count objects per class (and slice) with their ids", "data-op": "count" }, "count");
+    count.addEventListener("click", () => v.send({ type: "count_labels", per_slice: this.perSlice.checked }));
+    this.exportPath = h("input", { type: "text", class: "enb-text enb-export-path", placeholder: "counts.csv or .xlsx" });
+    const exp = h("button", { class: "enb-btn", title: "Export the table (CSV, or xlsx with openpyxl)" }, "export");
+    exp.addEventListener("click", () => v.send({ type: "export_counts", path: this.exportPath.value }));
+    this.countsTable = h("div", { class: "enb-counts" });
+    this.rows = {
+      merge: h("div", { class: "enb-row" },
+        btn("merge", "Merge the selected labels into the first"), btn("split", "Split the selected label at the markers (K), or at distance peaks"),
+        btn("delete", "Delete the selected labels"), this.proofScope),
+      markers: h("div", { class: "enb-row" }, h("label", {}, "markers (K) "), this.markerCount, clearMarkers),
+      morph: h("div", { class: "enb-row" }, this.morphOp, this.radius, this.holeSize,
+        btn("morph", "Morphological operation on the selected labels", () => {
+          const hs = parseInt(this.holeSize.value);
+          return { morph: this.morphOp.value, radius: parseInt(this.radius.value) || 1, ...(hs > 0 ? { max_hole_size: hs } : {}) };
+        })),
+      filter: h("div", { class: "enb-row" }, h("label", {}, "min size "), this.minSize, h("label", {}, this.border, " border"),
+        btn("filter", "Remove labels smaller than min size (and touching the border)", () => ({ min_size: parseInt(this.minSize.value) || 1, remove_border: this.border.checked }))),
+    };
+    this.proofOps = h("div", { class: "enb-section enb-proof-ops" },
       h("div", { class: "enb-head" }, "Proofreading"),
-      h("div", { class: "enb-row" }, h("label", {}, "selected (S tool) "), ...chips, clearSel),
-      h("div", { class: "enb-row" },
-        avail("merge") ? btn("merge", "Merge the selected labels into the first", () => ({ scope: scope.value })) : null,
-        avail("split") ? btn("split", "Split the selected label", () => ({ scope: scope.value })) : null,
-        avail("delete") ? btn("delete", "Delete the selected labels", () => ({ scope: scope.value })) : null, scope),
-      avail("morph") ? h("div", { class: "enb-row" }, morphOp, radius, btn("morph", "Morphological operation on the selected labels", () => ({ morph: morphOp.value, radius: parseInt(radius.value) || 1, scope: scope.value }))) : null,
-      avail("filter") ? h("div", { class: "enb-row" }, h("label", {}, "min size "), minSize, btn("filter", "Remove labels smaller than min size", () => ({ min_size: parseInt(minSize.value) || 1, scope: scope.value }))) : null);
+      h("div", { class: "enb-row" }, h("label", {}, "selected (S tool) "), this.chips, clearSel),
+      this.rows.merge, this.rows.markers, this.rows.morph, this.rows.filter);
+    this.labelTools = h("div", { class: "enb-section enb-label-tools" },
+      h("div", { class: "enb-head" }, "Labels"),
+      h("div", { class: "enb-row" }, h("label", {}, "id "), this.jumpInput, jump, h("label", {}, " class "), this.classInput, next),
+      h("div", { class: "enb-row" }, h("label", {}, "divisor "), this.divisorInput, count, h("label", {}, this.perSlice, " per slice")),
+      h("div", { class: "enb-row" }, this.exportPath, exp),
+      this.countsTable);
+    this.proofPanel.replaceChildren(this.proofOps, this.labelTools);
+  }
+
+  renderProof() {
+    const v = this.v, ops = v.model.get("proofreading") || [];
+    if (!this.proofOps) this.buildProof();
+    this.proofOps.style.display = ops.length ? "" : "none";
+    for (const [op, b] of Object.entries(this.opButtons)) b.style.display = ops.includes(op) ? "" : "none";
+    this.rows.morph.style.display = ops.includes("morph") ? "" : "none";
+    this.rows.filter.style.display = ops.includes("filter") ? "" : "none";
+    this.chips.replaceChildren(...v.selection.map((s) => h("span", { class: "enb-chip", style: `background:${cssColor(s.id, 0.8)}` }, String(s.id))));
+    const markers = v.model.get("markers") || [];
+    this.markerCount.textContent = String(markers.length);
+    if (document.activeElement !== this.divisorInput) this.divisorInput.value = v.model.get("label_divisor");
+  }
+
+  // the label_counts trait as a table: class, slice, count, ids
+  renderCounts() {
+    const rows = this.v.model.get("label_counts") || [];
+    if (!rows.length) { this.countsTable.replaceChildren(); return; }
+    const perSlice = rows.some((r) => r.slice != null);
+    const head = h("tr", {}, h("th", {}, "class"), perSlice ? h("th", {}, "slice") : null, h("th", {}, "count"), h("th", {}, "ids"));
+    const body = rows.map((r) => {
+      const ids = r.ids.length > 40 ? r.ids.slice(0, 40).join(" ") + ` … (+${r.ids.length - 40})` : r.ids.join(" ");
+      return h("tr", { "data-class": String(r.class) }, h("td", {}, r.name), perSlice ? h("td", {}, String(r.slice)) : null,
+        h("td", { class: "enb-count" }, String(r.count)), h("td", { class: "enb-ids", title: r.ids.join(" ") }, ids));
+    });
+    this.countsTable.replaceChildren(h("table", { class: "enb-table" }, h("thead", {}, head), h("tbody", {}, ...body)));
   }
 }

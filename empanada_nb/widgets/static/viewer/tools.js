@@ -1,12 +1,12 @@
 // Pointer and keyboard input of the Viewer: pan/zoom, the pick / region / paint / erase / fill / picker /
-// select tools, their previews on the overlay canvas, the hover read-out and the shortcuts. Python only
+// select / marker tools, their previews on the overlay canvas, the hover read-out and the shortcuts. Python only
 // receives committed results (a pick, a finished stroke, a rectangle or polygon, a fill) on mouse-up.
 
 import { cssColor } from "./codec.js";
 import { AXIS_DIMS, clampCenter, patchStart } from "./geometry.js";
 import { shapePath } from "./draw.js";
 
-const TOOL_KEYS = { v: "pan", b: "pick", r: "rect", g: "polygon", p: "paint", e: "erase", f: "fill", l: "picker", s: "select" };
+const TOOL_KEYS = { v: "pan", b: "pick", r: "rect", g: "polygon", p: "paint", e: "erase", f: "fill", l: "picker", s: "select", k: "marker" };
 
 const round2 = (v) => Math.round(v * 100) / 100;
 
@@ -139,6 +139,8 @@ export class PointerTools {
     const l = v.activeLayer();
     if (tool === "pick") {
       v.send({ type: "pick", axis: v.axis, index: v.index, row, col });
+    } else if (tool === "marker") {
+      v.send({ type: "marker", axis: v.axis, index: v.index, row, col });
     } else if (tool === "fill") {
       v.send({ type: "fill", layer: l ? l.uid : null, axis: v.axis, index: v.index, row: Math.floor(p.row), col: Math.floor(p.col), label: v.model.get("current_label") });
     } else if (tool === "picker") {

@@ -440,7 +440,8 @@ def morph_label(
            [0, 0, 4, 0, 0],
            [0, 0, 0, 0, 0]], dtype=uint8)
     >>> ring = np.pad(np.zeros((3, 3), np.uint8), 1, constant_values=1)
-    >>> int(enb.morph_label(ring, 1, "fill_holes", max_hole_size=8).sum()), int(enb.morph_label(ring, 1, "fill_holes").sum())
+    >>> small = enb.morph_label(ring, 1, "fill_holes", max_hole_size=8)
+    >>> int(small.sum()), int(enb.morph_label(ring, 1, "fill_holes").sum())
     (16, 25)
     """
     _check_labels(labels)
@@ -540,7 +541,7 @@ def filter_labels(
 
 
 def count_labels(labels: np.ndarray, label_divisor: int | None = None) -> dict[int, int]:
-    """Number of objects per class: ``{class_id: count}`` (see :func:`label_table` for slices and ids).
+    """Number of objects per class: ``{class_id: count}`` (see ``label_table`` for slices and ids).
 
     Without ``label_divisor`` ids carry no class: every nonzero id is one object, all reported under
     class 1 (``{1: number of ids}``), whatever their values. With it, the class of an id is
@@ -642,7 +643,7 @@ def label_table(
 
 
 def export_label_table(rows: Sequence[dict], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write :func:`label_table` rows as CSV (``.csv``) or an Excel workbook (``.xlsx``, needs openpyxl).
+    """Write ``label_table`` rows as CSV (``.csv``) or an Excel workbook (``.xlsx``, needs openpyxl).
 
     Columns ``class, name, slice, count, ids`` (ids separated by spaces; slice empty for the whole array).
     The xlsx file has the same table on sheet ``counts`` and one sheet per class listing its ids (as
@@ -652,7 +653,7 @@ def export_label_table(rows: Sequence[dict], path: str | os.PathLike, *, overwri
     Parameters
     ----------
     rows : list of dict
-        Rows of :func:`label_table`.
+        Rows of ``label_table``.
     path : str or os.PathLike
         Target file, ``.csv`` or ``.xlsx``.
     overwrite : bool

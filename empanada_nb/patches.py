@@ -371,7 +371,7 @@ def save_points(picks: Sequence[dict[str, Any]], path: PathLike, *, overwrite: b
     """Write pick centres to a CSV points file: ``axis,index,row,col,size``, one pick a line.
 
     ``index`` is the slice along ``axis`` and ``(row, col)`` the centre on it (as the Viewer's pick
-    tool places them); :func:`load_points` reads the file back. Written atomically; an existing file
+    tool places them); ``load_points`` reads the file back. Written atomically; an existing file
     is refused unless ``overwrite=True``.
 
     Parameters
@@ -416,7 +416,7 @@ def load_points(
 
     Two layouts are read:
 
-    - :func:`save_points`'s ``axis,index,row,col[,size]``;
+    - ``save_points``'s ``axis,index,row,col[,size]``;
     - napari's points CSV (``index,axis-0,axis-1[,axis-2]``, as napari's *Save Selected Layer*
       writes a points layer): ``(z, y, x)`` for a volume, ``(y, x)`` for a 2D image, picked on xy.
 
@@ -490,6 +490,20 @@ def flipbook_range(pick: dict[str, Any], shape: Sequence[int], depth: int = 5) -
     Clamped to the volume as empanada-napari's ``_pick_flipbooks`` clamps its plane (a pick on the
     first slice gets slices 0..depth-1); a volume with fewer slices gives all of them.
 
+    Parameters
+    ----------
+    pick : dict
+        A pick ``{"axis", "z", "y", "x", "size"}``.
+    shape : sequence of int
+        The volume's shape (2D or ``(Z, Y, X)``).
+    depth : int
+        Slices in the flipbook (empanada-napari uses 5).
+
+    Returns
+    -------
+    tuple of int
+        ``(start, stop)`` along the dimension the pick's axis holds fixed.
+
     Examples
     --------
     >>> flipbook_range(make_pick("xy", 0, 8, 8, 16, (20, 16, 16)), (20, 16, 16))
@@ -508,8 +522,23 @@ def flipbook_range(pick: dict[str, Any], shape: Sequence[int], depth: int = 5) -
 
 
 def crop_flipbook(volume, pick: dict[str, Any], depth: int = 5, shape: Sequence[int] | None = None) -> np.ndarray:
-    """The flipbook of a pick: ``(depth, h, w)``, its patch on ``depth`` consecutive slices (see
-    :func:`flipbook_range`), each slice oriented as the pick's axis shows it.
+    """The flipbook of a pick: its patch on ``depth`` consecutive slices (``flipbook_range``).
+
+    Parameters
+    ----------
+    volume : array-like
+        ``(Z, Y, X)`` volume (numpy, zarr, dask, ``VolumeSource``...).
+    pick : dict
+        A pick ``{"axis", "z", "y", "x", "size"}``.
+    depth : int
+        Slices in the flipbook.
+    shape : sequence of int, optional
+        The volume's shape (``volume.shape`` by default).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(depth, h, w)``, each slice oriented as the pick's axis shows it.
 
     Examples
     --------
@@ -537,16 +566,33 @@ def save_flipbooks(
     depth: int = 5,
     on_clash: str = "skip",
 ) -> dict[str, Any]:
-    """Write each pick's flipbook (``depth`` consecutive slices of its patch, as empanada-napari's
-    *Pick training patches* makes for 3D data) to ``DATASET/<name>/flipbooks/<patch file name>``.
+    """Write each pick's flipbook to ``DATASET/<name>/flipbooks/<patch file name>``.
 
-    A flipbook is the annotation context of a patch: :func:`save_patches` writes the training pair
-    (the pick's own slice, the flipbook's middle) under the same file name in ``images``/``masks``,
-    as empanada-napari's *Store training dataset* keeps the middle slice of each flipbook. Each file
-    is a ``(depth, h, w)`` TIFF written atomically; existing files are skipped (``on_clash="skip"``)
-    or refused (``"error"``).
+    A flipbook (``depth`` consecutive slices of a patch, as empanada-napari's *Pick training patches*
+    makes for 3D data) is the annotation context of a patch: ``save_patches`` writes the training pair
+    (the pick's own slice, the flipbook's middle) under the same file name in ``images``/``masks``, as
+    empanada-napari's *Store training dataset* keeps the middle slice of each flipbook. Each file is a
+    ``(depth, h, w)`` TIFF written atomically.
 
-    Returns ``{"dir", "written": [file names], "skipped": [file names]}``.
+    Parameters
+    ----------
+    image : array-like
+        ``(Z, Y, X)`` volume.
+    picks : list of dict
+        Picks ``{"axis", "z", "y", "x", "size"}``.
+    dataset_dir : str or os.PathLike
+        The dataset folder.
+    name : str
+        Subfolder and file-name prefix (as ``save_patches``).
+    depth : int
+        Slices per flipbook.
+    on_clash : str
+        Existing files are skipped (``"skip"``) or refused before anything is written (``"error"``).
+
+    Returns
+    -------
+    dict
+        ``{"dir", "written": [file names], "skipped": [file names]}``.
 
     Examples
     --------
@@ -587,8 +633,16 @@ def save_flipbooks(
 def pyramid_levels(data) -> list:
     """The levels of a multiscale image, full resolution first.
 
-    ``data``: a list/tuple of array-likes, a zarr group (OME-Zarr ``multiscales`` metadata, else its
-    arrays ``"0"``, ``"1"``, ...), or the path of such a zarr folder.
+    Parameters
+    ----------
+    data : list or zarr.Group or str or os.PathLike
+        A list/tuple of array-likes, a zarr group (OME-Zarr ``multiscales`` metadata, else its arrays
+        ``"0"``, ``"1"``, ...), or the path of such a zarr folder.
+
+    Returns
+    -------
+    list
+        The levels' array-likes.
 
     Examples
     --------
@@ -620,10 +674,20 @@ def pyramid_levels(data) -> list:
 
 
 def pyramid_level(data, level: int = 0):
-    """Level ``level`` of a multiscale image (see :func:`pyramid_levels`) and its scale factor to level 0.
+    """One level of a multiscale image (see ``pyramid_levels``) and its scale factor to level 0.
 
-    Returns ``(array, scale)``: ``scale`` per dimension is level 0's shape over this level's (about 2
-    per level in a 2x pyramid), to map coordinates between levels.
+    Parameters
+    ----------
+    data : list or zarr.Group or str or os.PathLike
+        The multiscale image.
+    level : int
+        The level (0: full resolution).
+
+    Returns
+    -------
+    tuple
+        ``(array, scale)``: ``scale`` per dimension is level 0's shape over this level's (about 2 per
+        level in a 2x pyramid), to map coordinates between levels.
 
     Examples
     --------

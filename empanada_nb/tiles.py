@@ -8,7 +8,7 @@ description is JSON with ``original_image_shape``, ``padded_image_shape`` and ``
 empanada-napari's tiles do not overlap; here tiles overlap by ``overlap`` pixels (``tile_size`` and
 ``overlap`` are added to the metadata; ``overlap=0`` gives empanada-napari's grid exactly).
 
-Stitching (:func:`merge_tiles`): each pixel comes from one tile, the one whose share of the overlap
+Stitching (``merge_tiles``): each pixel comes from one tile, the one whose share of the overlap
 it lies in (the seam runs through the middle of each overlap). With ``relabel=True`` ids are made
 unique across tiles, and an object cut by a seam gets one id: a tile's object takes the id of the
 already stitched object it overlaps most within the overlap (at least half its pixels there),
@@ -77,7 +77,7 @@ def create_tiles(
     Parameters
     ----------
     image : array-like or path
-        A 2D image (array, or a TIFF/zarr path read lazily by :func:`empanada_nb.reader.open_volume`).
+        A 2D image (array, or a TIFF/zarr path read lazily by ``empanada_nb.reader.open_volume``).
     out_dir : str or os.PathLike
         The tiles folder (``im/``, ``msk/``, ``metadata.tif``; see the module docstring).
     tile_size : int
@@ -161,7 +161,17 @@ def _corner(name: str) -> tuple[int, int]:
 def read_tiles(tile_dir: PathLike, kind: str = "im") -> tuple[np.ndarray, list[str]]:
     """All tiles of a folder as one ``(N, tile, tile)`` stack (e.g. to label them in the Viewer) and their names.
 
-    ``kind``: ``"im"`` (image tiles) or ``"msk"`` (label tiles).
+    Parameters
+    ----------
+    tile_dir : str or os.PathLike
+        A tiles folder (``create_tiles``).
+    kind : str
+        ``"im"`` (image tiles) or ``"msk"`` (label tiles).
+
+    Returns
+    -------
+    tuple
+        ``(stack, names)``: the tiles in row-major order of their corners, and their file names.
 
     Examples
     --------
@@ -184,9 +194,30 @@ def read_tiles(tile_dir: PathLike, kind: str = "im") -> tuple[np.ndarray, list[s
 
 
 def write_tile_masks(tile_dir: PathLike, masks: np.ndarray, names: list[str]) -> list[str]:
-    """Write edited label tiles (a stack in the order of ``names``, as :func:`read_tiles` returns) to ``msk/``.
+    """Write edited label tiles to ``msk/`` (each file atomically), in the order of ``names``.
 
-    Every file is written atomically. Returns the written names.
+    Parameters
+    ----------
+    tile_dir : str or os.PathLike
+        The tiles folder.
+    masks : numpy.ndarray
+        ``(N, tile, tile)`` integer labels, as ``read_tiles`` orders them.
+    names : list of str
+        The tiles' file names (``read_tiles``).
+
+    Returns
+    -------
+    list of str
+        The written names.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = create_tiles(np.ones((50, 50), np.uint8), d, tile_size=32, overlap=8)
+    >>> stack, names = read_tiles(d)
+    >>> write_tile_masks(d, np.ones(stack.shape, np.uint16), names)[0]
+    '0_0.tif'
     """
     masks = np.asarray(masks)
     if masks.ndim != 3 or len(masks) != len(names):
@@ -221,7 +252,7 @@ def merge_tiles(
     Parameters
     ----------
     tile_dir : str or os.PathLike
-        A folder made by :func:`create_tiles` (or empanada-napari's Create Tiles), its ``msk/`` edited.
+        A folder made by ``create_tiles`` (or empanada-napari's Create Tiles), its ``msk/`` edited.
     out_path : str or os.PathLike, optional
         Also write the result there as a TIFF (atomically).
     kind : str

@@ -372,9 +372,31 @@ class PicksAndRegions:
 
     # ----------------------------------------------------------------------------- points files
     def save_points(self, path, overwrite: bool = False):
-        """Write the picks' centres to a CSV points file (see :func:`empanada_nb.patches.save_points`).
+        """Write the picks' centres to a CSV points file (see ``empanada_nb.patches.save_points``).
 
-        Coordinates are those of the level shown (:attr:`level` of a multiscale image).
+        Coordinates are those of the level shown (``level`` of a multiscale image).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The ``.csv`` file.
+        overwrite : bool
+            Replace an existing file.
+
+        Returns
+        -------
+        pathlib.Path
+            The written file.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8))
+        >>> _ = v.add_pick("xy", 1, 16, 16, size=16)
+        >>> v.save_points(Path(tempfile.mkdtemp()) / "p.csv").read_text().splitlines()[1]
+        'xy,1,16,16,16'
         """
         if not self.picks:
             raise ValueError("no picks to save: click with the pick tool first")
@@ -383,10 +405,32 @@ class PicksAndRegions:
         return out
 
     def load_points(self, path, full_resolution: bool = False, size: int | None = None) -> list[dict]:
-        """Add picks from a points file (:func:`empanada_nb.patches.load_points`; napari's points CSV too).
+        """Add picks from a points file (``empanada_nb.patches.load_points``; napari's points CSV too).
 
-        ``full_resolution``: the file's coordinates are on level 0 of the multiscale image, and are
-        scaled to the level shown. Returns the added picks.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The CSV file.
+        full_resolution : bool
+            The file's coordinates are on level 0 of the multiscale image: scale them to the level shown.
+        size : int, optional
+            Patch size where the file has none (``patch_size`` by default).
+
+        Returns
+        -------
+        list of dict
+            The added picks.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from empanada_nb import Viewer
+        >>> f = Path(tempfile.mkdtemp()) / "napari.csv"
+        >>> _ = f.write_text("index,axis-0,axis-1,axis-2\\n0,1,40,20\\n")
+        >>> v = Viewer([np.zeros((2, 64, 64), np.uint8), np.zeros((2, 32, 32), np.uint8)], level=1, patch_size=8)
+        >>> v.load_points(f, full_resolution=True)
+        [{'axis': 'xy', 'z': 1, 'y': 20, 'x': 10, 'size': 8}]
         """
         scale = self.pyramid_scale if full_resolution else 1.0
         new = P.load_points(path, self.source.shape, int(size or self.patch_size), scale=scale)
@@ -398,7 +442,33 @@ class PicksAndRegions:
     def create_tiles(self, out_dir, tile_size: int = 512, overlap: int = 64, layer=None, overwrite: bool = False):
         """Cut the image (a volume's shown xy slice) and a layer's labels into overlapping tiles for labelling.
 
-        See :func:`empanada_nb.tiles.create_tiles`; returns its metadata.
+        See ``empanada_nb.tiles.create_tiles``.
+
+        Parameters
+        ----------
+        out_dir : str or os.PathLike
+            The tiles folder (``im/``, ``msk/``, ``metadata.tif``).
+        tile_size : int
+            Tile side in pixels.
+        overlap : int
+            Pixels shared by neighbouring tiles.
+        layer : str or int, optional
+            The labels cut into ``msk/`` (the active layer by default; none without layers).
+        overwrite : bool
+            Write into a folder that already has tiles.
+
+        Returns
+        -------
+        dict
+            The tiles' metadata (``original_image_shape``, ``tile_size``, ``overlap``, ``tiles``, ...).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((100, 100), np.uint8), labels=np.zeros((100, 100), np.uint32))
+        >>> len(v.create_tiles(tempfile.mkdtemp(), tile_size=64, overlap=16)["tiles"])
+        4
         """
         from .. import tiles as T
 
@@ -412,10 +482,34 @@ class PicksAndRegions:
         return meta
 
     def merge_tiles(self, tile_dir, name: str = "merged tiles", label_divisor: int | None = None):
-        """Stitch a tiles folder's label tiles into a label layer ``name`` (its slice for a volume).
+        """Stitch a tiles folder's label tiles into a label layer ``name`` (a slice layer for a volume).
 
-        See :func:`empanada_nb.tiles.merge_tiles`; returns the layer. Replacing an existing layer's
-        data drops its undo history, as :meth:`set_labels` does.
+        See ``empanada_nb.tiles.merge_tiles``. Replacing an existing layer's data drops its undo history,
+        as ``set_labels`` does.
+
+        Parameters
+        ----------
+        tile_dir : str or os.PathLike
+            The tiles folder, its ``msk/`` edited.
+        name : str
+            The label layer to add or replace.
+        label_divisor : int, optional
+            Keep classes when relabelling (the viewer's ``label_divisor`` by default).
+
+        Returns
+        -------
+        LabelLayer
+            The layer holding the stitched labels.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from empanada_nb import Viewer
+        >>> lab = np.zeros((100, 100), np.uint32); lab[40:60, 10:90] = 7
+        >>> v = Viewer(np.zeros((100, 100), np.uint8), labels=lab)
+        >>> d = tempfile.mkdtemp(); _ = v.create_tiles(d, tile_size=64, overlap=16)
+        >>> np.unique(v.merge_tiles(d).data).tolist()
+        [0, 1]
         """
         from .. import tiles as T
 

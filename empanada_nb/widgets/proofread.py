@@ -16,7 +16,7 @@ from .. import labels as L
 from ..geometry import plane_to_volume
 from .editing import LabelLayer
 
-#: the operations :func:`run` knows, in the order the viewer's panel lists them
+#: the operations ``run`` knows, in the order the viewer's panel lists them
 OPS = ("merge", "split", "delete", "morph", "filter")
 MORPHS = {
     "dilate": "dilate",
@@ -144,7 +144,7 @@ def run(
 
 
 class ProofreadTools:
-    """Mixin of :class:`~empanada_nb.widgets.Viewer`: proofreading, markers, jump to label, label counts.
+    """Mixin of ``empanada_nb.widgets.Viewer``: proofreading, markers, jump to label, label counts.
 
     Every label change goes through the viewer's one commit path (``_commit``), so all of them share
     one undo history with painting and filling.
@@ -160,36 +160,48 @@ class ProofreadTools:
         layer=None,
         **kwargs,
     ) -> bool:
-        """Run a proofreading operation (merge, split, delete, morph, filter) on the active layer, undoable.
+        """Run a proofreading operation from ``empanada_nb.labels`` on a layer, as one undoable step.
+
+        The outcome is also written to ``message`` (the status line).
 
         Parameters
         ----------
         op : str
-            One of :data:`OPS`.
-        selection : list of dict
-            Selected labels ``{"id", ...}`` (the select tool's :attr:`selection`).
-        axis, index : str, int, optional
-            The slice (default: the one shown).
+            ``"merge"``, ``"split"``, ``"delete"``, ``"morph"`` or ``"filter"`` (listed in ``proofreading``).
+        selection : sequence of dict or int
+            The selected labels: ``{"id": label, ...}`` dicts (as the select tool makes them) or ids.
+        axis : str, optional
+            ``"xy"``, ``"xz"`` or ``"yz"`` (the viewed axis by default).
+        index : int, optional
+            The slice along ``axis`` (the current one by default).
         scope : str
-            ``"slice"`` or ``"volume"``.
+            ``"slice"``: change that slice only; ``"volume"``: the whole label volume.
         layer : str or int, optional
-            The layer (default: the active one).
+            The layer's name or uid (the active layer by default); it must be editable.
         **kwargs
-            ``morph``, ``radius``, ``max_hole_size``, ``min_size``, ``remove_border``, ``min_distance``;
-            split uses :attr:`markers` unless ``markers=`` is given.
+            Options of the operation: ``morph`` (``"dilate"``, ``"erode"``, ``"open"``, ``"close"``,
+            ``"fill holes"``), ``radius`` and ``max_hole_size`` for ``"morph"``; ``min_size`` and
+            ``remove_border`` for ``"filter"``; ``markers`` (default: the viewer's ``markers``, used up
+            by a split) and ``min_distance`` for ``"split"``, whose new ids stay in the label's class
+            when ``label_divisor`` is set.
 
         Returns
         -------
         bool
-            True if labels changed.
+            True if labels changed (the selection is then cleared).
 
         Examples
         --------
-        >>> from empanada_nb.widgets import Viewer
-        >>> lab = np.zeros((1, 8, 8), np.uint32); lab[0, 1:3, 1:3] = 5
-        >>> v = Viewer(np.zeros((1, 8, 8), np.uint8), labels=lab)
-        >>> v.proofread("filter", min_size=1, remove_border=False, scope="volume")
-        False
+        >>> from empanada_nb import Viewer
+        >>> labels = np.zeros((2, 32, 32), np.uint32)
+        >>> labels[:, 2:10, 2:10], labels[:, 20:30, 20:30] = 1, 2
+        >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=labels)
+        >>> v.proofread("merge", [{"id": 1}, {"id": 2}], index=1), v.message
+        (True, 'merged [1, 2] into 1 on xy slice 1')
+        >>> np.unique(labels[1]), np.unique(labels[0])
+        (array([0, 1], dtype=uint32), array([0, 1, 2], dtype=uint32))
+        >>> v.proofread("delete", [1], scope="volume"), np.unique(labels)
+        (True, array([0, 2], dtype=uint32))
         """
         from ..geometry import check_axis
 
@@ -217,7 +229,29 @@ class ProofreadTools:
 
     # ---------------------------------------------------------------------------------- markers
     def add_marker(self, axis: str, index: int, row: float, col: float) -> dict:
-        """Place a split seed at ``(row, col)`` of slice ``index`` along ``axis``; returns the marker."""
+        """Place a split seed (the marker tool, K) at ``(row, col)`` of slice ``index`` along ``axis``.
+
+        Parameters
+        ----------
+        axis : str
+            ``"xy"``, ``"xz"`` or ``"yz"``.
+        index : int
+            The slice along ``axis``.
+        row, col : float
+            The position on the slice.
+
+        Returns
+        -------
+        dict
+            The marker ``{"axis", "index", "row", "col"}`` (appended to ``markers``).
+
+        Examples
+        --------
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((8, 8), np.uint8))
+        >>> v.add_marker("xy", 0, 2, 3)
+        {'axis': 'xy', 'index': 0, 'row': 2.0, 'col': 3.0}
+        """
         from ..geometry import check_axis
 
         marker = {"axis": check_axis(axis), "index": int(index), "row": float(row), "col": float(col)}
@@ -225,17 +259,40 @@ class ProofreadTools:
         return marker
 
     def clear_markers(self) -> None:
-        """Remove every split seed."""
+        """Remove every split seed.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((8, 8), np.uint8))
+        >>> _ = v.add_marker("xy", 0, 2, 3)
+        >>> v.clear_markers(), v.markers
+        (None, [])
+        """
         self.markers = []
 
     # --------------------------------------------------------------------------------- label ids
     def new_label(self, class_id: int | None = None) -> int:
-        """Set :attr:`current_label` to a free id: one above the active layer's maximum, or with a
-        ``class_id`` (and :attr:`label_divisor` set) the next free instance id of that class.
+        """Set ``current_label`` to a free id.
+
+        Parameters
+        ----------
+        class_id : int, optional
+            With ``label_divisor`` set: the next free instance id of this class. Without: one above the
+            active layer's maximum.
+
+        Returns
+        -------
+        int
+            The new ``current_label`` (1, or the class's first id, without label layers).
 
         Examples
         --------
-        >>> from empanada_nb.widgets import Viewer
+        >>> from empanada_nb import Viewer
         >>> v = Viewer(np.zeros((8, 8), np.uint8), labels=np.full((8, 8), 2003, np.uint32), label_divisor=1000)
         >>> v.new_label(), v.new_label(class_id=2), v.new_label(class_id=1)
         (2004, 2004, 1001)
@@ -253,13 +310,25 @@ class ProofreadTools:
         return self.current_label
 
     def jump_to_label(self, label_id: int, layer=None, axis: str | None = None) -> tuple[int, tuple[float, float]]:
-        """Show the first slice (along ``axis``, default the shown one) that holds ``label_id``, centred on it.
+        """Show the first slice (along ``axis``) that holds ``label_id``, centred on the label.
 
-        Returns ``(slice index, (row, col))`` of the label's centre on that slice.
+        Parameters
+        ----------
+        label_id : int
+            The label to find.
+        layer : str or int, optional
+            The layer (the active one by default).
+        axis : str, optional
+            The viewing axis (the shown one by default).
+
+        Returns
+        -------
+        tuple
+            ``(slice index, (row, col))``: the slice and the label's centre on it.
 
         Examples
         --------
-        >>> from empanada_nb.widgets import Viewer
+        >>> from empanada_nb import Viewer
         >>> lab = np.zeros((4, 8, 8), np.uint32); lab[2:, 4:6, 2:4] = 7
         >>> v = Viewer(np.zeros((4, 8, 8), np.uint8), labels=lab)
         >>> v.jump_to_label(7), v.slice_index
@@ -288,12 +357,24 @@ class ProofreadTools:
     def count_labels(self, per_slice: bool = False, layer=None) -> list[dict]:
         """Count the objects of a layer per class (and per slice along the shown axis), with their ids.
 
-        Uses :attr:`label_divisor` (0: every id is an object of class 1) and :attr:`class_names`; the
-        table is kept in :attr:`label_counts` (shown in the viewer). See :func:`empanada_nb.labels.label_table`.
+        Uses ``label_divisor`` (0: every id is an object of class 1) and ``class_names``; the table is kept
+        in ``label_counts`` (shown in the viewer). See ``empanada_nb.labels.label_table``.
+
+        Parameters
+        ----------
+        per_slice : bool
+            One row per class and slice.
+        layer : str or int, optional
+            The layer (the active one by default).
+
+        Returns
+        -------
+        list of dict
+            Rows ``{"class", "name", "slice", "count", "ids"}``.
 
         Examples
         --------
-        >>> from empanada_nb.widgets import Viewer
+        >>> from empanada_nb import Viewer
         >>> v = Viewer(np.zeros((8, 8), np.uint8), labels=np.arange(64, dtype=np.uint32).reshape(8, 8) % 3)
         >>> [(r["class"], r["count"], r["ids"]) for r in v.count_labels()]
         [(1, 2, [1, 2])]
@@ -309,9 +390,29 @@ class ProofreadTools:
         return rows
 
     def export_label_counts(self, path, overwrite: bool = False):
-        """Write :attr:`label_counts` (count first) to ``.csv`` or ``.xlsx``; returns the path.
+        """Write ``label_counts`` (count first) to ``.csv`` or ``.xlsx`` (``empanada_nb.labels.export_label_table``).
 
-        See :func:`empanada_nb.labels.export_label_table`.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The ``.csv`` or ``.xlsx`` file.
+        overwrite : bool
+            Replace an existing file.
+
+        Returns
+        -------
+        pathlib.Path
+            The written file.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from empanada_nb import Viewer
+        >>> v = Viewer(np.zeros((8, 8), np.uint8), labels=np.eye(8, dtype=np.uint32) * 4)
+        >>> _ = v.count_labels()
+        >>> v.export_label_counts(Path(tempfile.mkdtemp()) / "n.csv").read_text().splitlines()[1]
+        '1,1,,1,4'
         """
         if not self.label_counts:
             raise ValueError("nothing to export: count the labels first")

@@ -197,7 +197,7 @@ def to_torchscript(net: TensorOutputs, example: torch.Tensor, check_size: int) -
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             ts = torch.jit.trace(traced, example, check_trace=False)
-    bigger = F.pad(example, (0, check_size, 0, check_size), mode="reflect")
+    bigger = F.pad(example, (0, check_size, 0, check_size), mode="replicate")
     with torch.no_grad():
         for x in (example, bigger):
             for name, a, b in zip(OUTPUT_IDS, net(x), ts(x)):

@@ -6,7 +6,7 @@ it: anywidget widgets for notebooks and the ``empanada-nb`` CLI.
 
 __version__ = "0.1.0"
 
-from .bioimageio import export_bioimageio
+from .bioimageio import export_bioimageio, load_bioimageio
 from .data import find_pairs, make_synthetic_dataset, normalize_image, read_image, synthetic_image, synthetic_volume
 from .demo import run_demo
 from .inference import segment_batch, segment_image

@@ -292,7 +292,7 @@ def _readme(card: Any, name: str, description: str, factor: int, kwargs: dict) -
 
 Exported by empanada_nb from its own model (architecture {card.architecture}, encoder {card.encoder},
 PointRend {"on" if card.pointrend else "off"}). The network follows empanada's MitoNet design
-(Conrad & Narayan 2023), a bottom-up panoptic segmentation model (Panoptic-DeepLab).
+(Conrad & Narayan 2023): bottom-up panoptic segmentation as in Panoptic-DeepLab.
 
 ## Inputs
 One 2D EM image, axes (batch, channel, y, x), uint8. Preprocessing (declared in rdf.yaml): scale to
@@ -309,8 +309,9 @@ Three tensors at the input's resolution, raw (no activation):
 
 Classes: {kinds}. Panoptic ids are `class_id * {card.label_divisor} + instance_id`. To turn the three
 outputs into instance labels use empanada_nb's postprocessing (`empanada_nb.panoptic_postprocess`,
-following empanada's) or `empanada_nb.segment_image` with the model loaded from the state dict
-(architecture callable `empanada_nb.bioimageio.bioimageio_network`, kwargs `{kwargs}`).
+following empanada's), or load the package back into empanada_nb with
+`empanada_nb.load_bioimageio("this.zip")` and run `empanada_nb.segment_image` (the state dict's
+architecture callable is `empanada_nb.bioimageio.bioimageio_network`, kwargs `{kwargs}`).
 
 ## Training
 {yaml.safe_dump(_jsonable(history), sort_keys=False).strip() if history else "No training history recorded."}
@@ -554,3 +555,46 @@ def export_bioimageio(
             # stored, not deflated: float weights barely compress, and inflating them dominated `bioimageio test`
             save_bioimageio_package(descr, output_path=tmp_zip, compression=zipfile.ZIP_STORED)
     return path
+
+
+def load_bioimageio(path: str | os.PathLike) -> nn.Module:
+    """Load a package written by :func:`export_bioimageio` back as an empanada_nb model (eval mode).
+
+    Uses the pytorch_state_dict weights and the model card kept under ``config.empanada_nb``, so
+    the model has its norms, classes and card and runs through ``segment_image`` and friends.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The package zip.
+
+    Returns
+    -------
+    nn.Module
+        The model (dict outputs, as :func:`build_model` makes it).
+
+    Example
+    -------
+    >>> model = load_bioimageio("my_model.bioimageio.zip")
+    """
+    from .model_io import ModelCard
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            rdf = yaml.safe_load(z.read("rdf.yaml"))
+            weights = rdf["weights"]["pytorch_state_dict"]
+            card = rdf["config"]["empanada_nb"]["card"]
+            state = torch.load(z.open(weights["source"]), map_location="cpu", weights_only=True)
+    except (OSError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"{path}: not a bioimage.io package written by empanada_nb ({e.__class__.__name__}: {e}); "
+            "export one with export_bioimageio"
+        ) from None
+    net = bioimageio_network(**weights["architecture"]["kwargs"])
+    net.load_state_dict(state)
+    model = net.model
+    model.card = ModelCard.from_dict(card)
+    model.norms = dict(model.card.norms)
+    model.finetunable_layers = model.card.finetunable_layers
+    return model.eval()

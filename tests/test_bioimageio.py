@@ -9,7 +9,7 @@ import torch
 import yaml
 
 import empanada_nb
-from empanada_nb import build_model, export_bioimageio, normalize_image
+from empanada_nb import build_model, export_bioimageio, load_bioimageio, normalize_image, segment_image
 from empanada_nb.data import synthetic_image
 
 pytest.importorskip("bioimageio.core", reason="bioimageio.core not installed: pip install 'empanada_nb[bioimageio]'")
@@ -167,5 +167,20 @@ def test_export_bad_input_one_line_errors_and_nothing_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_package_loads_back_into_empanada_nb(package, tmp_path):
+    model, path = package
+    back = load_bioimageio(path)
+    assert back.norms == {"mean": 0.45, "std": 0.2} and back.card.num_classes == 2 and back.card.pointrend
+    image = synthetic_image(64, n_objects=2, seed=3)[0]
+    (la, pa), (lb, pb) = (segment_image(m, image, return_probs=True) for m in (model, back))
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_allclose(pa, pb, atol=1e-6)
+    assert pa.shape == (3, 64, 64) and pa.std() > 0.01  # the probabilities are not a constant
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a bioimage.io package written by empanada_nb"):
+        load_bioimageio(tmp_path / "junk.zip")
+
+
 def test_export_is_public():
     assert empanada_nb.export_bioimageio is export_bioimageio
+    assert empanada_nb.load_bioimageio is load_bioimageio

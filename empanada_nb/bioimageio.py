@@ -6,13 +6,13 @@ cover image, a README and a conda environment file. Its layout and fields follow
 ``bioimageio.spec`` implements (format_version 0.5.x); ``bioimageio.core.test_model`` (or the
 ``bioimageio test`` CLI) reruns the test input through every weights format and checks the outputs.
 
-bioimage.io tensors are plain arrays, so the network is wrapped by :class:`TensorOutputs`, which
+bioimage.io tensors are plain arrays, so the network is wrapped by ``TensorOutputs``, which
 returns the three outputs of the model contract (``sem_logits``, ``ctr_hmp``, ``offsets``) as a
 tuple, declared in that order as three output tensors. The panoptic postprocessing stays outside the
 package (``empanada_nb.panoptic_postprocess`` turns the three outputs into instance labels).
 
 ``bioimageio.core`` is an optional dependency (``pip install empanada_nb[bioimageio]``); it is only
-imported when :func:`export_bioimageio` runs.
+imported when ``export_bioimageio`` runs.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from .models import build_model
 from .models.pointrend import PointRendSemSegHead, point_sample, uncertainty
 
 OUTPUT_IDS = ("sem_logits", "ctr_hmp", "offsets")
-"""Output tensor ids of an exported package, in the order :class:`TensorOutputs` returns them."""
+"""Output tensor ids of an exported package, in the order ``TensorOutputs`` returns them."""
 
 # Conrad & Narayan 2023 (the MitoNet / empanada paper), Cell Systems 14(1):58-71.e5; Panoptic-DeepLab
 # (Cheng et al. 2020), PointRend (Kirillov et al. 2020) and EfficientDet's BiFPN (Tan et al. 2020) via
@@ -78,10 +78,16 @@ class TensorOutputs(nn.Module):
     model : nn.Module
         A model following the empanada_nb model contract (see ``docs/dev/architecture.md``).
 
-    Example
-    -------
-    >>> net = TensorOutputs(build_model("PanopticDeepLab", "resnet18")).eval()
-    >>> sem, ctr, off = net(torch.zeros(1, 1, 64, 64))
+    Examples
+    --------
+    >>> import torch
+    >>> import empanada_nb as enb
+    >>> from empanada_nb.bioimageio import TensorOutputs
+    >>> net = TensorOutputs(enb.build_model("PanopticDeepLab", "resnet18")).eval()
+    >>> with torch.no_grad():
+    ...     sem, ctr, off = net(torch.zeros(1, 1, 64, 64))
+    >>> tuple(off.shape)
+    (1, 2, 64, 64)
     """
 
     def __init__(self, model: nn.Module):
@@ -101,16 +107,19 @@ def bioimageio_network(
     Parameters
     ----------
     architecture, encoder, num_classes, pointrend, **kwargs
-        Passed to :func:`empanada_nb.build_model` (no pretrained weights are fetched).
+        Passed to ``build_model`` (no pretrained weights are fetched).
 
     Returns
     -------
     nn.Module
-        The model wrapped in :class:`TensorOutputs`, whose ``state_dict`` is the package's weights file.
+        The model wrapped in ``TensorOutputs``, whose ``state_dict`` is the package's weights file.
 
-    Example
-    -------
-    >>> net = bioimageio_network("PanopticDeepLab", "resnet18")
+    Examples
+    --------
+    >>> from empanada_nb.bioimageio import bioimageio_network
+    >>> net = bioimageio_network("PanopticDeepLab", "resnet18", num_classes=2)
+    >>> net.model.num_classes, all(k.startswith("model.") for k in net.state_dict())
+    (2, True)
     """
     return TensorOutputs(build_model(architecture, encoder, num_classes=num_classes, pointrend=pointrend, **kwargs))
 
@@ -183,9 +192,20 @@ def to_torchscript(net: TensorOutputs, example: torch.Tensor, check_size: int) -
     -------
     torch.jit.ScriptModule
 
-    Example
-    -------
-    >>> ts = to_torchscript(TensorOutputs(model).eval(), torch.zeros(1, 1, 64, 64), 16)
+    Raises
+    ------
+    RuntimeError
+        If the TorchScript module's outputs differ from the eager ones.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import empanada_nb as enb
+    >>> from empanada_nb.bioimageio import TensorOutputs, to_torchscript
+    >>> net = TensorOutputs(enb.build_model("PanopticDeepLab", "resnet18")).eval()
+    >>> ts = to_torchscript(net, torch.zeros(1, 1, 64, 64), 16)
+    >>> [tuple(t.shape) for t in ts(torch.zeros(1, 1, 32, 48))]
+    [(1, 1, 32, 48), (1, 1, 32, 48), (1, 2, 32, 48)]
     """
     try:
         ts = torch.jit.script(net)
@@ -363,7 +383,7 @@ def export_bioimageio(
     Parameters
     ----------
     model : nn.Module
-        An empanada_nb model (from :func:`build_model`, :func:`load_model`, training or finetuning).
+        An empanada_nb model (from ``build_model``, ``load_model``, training or finetuning).
     path : str or os.PathLike
         The zip to write (``.zip`` is appended when missing).
     name : str, optional
@@ -385,9 +405,24 @@ def export_bioimageio(
     Path
         The zip written.
 
-    Example
-    -------
-    >>> export_bioimageio(load_model("my_model.pth"), "my_model.bioimageio.zip", authors=["Ada Lovelace"])
+    Raises
+    ------
+    ValueError
+        A bad name, author or test image, or a model whose outputs are ~0 on the test image (untrained:
+        bioimage.io cannot test such outputs), each in one line; nothing is written then.
+    ImportError
+        When bioimageio.core is not installed.
+
+    Examples
+    --------
+    Export a trained model (about 10 s for a resnet18 on two cores; a fresh, untrained model is refused):
+
+    >>> import empanada_nb as enb
+    >>> model = enb.load_model("my_model.pth")  # doctest: +SKIP
+    >>> enb.export_bioimageio(model, "my_model.zip", authors=["Ada Lovelace"])  # doctest: +SKIP
+    PosixPath('my_model.zip')
+
+    Then check it with bioimage.io's own test: ``bioimageio test my_model.zip``.
     """
     try:
         from bioimageio.spec import InvalidDescr, ValidationContext, build_description, save_bioimageio_package
@@ -558,7 +593,7 @@ def export_bioimageio(
 
 
 def load_bioimageio(path: str | os.PathLike) -> nn.Module:
-    """Load a package written by :func:`export_bioimageio` back as an empanada_nb model (eval mode).
+    """Load a package written by ``export_bioimageio`` back as an empanada_nb model (eval mode).
 
     Uses the pytorch_state_dict weights and the model card kept under ``config.empanada_nb``, so
     the model has its norms, classes and card and runs through ``segment_image`` and friends.
@@ -571,11 +606,18 @@ def load_bioimageio(path: str | os.PathLike) -> nn.Module:
     Returns
     -------
     nn.Module
-        The model (dict outputs, as :func:`build_model` makes it).
+        The model (dict outputs, as ``build_model`` makes it).
 
-    Example
-    -------
-    >>> model = load_bioimageio("my_model.bioimageio.zip")
+    Raises
+    ------
+    ValueError
+        When ``path`` is not a package written by ``export_bioimageio``.
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> model = enb.load_bioimageio("my_model.zip")  # doctest: +SKIP
+    >>> labels = enb.segment_image(model, image)  # doctest: +SKIP
     """
     from .model_io import ModelCard
 

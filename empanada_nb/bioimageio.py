@@ -415,7 +415,7 @@ def export_bioimageio(
 
     Examples
     --------
-    Export a trained model (about 10 s for a resnet18 on two cores; a fresh, untrained model is refused):
+    Export a trained model (a fresh, untrained model is refused: its outputs are ~0):
 
     >>> import empanada_nb as enb
     >>> model = enb.load_model("my_model.pth")  # doctest: +SKIP

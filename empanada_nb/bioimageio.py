@@ -166,7 +166,7 @@ def _readme(card: Any, name: str, description: str, factor: int, kwargs: dict) -
         f"{c}: {card.class_names.get(c, f'class{c}')} ({'thing' if c in card.thing_list else 'stuff'})"
         for c in range(1, card.num_classes + 1)
     )
-    history = card.history_summary or {}
+    history = {**(card.history_summary or {}), **({"lineage": card.lineage} if getattr(card, "lineage", None) else {})}
     return f"""# {name}
 
 {description}
@@ -337,9 +337,13 @@ def export_bioimageio(
     scripted = to_torchscript(net, xt, factor)
 
     classes = ", ".join(str(v) for v in _channel_names(card) if v != "background")
-    description = description or (
-        f"Panoptic segmentation of {classes} in 2D electron microscopy ({card.architecture}, {card.encoder} "
-        f"encoder{', PointRend' if card.pointrend else ''}), trained with empanada_nb."
+    description = (
+        description
+        or getattr(card, "description", "")
+        or (
+            f"Panoptic segmentation of {classes} in 2D electron microscopy ({card.architecture}, {card.encoder} "
+            f"encoder{', PointRend' if card.pointrend else ''}), trained with empanada_nb."
+        )
     )
     cites = [CITATIONS["empanada"], CITATIONS["PanopticDeepLab"]]
     if card.architecture == "PanopticBiFPN":

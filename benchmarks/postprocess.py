@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from peer_venv import VENV, peer_python
 
 HERE = Path(__file__).resolve().parent
-VENV = HERE / ".venv-empanada"
 VENV_PY = VENV / "bin" / "python"
 TARGETS = {"fine": 20.0, "coarse": 5.0}
 
@@ -81,36 +81,8 @@ BASELINE_SCRIPT = textwrap.dedent(
 
 
 def ensure_venv() -> None:
-    """Create benchmarks/.venv-empanada with empanada-dl 0.1.7 if it is missing."""
-    if VENV_PY.exists():
-        return
-    print(f"creating {VENV} (about a minute) ...", flush=True)
-    pip = [str(VENV / "bin" / "pip"), "install", "-q"]
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run(pip + ["torch==2.13.0"], check=True)
-    subprocess.run(pip + ["--no-deps", "empanada-dl==0.1.7"], check=True)
-    subprocess.run(
-        pip
-        + [
-            "numpy<2",
-            "numba",
-            "zarr<3",
-            "opencv-python-headless<4.11",
-            "scikit-image",
-            "albumentations==1.3.1",
-            "dask",
-            "connected-components-3d",
-            "matplotlib",
-            "pyyaml",
-            "cztile<2",
-            "imagecodecs",
-            "tqdm",
-            "scipy",
-            "psutil",
-            "tifffile",
-        ],
-        check=True,
-    )
+    """Create the empanada-dl 0.1.7 venv if it is missing (shared with the interop tests)."""
+    peer_python()
 
 
 def synthetic_frame(size: int, n_objects: int, seed: int = 0, sigma: float = 8.0):

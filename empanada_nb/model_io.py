@@ -57,6 +57,9 @@ class ModelCard:
         Whether the model has a PointRend head.
     finetunable_layers : str
         Encoder stages that were trained (``FINETUNABLE_LAYERS``).
+    arch_kwargs : dict
+        Constructor options beyond the defaults, e.g. empanada's layouts (``low_level_stages``,
+        ``bifpn="empanada"``) for models loaded from empanada's files.
     config : dict
         The ``TrainConfig`` it was trained with, as a dict.
     history_summary : dict
@@ -88,6 +91,8 @@ class ModelCard:
     padding_factor: int = 16
     pointrend: bool = False
     finetunable_layers: str = "all"
+    # constructor options beyond the defaults (e.g. empanada's layouts: low_level_stages, bifpn="empanada")
+    arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     history_summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     created: str = ""
@@ -170,6 +175,7 @@ def card_for(model: nn.Module, **overrides) -> ModelCard:
             norms=dict(getattr(model, "norms", {"mean": 0.5, "std": 0.5})),
             padding_factor=model.padding_factor,
             pointrend=bool(getattr(model, "pointrend", False)),
+            arch_kwargs=dict(getattr(model, "arch_kwargs", {})),
         )
         model.card = card
     for k, v in overrides.items():
@@ -223,6 +229,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     card = card or card_for(model)
     card.norms = dict(getattr(model, "norms", card.norms))
     card.finetunable_layers = getattr(model, "finetunable_layers", card.finetunable_layers)
+    card.arch_kwargs = dict(getattr(model, "arch_kwargs", card.arch_kwargs))
     card.created = datetime.datetime.now().isoformat(timespec="seconds")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path, suffix=".pth") as tmp:
@@ -421,7 +428,9 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
         return model.to(device).eval()
     ckpt = read_model_file(path)
     card = ModelCard.from_dict(ckpt["card"])
-    model = build_model(card.architecture, card.encoder, num_classes=card.num_classes, pointrend=card.pointrend)
+    model = build_model(
+        card.architecture, card.encoder, num_classes=card.num_classes, pointrend=card.pointrend, **card.arch_kwargs
+    )
     model.load_state_dict(ckpt["state_dict"])
     model.norms = dict(card.norms)
     model.card = card

@@ -34,9 +34,6 @@ def _dilate_stage(stage: nn.Module, dilation: int = 2) -> None:
 class Encoder(nn.Module):
     """Wraps a torchvision classification net. ``forward`` returns [stem, stage1..stage4]."""
 
-    stem_names: tuple
-    stage_names: tuple
-
     def __init__(self, name: str, output_stride: int = 32):
         super().__init__()
         if name not in ENCODERS:
@@ -48,13 +45,13 @@ class Encoder(nn.Module):
         if name in RESNETS:
             old = body.conv1
             body.conv1 = nn.Conv2d(1, old.out_channels, 7, 2, 3, bias=False)
-            del body.fc, body.avgpool
+            body.fc, body.avgpool = nn.Identity(), nn.Identity()  # no weights; keeps body scriptable
             self.stem_names = ("conv1", "bn1")
             self.stage_names = ("layer1", "layer2", "layer3", "layer4")
         else:
             old = body.stem[0]
             body.stem[0] = nn.Conv2d(1, old.out_channels, 3, 2, 1, bias=False)
-            del body.fc, body.avgpool
+            body.fc, body.avgpool = nn.Identity(), nn.Identity()  # no weights; keeps body scriptable
             self.stem_names = ("stem",)
             self.stage_names = tuple(f"trunk_output.block{i}" for i in range(1, 5))
         self.body = body
@@ -62,6 +59,9 @@ class Encoder(nn.Module):
             _dilate_stage(self.stage(4))
         self.output_stride = output_stride
         self.widths = [self._width(self.stage(i)) for i in range(1, 5)]
+        # TorchScript compiles ``forward`` for the class, so each family gets a subclass with its
+        # own forward (the parameters, and so the state dict, stay exactly the same).
+        self.__class__ = _ResNetEncoder if name in RESNETS else _RegNetEncoder
 
     @staticmethod
     def _width(stage: nn.Module) -> int:
@@ -75,15 +75,37 @@ class Encoder(nn.Module):
         return [self.body.get_submodule(n) for n in self.stem_names]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError  # replaced by the family subclass in __init__
+
+
+class _ResNetEncoder(Encoder):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         b = self.body
-        if self.name in RESNETS:
-            x = b.relu(b.bn1(b.conv1(x)))
-            feats = [x]
-            x = b.maxpool(x)
-        else:
-            x = b.stem(x)
-            feats = [x]
-        for i in range(1, 5):
-            x = self.stage(i)(x)
-            feats.append(x)
+        x = b.relu(b.bn1(b.conv1(x)))
+        feats = [x]
+        x = b.layer1(b.maxpool(x))
+        feats.append(x)
+        x = b.layer2(x)
+        feats.append(x)
+        x = b.layer3(x)
+        feats.append(x)
+        x = b.layer4(x)
+        feats.append(x)
+        return feats
+
+
+class _RegNetEncoder(Encoder):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        b = self.body
+        x = b.stem(x)
+        feats = [x]
+        t = b.trunk_output
+        x = t.block1(x)
+        feats.append(x)
+        x = t.block2(x)
+        feats.append(x)
+        x = t.block3(x)
+        feats.append(x)
+        x = t.block4(x)
+        feats.append(x)
         return feats

@@ -35,8 +35,10 @@ class ASPP(nn.Module):
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(nin, nout, 1, bias=False), nn.ReLU(inplace=True))
         self.project = nn.Sequential(conv_bn_act((len(rates) + 2) * nout, nout, 1), nn.Dropout(dropout))
 
-    def forward(self, x):
-        res = [b(x) for b in self.branches]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        res: list[torch.Tensor] = []
+        for b in self.branches:
+            res.append(b(x))
         res.append(F.interpolate(self.pool(x), size=x.shape[-2:], mode="bilinear", align_corners=True))
         return self.project(torch.cat(res, 1))
 
@@ -59,17 +61,51 @@ class PanopticDeepLabDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         x = self.aspp(feats[-1])
-        for stage, proj, fuse in zip(self.low_level_stages, self.project, self.fuse):
-            low = proj(feats[stage])
+        for i, (proj, fuse) in enumerate(zip(self.project, self.fuse)):
+            low = proj(feats[self.low_level_stages[i]])
             x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=True)
             x = fuse(torch.cat([x, low], 1))
         return x
 
 
-class PanopticDeepLab(nn.Module):
+class PanopticBase(nn.Module):
+    """Heads shared by both architectures, and the forward signature empanada's engines call.
+
+    ``forward(x, render_steps=2, interpolate_ins=True)`` is the signature of empanada's exported
+    (TorchScript) models (empanada ``models/quantization/panoptic_deeplab.py``), so a scripted
+    empanada_nb model runs in ``PanopticDeepLabRenderEngine`` unchanged.
+    """
+
+    def _apply_heads(
+        self, sem_x: torch.Tensor, ins_x: torch.Tensor, render_steps: int, interpolate_ins: bool
+    ) -> dict[str, torch.Tensor]:
+        """Apply the three heads; decoder features are at 1/4 resolution."""
+        sem = self.semantic_head(sem_x)
+        ctr = self.ins_center(ins_x)
+        off = self.ins_xy(ins_x)
+        out: dict[str, torch.Tensor] = {}
+        if self.semantic_pr is None:
+            out["sem_logits"] = upsample(sem)
+        elif self.training:
+            pr_out = self.semantic_pr(sem, sem_x, -1)
+            out["sem_logits"] = upsample(sem)
+            out["sem_points"] = pr_out["point_logits"]
+            out["point_coords"] = pr_out["point_coords"]
+        else:
+            out["sem_logits"] = self.semantic_pr(sem, sem_x, render_steps)["sem_seg_logits"]
+        up = interpolate_ins or self.training
+        out["ctr_hmp"] = upsample(ctr) if up else ctr
+        out["offsets"] = upsample(off) if up else off
+        return out
+
+
+class PanopticDeepLab(PanopticBase):
     """Outputs (full resolution): ``sem_logits`` (N,S,H,W), ``ctr_hmp`` (N,1,H,W), ``offsets`` (N,2,H,W).
 
     S is 1 for one class (sigmoid) and ``num_classes + 1`` otherwise (softmax, channel 0 = background).
+    ``low_level_stages``/``low_level_project`` choose the encoder stages fused on the way up (empanada's
+    ``low_level_stages``/``low_level_channels_project``; MitoNet_v1 uses ``(1,)``/``(32,)``), and
+    ``ins_decoder=False`` shares the semantic decoder with the instance heads as empanada's default does.
     """
 
     architecture = "PanopticDeepLab"
@@ -84,45 +120,47 @@ class PanopticDeepLab(nn.Module):
         ins_ratio: float = 0.5,
         pointrend: bool = False,
         aspp_dropout: float = 0.1,
+        low_level_stages: Sequence[int] = (3, 2, 1),
+        ins_decoder: bool = True,
     ):
         super().__init__()
+        if len(low_level_stages) != len(low_level_project) or not all(1 <= s <= 3 for s in low_level_stages):
+            raise ValueError("low_level_stages must be encoder stages 1..3, one per low_level_project entry")
         self.num_classes = num_classes
         self.encoder = Encoder(encoder, output_stride=16)
         w = self.encoder.widths
-        stages = (3, 2, 1)
+        stages = tuple(int(s) for s in low_level_stages)
         low = [w[s - 1] for s in stages]
         self.semantic_decoder = PanopticDeepLabDecoder(
             w[-1], decoder_channels, low, low_level_project, stages, aspp_dropout
         )
-        self.instance_decoder = PanopticDeepLabDecoder(
-            w[-1], decoder_channels, low, [int(p * ins_ratio) for p in low_level_project], stages, aspp_dropout
+        self.instance_decoder = (
+            PanopticDeepLabDecoder(
+                w[-1], decoder_channels, low, [int(p * ins_ratio) for p in low_level_project], stages, aspp_dropout
+            )
+            if ins_decoder
+            else None
         )
         n_sem = semantic_channels(num_classes)
         self.semantic_head = PanopticHead(decoder_channels, n_sem)
         self.ins_center = PanopticHead(decoder_channels, 1)
         self.ins_xy = PanopticHead(decoder_channels, 2)
         self.semantic_pr = PointRendSemSegHead(decoder_channels, n_sem) if pointrend else None
+        self.arch_kwargs = {
+            "decoder_channels": decoder_channels,
+            "low_level_project": [int(p) for p in low_level_project],
+            "low_level_stages": list(stages),
+            "ins_ratio": ins_ratio,
+            "ins_decoder": ins_decoder,
+        }
 
     def decoder_modules(self) -> list[nn.Module]:
         return [m for n, m in self.named_children() if n != "encoder" and m is not None]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, render_steps: int = 2, interpolate_ins: bool = True) -> dict[str, torch.Tensor]:
         feats = self.encoder(x)
         sem_x = self.semantic_decoder(feats)
-        ins_x = self.instance_decoder(feats)
-        return _heads(self, sem_x, ins_x)
-
-
-def _heads(model: nn.Module, sem_x: torch.Tensor, ins_x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Apply the three heads; decoder features are at 1/4 resolution."""
-    sem = model.semantic_head(sem_x)
-    out = {"ctr_hmp": upsample(model.ins_center(ins_x)), "offsets": upsample(model.ins_xy(ins_x))}
-    if model.semantic_pr is None:
-        out["sem_logits"] = upsample(sem)
-    elif model.training:
-        pr = model.semantic_pr(sem, sem_x)
-        out["sem_logits"] = upsample(sem)
-        out["sem_points"], out["point_coords"] = pr["point_logits"], pr["point_coords"]
-    else:
-        out["sem_logits"] = model.semantic_pr(sem, sem_x)["sem_seg_logits"]
-    return out
+        ins_x = sem_x
+        if self.instance_decoder is not None:
+            ins_x = self.instance_decoder(feats)
+        return self._apply_heads(sem_x, ins_x, render_steps, interpolate_ins)

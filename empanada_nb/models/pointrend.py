@@ -61,7 +61,8 @@ class PointRendSemSegHead(nn.Module):
             x = torch.cat([F.relu(fc(x)), coarse], 1)
         return self.predictor(x)
 
-    def forward(self, coarse: torch.Tensor, features: torch.Tensor) -> dict:
+    def forward(self, coarse: torch.Tensor, features: torch.Tensor, steps: int = -1) -> dict[str, torch.Tensor]:
+        """``steps`` < 0 uses ``subdivision_steps`` (empanada passes ``render_steps`` the same way)."""
         if self.training:
             n = coarse.shape[0]
             with torch.no_grad():
@@ -76,14 +77,18 @@ class PointRendSemSegHead(nn.Module):
             logits = self.point_head(point_sample(features, coords), point_sample(coarse, coords))
             return {"sem_seg_logits": coarse, "point_logits": logits, "point_coords": coords}
         logits = coarse
-        for _ in range(self.subdivision_steps):
+        for _ in range(self.subdivision_steps if steps < 0 else steps):
             logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False)
             n, c, h, w = logits.shape
             unc = uncertainty(logits).view(n, h * w)
             p = min(h * w, self.subdivision_num_points)
             idx = torch.topk(unc, p, dim=1)[1]
+            # grid-cell centres written as empanada's get_uncertain_point_coords_on_grid does, so the
+            # sampled coordinates (and the refined logits) agree bit for bit
+            ws, hs = 1.0 / float(w), 1.0 / float(h)
             coords = torch.stack(
-                [((idx % w).float() + 0.5) / w, (torch.div(idx, w, rounding_mode="floor").float() + 0.5) / h], -1
+                [0.5 * ws + ws * (idx % w).float(), 0.5 * hs + hs * torch.div(idx, w, rounding_mode="floor").float()],
+                -1,
             )
             pl = self.point_head(point_sample(features, coords), point_sample(coarse, coords))
             logits = logits.reshape(n, c, h * w).scatter(2, idx.unsqueeze(1).expand(-1, c, -1), pl).view(n, c, h, w)

@@ -405,7 +405,9 @@ def train(
         rpath = checkpoint_path(out) if resume is True else Path(resume)
         st = load_checkpoint(rpath)
         c = ModelCard.from_dict(st["model"]["card"])
-        model = build_model(c.architecture, c.encoder, num_classes=c.num_classes, pointrend=c.pointrend)
+        model = build_model(
+            c.architecture, c.encoder, num_classes=c.num_classes, pointrend=c.pointrend, **c.arch_kwargs
+        )
         model.norms, model.card = dict(c.norms), c
         source = c.lineage.get("pretrained")
     else:

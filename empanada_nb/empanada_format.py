@@ -17,6 +17,7 @@ segment, finetune and save like any other.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -65,6 +66,14 @@ def _resolve(src: str | os.PathLike) -> Path:
     return Path(_resolve_kind(src)[1])
 
 
+@contextlib.contextmanager
+def _quiet_jit():
+    """torch 2.x flags torch.jit as deprecated; empanada's format is TorchScript, so say nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit")
+        yield
+
+
 def _warn_once(msg: str) -> None:
     if msg not in _WARNED:
         _WARNED.add(msg)
@@ -100,8 +109,8 @@ def read_empanada_config(path_or_url: str | os.PathLike) -> dict:
     dict
         The YAML's keys, with ``class_names`` keyed by int and ``_source`` set to where it was read.
 
-    Example
-    -------
+    Examples
+    --------
     >>> cfg = read_empanada_config("MitoNet_v1_mini.yaml")  # doctest: +SKIP
     >>> cfg["padding_factor"]  # doctest: +SKIP
     128
@@ -161,8 +170,8 @@ def rename_empanada_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     dict
         Same tensors under empanada_nb names (fused conv nesting not yet resolved).
 
-    Example
-    -------
+    Examples
+    --------
     >>> rename_empanada_keys({"encoder.conv1.weight": torch.zeros(1)})
     {'encoder.body.conv1.weight': tensor([0.])}
     """
@@ -274,7 +283,8 @@ def model_from_state_dict(state: dict[str, torch.Tensor], card: dict | None = No
 def _load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
     extra = {CARD_FILE: ""}
     try:
-        ts = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with _quiet_jit():
+            ts = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:
         raise ValueError(
             f"{path}: not a TorchScript model file ({e.__class__.__name__}); re-download or re-export it"
@@ -341,8 +351,8 @@ def load_empanada_model(
     torch.nn.Module
         An empanada_nb model in eval mode with ``card``, ``norms`` and ``padding_factor`` from the YAML.
 
-    Example
-    -------
+    Examples
+    --------
     >>> model = load_empanada_model("MitoNet_v1_mini.empanada")  # doctest: +SKIP
     >>> model.card.class_names  # doctest: +SKIP
     {1: 'mito'}
@@ -397,7 +407,8 @@ class QuantizedModel(nn.Module):
 def _try_quantized(path: Path, cfg: dict) -> nn.Module | None:
     """Load and smoke-test a quantized file; None (after one warning) where this platform cannot run it."""
     try:
-        ts = torch.jit.load(str(path), map_location="cpu").eval()
+        with _quiet_jit():
+            ts = torch.jit.load(str(path), map_location="cpu").eval()
         pf = int(cfg["padding_factor"])
         with torch.no_grad():
             ts(torch.zeros(1, 1, pf, pf))
@@ -457,7 +468,8 @@ def _script(model: nn.Module) -> torch.jit.ScriptModule:
     m = copy.deepcopy(model).cpu().eval()
     for attr in ("card", "arch_kwargs", "norms", "source"):
         m.__dict__.pop(attr, None)
-    return torch.jit.script(m)
+    with _quiet_jit():
+        return torch.jit.script(m)
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, format: str = "empanada") -> Path:
@@ -480,8 +492,8 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "empan
     pathlib.Path
         The YAML or archive written.
 
-    Example
-    -------
+    Examples
+    --------
     >>> export_model(model, "MyMitoNet.empanada")  # doctest: +SKIP
     PosixPath('MyMitoNet.empanada')
     """
@@ -492,7 +504,8 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "empan
     card = card_for(model)
     card.arch_kwargs = dict(getattr(model, "arch_kwargs", card.arch_kwargs))
     buf = io.BytesIO()
-    torch.jit.save(ts, buf, _extra_files={CARD_FILE: json.dumps(card.to_dict(), default=str)})
+    with _quiet_jit():
+        torch.jit.save(ts, buf, _extra_files={CARD_FILE: json.dumps(card.to_dict(), default=str)})
     if path.suffix == ".empanada":
         name = path.stem
         with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as td:

@@ -7,7 +7,7 @@ tests/test_empanada_interop.py through .npy/.json files.
                         torch.jit.save, YAML) plus an .empanada archive as empanada-napari 1.2.4's
                         _export_import_models.py writes it, then run each through
                         PanopticDeepLabEngine on IMAGE_NPY (already normalized, (1, 1, H, W)).
-  run PTH IMAGE_NPY OUT  torch.jit.load a model (ours or theirs) and run it the same way.
+  run IMAGE_NPY OUT PTH...  torch.jit.load models (ours or theirs) and run each the same way.
 
 Each run writes OUT/<name>_{sem_logits,ctr_hmp,offsets,pan}.npy.
 """
@@ -114,6 +114,8 @@ def export(cfg, name, out, x):
         desc["model_quantized"] = quantize(cfg, state, out, name, x)
     with open(os.path.join(out, f"{name}.yaml"), "w") as f:
         yaml.dump(desc, f)
+    if "BiFPN" not in cfg["arch"]:
+        return pth  # (the test reads MitoNet_v1 from its YAML; no need for a second 220 MB copy)
     # .empanada as empanada-napari 1.2.4's export widget writes it: the YAML names files by base name
     arch_cfg = dict(desc, model=f"{name}.pth")
     if desc["model_quantized"]:
@@ -169,8 +171,9 @@ def main():
             info[name] = pth
         print(json.dumps(info))
     elif cmd == "run":
-        pth, x, out = sys.argv[2], torch.from_numpy(np.load(sys.argv[3])), sys.argv[4]
-        run(pth, x, out, os.path.splitext(os.path.basename(pth))[0])
+        x, out = torch.from_numpy(np.load(sys.argv[2])), sys.argv[3]
+        for pth in sys.argv[4:]:
+            run(pth, x, out, os.path.splitext(os.path.basename(pth))[0])
     else:
         raise SystemExit(f"unknown command {cmd}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -137,6 +138,10 @@ def test_our_export_runs_in_empanadas_engine(peer_models, tmp_path):
         cfg = yaml.safe_load(y.read_text())
         assert set(ef.REQUIRED_KEYS) <= set(cfg) and cfg["FINETUNE"]["engine"] == "PanopticDeepLabEngine"
     _peer("run", folder / "x.npy", tmp_path, *exported)
+    _peer("train", exported[1], folder / "x.npy", tmp_path)  # empanada-napari finetunes the TorchScript itself
+    step = json.loads((tmp_path / "train_step.json").read_text())
+    assert {"sem_logits", "sem_points", "point_coords", "ctr_hmp", "offsets"} <= set(step["keys"])
+    assert np.isfinite(step["loss"]) and step["decoder_moved"] and not step["encoder_moved"]
     for name in ("MitoNet_v1", "MitoNet_v1_mini"):
         got = _compare(ours[name], _ref(tmp_path, f"nb_{name}"))
         print("export", name, got)

@@ -8,6 +8,7 @@ tests/test_empanada_interop.py through .npy/.json files.
                         _export_import_models.py writes it, then run each through
                         PanopticDeepLabEngine on IMAGE_NPY (already normalized, (1, 1, H, W)).
   run IMAGE_NPY OUT PTH...  torch.jit.load models (ours or theirs) and run each the same way.
+  train PTH IMAGE_NPY OUT   one finetuning step on a TorchScript model as empanada-napari does.
 
 Each run writes OUT/<name>_{sem_logits,ctr_hmp,offsets,pan}.npy.
 """
@@ -159,6 +160,36 @@ def run(pth, x, out, name):
     np.save(os.path.join(out, f"{name}_pan.npy"), pan.squeeze().numpy().astype(np.int64))
 
 
+def train_step(pth, x, out):
+    """One step of empanada-napari's finetune.py on a TorchScript model: freeze 'encoder' parameters
+    (finetune_layer 'none'), train mode, PanopticLoss, AdamW; reports the loss and whether weights moved."""
+    from empanada.losses import PanopticLoss
+
+    model = torch.jit.load(pth, map_location="cpu")
+    for name, p in model.named_parameters():
+        if "encoder" in name:
+            p.requires_grad = False
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    sem = (x[:, 0] > 0).float()  # one class: BCE targets, as SingleClassInstanceDataset gives
+    target = {"sem": sem, "ctr_hmp": torch.zeros_like(x), "offsets": torch.zeros(x.shape[0], 2, *x.shape[2:])}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    output = model(x.repeat(2, 1, 1, 1))
+    target = {k: v.repeat(2, *([1] * (v.ndim - 1))) for k, v in target.items()}
+    loss, aux = PanopticLoss()(output, target)
+    loss.backward()
+    opt.step()
+    moved = {n: not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters()}
+    res = {
+        "loss": float(loss),
+        "keys": sorted(output),
+        "encoder_moved": any(v for n, v in moved.items() if "encoder" in n),
+        "decoder_moved": any(v for n, v in moved.items() if "encoder" not in n),
+    }
+    with open(os.path.join(out, "train_step.json"), "w") as f:
+        json.dump(res, f)
+
+
 def main():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     cmd = sys.argv[1]
@@ -174,6 +205,8 @@ def main():
         x, out = torch.from_numpy(np.load(sys.argv[2])), sys.argv[3]
         for pth in sys.argv[4:]:
             run(pth, x, out, os.path.splitext(os.path.basename(pth))[0])
+    elif cmd == "train":
+        train_step(sys.argv[2], torch.from_numpy(np.load(sys.argv[3])), sys.argv[4])
     else:
         raise SystemExit(f"unknown command {cmd}")
 

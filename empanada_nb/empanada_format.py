@@ -9,7 +9,7 @@ Formats followed (empanada-dl 0.1.7 / empanada-napari 1.2.4):
   ``Quantizable*PR`` models with conv+BN(+ReLU) fused by ``fuse_model()``;
 - ``.empanada``: a zip of ``NAME.yaml`` and the ``.pth`` files it names (``_export_import_models.py``).
 
-Loading takes the TorchScript state dict, renames empanada's keys to ours (:data:`KEY_RULES`), splits
+Loading takes the TorchScript state dict, renames empanada's keys to ours (``KEY_RULES``), splits
 fused conv+BN pairs back into a conv and an identity BatchNorm, infers the architecture from the
 tensor shapes and loads the weights strictly into empanada_nb's own eager modules, so loaded models
 segment, finetune and save like any other.
@@ -27,7 +27,7 @@ import urllib.parse
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 import torch.nn as nn
@@ -111,23 +111,37 @@ def read_empanada_config(path_or_url: str | os.PathLike) -> dict:
 
     Examples
     --------
-    >>> cfg = read_empanada_config("MitoNet_v1_mini.yaml")  # doctest: +SKIP
-    >>> cfg["padding_factor"]  # doctest: +SKIP
-    128
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import yaml
+    >>> cfg = {"class_names": {1: "mito"}, "thing_list": [1], "model": "MitoNet_mini.pth",
+    ...        "norms": {"mean": 0.57571, "std": 0.12765}, "padding_factor": 128}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (Path(tmp) / "MitoNet_v1_mini.yaml").write_text(yaml.safe_dump(cfg))
+    ...     read = read_empanada_config(Path(tmp) / "MitoNet_v1_mini.yaml")
+    >>> read["class_names"], read["padding_factor"]
+    ({1: 'mito'}, 128)
     """
     path = _resolve(path_or_url)
+    cfg = _check_config(Path(path).read_bytes(), str(path))
+    cfg["_source"] = str(path_or_url)
+    return cfg
+
+
+def _check_config(text: bytes, label: str) -> dict:
     try:
-        cfg = yaml.safe_load(Path(path).read_text())
+        cfg = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a readable YAML file ({e.__class__.__name__})") from None
+        raise ValueError(f"{label}: not a readable YAML file ({e.__class__.__name__})") from None
     if not isinstance(cfg, dict):
         keys = ", ".join(REQUIRED_KEYS)
-        raise ValueError(f"{path}: not an empanada model YAML (expected a mapping with keys {keys})")
+        raise ValueError(f"{label}: not an empanada model YAML (expected a mapping with keys {keys})")
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
-        raise ValueError(f"{path}: empanada model YAML lacks {', '.join(missing)}; add them (see MitoNet_v1_mini.yaml)")
+        raise ValueError(
+            f"{label}: empanada model YAML lacks {', '.join(missing)}; add them (see MitoNet_v1_mini.yaml)"
+        )
     cfg["class_names"] = {int(k): str(v) for k, v in cfg["class_names"].items()}
-    cfg["_source"] = str(path_or_url)
     return cfg
 
 
@@ -151,14 +165,14 @@ def _conv_bn_pairs(model: nn.Module) -> dict[str, str]:
     for prefix, mod in model.named_modules():
         kids = list(mod.named_children())
         for (na, a), (nb, b) in zip(kids, kids[1:]):
-            if isinstance(a, nn.Conv2d | nn.Conv1d) and isinstance(b, nn.BatchNorm2d):
+            if isinstance(a, (nn.Conv2d, nn.Conv1d)) and isinstance(b, nn.BatchNorm2d):
                 pre = f"{prefix}." if prefix else ""
                 pairs[pre + na] = pre + nb
     return pairs
 
 
 def rename_empanada_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an empanada state dict's keys to empanada_nb's (:data:`KEY_RULES`); our own keys pass through.
+    """Rename an empanada state dict's keys to empanada_nb's (``KEY_RULES``); our own keys pass through.
 
     Parameters
     ----------
@@ -214,7 +228,7 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str
 
 
 def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, dict]:
-    """Architecture name and :func:`build_model` keyword arguments from renamed weights' names and shapes."""
+    """Architecture name and ``build_model`` keyword arguments from renamed weights' names and shapes."""
     k = set(state)
     if "encoder.body.conv1.weight" not in k and "encoder.body.conv1.0.weight" not in k:
         raise ValueError("weights use an encoder other than a ResNet (empanada's RegNets are not supported)")
@@ -280,44 +294,51 @@ def model_from_state_dict(state: dict[str, torch.Tensor], card: dict | None = No
 
 
 # ------------------------------------------------------------------------------------------ loading
-def _load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
+Weights = Union[Path, io.BytesIO]
+
+
+def _load_torchscript(src: Weights, label: str) -> tuple[torch.jit.ScriptModule, dict | None]:
     extra = {CARD_FILE: ""}
     try:
         with _quiet_jit():
-            ts = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            ts = torch.jit.load(
+                src if isinstance(src, io.BytesIO) else str(src), map_location="cpu", _extra_files=extra
+            )
     except Exception as e:
         raise ValueError(
-            f"{path}: not a TorchScript model file ({e.__class__.__name__}); re-download or re-export it"
+            f"{label}: not a TorchScript model file ({e.__class__.__name__}); re-download or re-export it"
         ) from None
     card = json.loads(extra[CARD_FILE]) if extra[CARD_FILE] else None
     return ts, card
 
 
-def _archive_config(path: Path) -> tuple[dict, Path]:
-    """Unpack an ``.empanada`` archive into a cache folder; return its YAML config and folder."""
+def _read_archive(path: Path) -> tuple[dict, zipfile.ZipFile]:
+    """The YAML config of an ``.empanada`` archive and the open archive (members are read from it in memory)."""
     try:
         z = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         raise ValueError(f"{path}: not an .empanada archive (not a zip); export it again") from None
-    with z:
-        yamls = [n for n in z.namelist() if n.endswith((".yaml", ".yml")) and "/" not in n]
-        if not yamls:
-            raise ValueError(f"{path}: .empanada archive holds no NAME.yaml; export it again")
-        name = f"{path.stem}.yaml" if f"{path.stem}.yaml" in yamls else yamls[0]
-        st = path.stat()
-        dest = Path(torch.hub.get_dir()) / "empanada_nb" / "archives" / f"{path.stem}-{st.st_size}-{int(st.st_mtime)}"
-        if not (dest / name).exists():
-            dest.mkdir(parents=True, exist_ok=True)
-            for n in z.namelist():
-                if "/" in n or n.startswith("."):
-                    continue  # only flat members, as empanada-napari writes them
-                with atomic_path(dest / n) as tmp:
-                    tmp.write_bytes(z.read(n))
-    return read_empanada_config(dest / name), dest
+    yamls = [n for n in z.namelist() if n.endswith((".yaml", ".yml")) and "/" not in n]
+    if not yamls:
+        z.close()
+        raise ValueError(f"{path}: .empanada archive holds no NAME.yaml; export it again")
+    name = f"{path.stem}.yaml" if f"{path.stem}.yaml" in yamls else yamls[0]
+    return _check_config(z.read(name), f"{path}:{name}"), z
+
+
+def _archive_member(z: zipfile.ZipFile, ref: str) -> tuple[io.BytesIO, str]:
+    """A weights file named by an archive's YAML (by base name, as empanada-napari's export writes it)."""
+    name = os.path.basename(ref)
+    if name not in z.namelist():
+        pths = [n for n in z.namelist() if n.endswith((".pth", ".pt"))]
+        if ref != name or len(pths) != 1:  # empanada-napari's import falls back to the one *.p* file
+            raise ValueError(f"{z.filename}: archive lacks {name!r} named by its YAML; export it again")
+        name = pths[0]
+    return io.BytesIO(z.read(name)), f"{z.filename}:{name}"
 
 
 def card_from_config(cfg: dict, model: nn.Module) -> ModelCard:
-    """An empanada_nb :class:`ModelCard` for ``model`` from an empanada YAML config."""
+    """An empanada_nb ``ModelCard`` for ``model`` from an empanada YAML config."""
     card = card_for(model)
     engine = (cfg.get("FINETUNE") or {}).get("engine_params") or {}
     card.class_names = dict(cfg["class_names"])
@@ -353,30 +374,45 @@ def load_empanada_model(
 
     Examples
     --------
-    >>> model = load_empanada_model("MitoNet_v1_mini.empanada")  # doctest: +SKIP
-    >>> model.card.class_names  # doctest: +SKIP
-    {1: 'mito'}
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import empanada_nb as enb
+    >>> mitonet_like = enb.build_model("PanopticDeepLab", "resnet18", low_level_stages=(1,), low_level_project=(32,))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = enb.export_model(mitonet_like, Path(tmp) / "MyMitoNet.empanada")
+    ...     model = load_empanada_model(path)
+    >>> model.arch_kwargs["low_level_stages"], model.card.class_names, model.training
+    ([1], {1: 'mito'}, False)
     """
     src = str(path_or_url)
     low = src.split("?")[0].lower()
+    archive = None
     if low.endswith(".empanada"):
-        cfg, folder = _archive_config(_resolve(src))
-        cfg_source = str(folder / "config.yaml")
+        cfg, archive = _read_archive(_resolve(src))
     elif low.endswith((".yaml", ".yml")):
         cfg = read_empanada_config(src)
-        folder = Path(_resolve(src)).parent
-        cfg_source = src
     else:
-        cfg, folder, cfg_source = None, None, src
-    if cfg is None:
-        weights = _resolve(src)
-    else:
-        weights = _weights_path(str(cfg["model"]), cfg_source, folder)
-    if quantized and cfg is not None and cfg.get("model_quantized"):
-        qmodel = _try_quantized(_weights_path(str(cfg["model_quantized"]), cfg_source, folder), cfg)
-        if qmodel is not None:
-            return qmodel
-    ts, card = _load_torchscript(weights)
+        cfg = None
+    try:
+
+        def weights(ref: str) -> tuple[Weights, str]:
+            if archive is not None:
+                return _archive_member(archive, ref)
+            p = _weights_path(ref, src, Path(_resolve(src)).parent)
+            return p, str(p)
+
+        if cfg is None:
+            w, label = _resolve(src), src
+        else:
+            w, label = weights(str(cfg["model"]))
+        if quantized and cfg is not None and cfg.get("model_quantized"):
+            qmodel = _try_quantized(*weights(str(cfg["model_quantized"])), cfg)
+            if qmodel is not None:
+                return qmodel
+        ts, card = _load_torchscript(w, label)
+    finally:
+        if archive is not None:
+            archive.close()
     model = model_from_state_dict(ts.state_dict(), card)
     if card:
         model.card = ModelCard.from_dict(card)
@@ -404,16 +440,17 @@ class QuantizedModel(nn.Module):
         return {k: out[k].to(x.device) for k in ("sem_logits", "ctr_hmp", "offsets")}
 
 
-def _try_quantized(path: Path, cfg: dict) -> nn.Module | None:
+def _try_quantized(src: Weights, label: str, cfg: dict) -> nn.Module | None:
     """Load and smoke-test a quantized file; None (after one warning) where this platform cannot run it."""
     try:
         with _quiet_jit():
-            ts = torch.jit.load(str(path), map_location="cpu").eval()
+            ts = torch.jit.load(src if isinstance(src, io.BytesIO) else str(src), map_location="cpu").eval()
         pf = int(cfg["padding_factor"])
         with torch.no_grad():
             ts(torch.zeros(1, 1, pf, pf))
     except Exception as e:  # no quantized engine (e.g. Apple Silicon without qnnpack), bad file, ...
-        _warn_once(f"quantized model {path.name} cannot run here ({e.__class__.__name__}); using the fp32 model")
+        name = os.path.basename(label)
+        _warn_once(f"quantized model {name} cannot run here ({e.__class__.__name__}); using the fp32 model")
         return None
     arch = "PanopticBiFPN" if int(cfg["padding_factor"]) >= 128 else "PanopticDeepLab"
     card = ModelCard(architecture=arch, num_classes=len(cfg["class_names"]), padding_factor=int(cfg["padding_factor"]))
@@ -494,8 +531,13 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "empan
 
     Examples
     --------
-    >>> export_model(model, "MyMitoNet.empanada")  # doctest: +SKIP
-    PosixPath('MyMitoNet.empanada')
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import empanada_nb as enb
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = export_model(enb.build_model("PanopticDeepLab", "resnet18"), Path(tmp) / "mito.yaml")
+    ...     sorted(p.name for p in Path(tmp).iterdir())
+    ['mito.pth', 'mito.yaml']
     """
     if format != "empanada":
         raise ValueError(f"unknown export format {format!r}; only 'empanada' is supported here")

@@ -1,7 +1,7 @@
 """empanada's BiFPN, reproduced module for module so MitoNet_v1_mini's weights load unchanged.
 
 Follows empanada-dl 0.1.7 ``empanada/models/decoders/bifpn.py`` (a simplification of
-rwightman/efficientdet-pytorch). It differs from empanada_nb's own :class:`~.panoptic_bifpn.BiFPN`:
+rwightman/efficientdet-pytorch). It differs from empanada_nb's own ``BiFPN`` (``panoptic_bifpn.py``):
 
 - each direction (top-down, bottom-up) of a layer holds ONE fusion convolution that its ``ModuleList``
   lists once per node, so all nodes of a direction share (tie) their weights;
@@ -92,7 +92,7 @@ class BiFPNLayer(nn.Module):
 
 
 class EmpanadaBiFPN(nn.Module):
-    """Drop-in for :class:`~.panoptic_bifpn.BiFPN` (same inputs and outputs, empanada's layout)."""
+    """Drop-in for ``BiFPN`` (``panoptic_bifpn.py``) (same inputs and outputs, empanada's layout)."""
 
     def __init__(self, nins: Sequence[int], dim: int, layers: int = 3):
         super().__init__()

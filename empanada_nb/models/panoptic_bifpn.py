@@ -5,7 +5,7 @@ Encoder stages 2-4 (1/8..1/32) plus two extra levels give P3-P7; a transposed-co
 brings the fused pyramid back to 1/4 with the stage-1 features (P2). Inputs must be divisible
 by 128 (P7). Unlike empanada, each fusion node owns its convolution (empanada reuses one
 module per FPN direction, silently tying their weights). ``bifpn="empanada"`` builds empanada's
-layout instead (:mod:`.bifpn_empanada`), which MitoNet_v1_mini's weights need.
+layout instead (``bifpn_empanada.py``), which MitoNet_v1_mini's weights need.
 """
 
 from __future__ import annotations

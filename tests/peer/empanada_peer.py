@@ -42,7 +42,7 @@ def randomize(model, x):
     g = torch.Generator().manual_seed(1)
     torch.manual_seed(2)
     for name, m in model.named_modules():  # empanada inits decoder convs with std 0.001: features vanish
-        if not name.startswith("encoder") and isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+        if not name.startswith("encoder") and isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

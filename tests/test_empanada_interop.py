@@ -9,13 +9,10 @@ direction runs our export_model files in the peer's engine.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -227,29 +224,24 @@ def test_bifpn_empanada_layout_ties_fusion_convs_and_round_trips(tmp_path):
     assert own.semantic_fpn.layers[0].td[0] is not own.semantic_fpn.layers[0].td[1]  # ours stays the default
 
 
-def test_yaml_over_http_and_bad_files(tmp_path):
-    y = enb.export_model(_mitonet_like("PanopticDeepLab"), tmp_path / "srv" / "m.yaml")
+def test_yaml_over_http_and_bad_files(tmp_path, server, online):
+    y = enb.export_model(_mitonet_like("PanopticDeepLab"), server.www / "m.yaml")
     cfg = yaml.safe_load(y.read_text())
     cfg["model"] = "m.pth"  # relative to the YAML's URL
     y.write_text(yaml.safe_dump(cfg))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(y.parent))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        m = enb.load_model(f"http://127.0.0.1:{srv.server_address[1]}/m.yaml")
-    finally:
-        srv.shutdown()
+    m = enb.load_model(f"{server.url}/m.yaml")
+    assert server.hits["/m.pth"] == 1
     assert m.arch_kwargs["low_level_stages"] == [1]
     bad = tmp_path / "bad.yaml"
     bad.write_text("class_names: {1: mito}\nmodel: x.pth\n")
-    with pytest.raises(ValueError, match="lacks thing_list, norms, padding_factor"):
+    with pytest.raises(ValueError, match="lacks thing_list"):
         enb.load_model(bad)
     junk = tmp_path / "junk.empanada"
     junk.write_bytes(os.urandom(100))
-    with pytest.raises(ValueError, match="not an .empanada archive"):
+    with pytest.raises(ValueError, match=r"not an \.empanada archive|not a model file"):
         enb.load_model(junk)
     cfg["model"] = str(tmp_path / "junk.pth")
     (tmp_path / "junk.pth").write_bytes(b"PK" + os.urandom(100))
     y.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ValueError, match="not a TorchScript model file"):
+    with pytest.raises(ValueError, match=r"not a TorchScript model file|truncated"):
         enb.load_model(y)

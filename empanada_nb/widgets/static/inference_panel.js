@@ -23,6 +23,7 @@ export class InferenceView {
     this.inputs = {};
     this.rows = {};
     this.errorEls = {};
+    this.flushers = [];
     this.build();
     const on = (ev, fn) => { model.on(ev, fn); this.disposers.push(() => model.off(ev, fn)); };
     for (const k of ["settings", "errors", "running", "progress", "status", "has_model", "has_viewer", "viewer_ndim",
@@ -70,7 +71,9 @@ export class InferenceView {
       else timer = setTimeout(commit, 150);
     });
     el.addEventListener("keydown", (e) => e.stopPropagation());
+    this.flushers.push(() => { if (timer) { clearTimeout(timer); commit(); } });
     el.write = (v) => {
+      if (timer) return;  // an edit waits to be sent: the user's value wins over the older synced one
       if (k === "bool") el.checked = !!v;
       else if (document.activeElement !== el || k === "choice") {
         el.value = v == null ? "" : Array.isArray(v) ? v.join(",") : String(v);
@@ -118,7 +121,8 @@ export class InferenceView {
     }
     this.runBtn = h("button", { class: "enb-i-btn enb-i-primary", "data-action": "run" }, "Run");
     this.cancelBtn = h("button", { class: "enb-i-btn", "data-action": "cancel" }, "Cancel");
-    this.runBtn.addEventListener("click", () => m.send({ type: "run" }));
+    // edits still in their debounce go first: the kernel gets the settings before the run message
+    this.runBtn.addEventListener("click", () => { for (const f of this.flushers) f(); m.send({ type: "run" }); });
     this.cancelBtn.addEventListener("click", () => m.send({ type: "cancel" }));
     this.barFill = h("div", { class: "enb-i-bar-fill" });
     this.barText = h("div", { class: "enb-i-bar-text" });

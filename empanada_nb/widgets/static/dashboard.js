@@ -222,7 +222,8 @@ class Dashboard {
       return;
     }
     try {
-      const child = await host.getWidget(ref);
+      // the trait holds ipywidgets' "IPY_MODEL_<id>"; anywidget's host names widgets "anywidget:<id>"
+      const child = await host.getWidget(ref.replace(/^IPY_MODEL_/, "anywidget:"));
       await child.render({ el: this.inferPanel });
     } catch (e) {
       this.inferPanel.append(h("div", { class: "enb-d-hint" }, "inference panel: " + e));

@@ -73,7 +73,7 @@ class SegmentOptions:
         metadata=dict(
             kind="choice",
             label="mode",
-            help="2d: the current slice; stack: slices linked in 3D; ortho: xy, xz and yz stacks and their consensus",
+            help="2d: an image (or each slice) on its own; stack: slices linked in 3D; ortho: consensus of xy, xz, yz",
             modes=_ALL,
             group="run",
             faces=_FACES,
@@ -85,10 +85,10 @@ class SegmentOptions:
     downsample: int = _opt(
         "downsample", "choice", "downsampling", "shrink the input by this factor", choices=DOWNSAMPLES
     )
-    tile_size: int | None = _opt("tile_size", "int?", "tile size", "tile side in network pixels (empty: automatic)")
+    tile_size: int | None = _opt("tile_size", "int?", "tile size", "tile side in network pixels (default: automatic)")
     tile_overlap: int = _opt("tile_overlap", "int", "tile overlap", "overlap of tiles in network pixels", min=0)
     batch_size: int = _opt("batch_size", "int", "batch size", "slices or tiles per network call", min=1)
-    device: str | None = _opt("device", "text?", "device", "torch device, e.g. cuda:0 (empty: the model's)")
+    device: str | None = _opt("device", "text?", "device", "torch device, e.g. cuda:0 (default: the model's)")
     # postprocessing
     seg_thr: float = _opt("seg_thr", "float", "segmentation threshold", "semantic confidence", group="post")
     center_thr: float = _opt("center_thr", "float", "center threshold", "center heatmap confidence", group="post")
@@ -103,7 +103,7 @@ class SegmentOptions:
         "split_fragments", "bool", "split fragments", "give disconnected pieces their own ids", group="post"
     )
     label_divisor: int | None = _opt(
-        "label_divisor", "int?", "label divisor", "max objects per class (empty: the model card's)", group="post"
+        "label_divisor", "int?", "label divisor", "max objects per class (default: the model card's)", group="post"
     )
     # 3D: stack inference
     median_slices: int = _opt(
@@ -127,19 +127,26 @@ class SegmentOptions:
         "consensus_fill_holes", "bool", "fill holes (consensus)", "fill holes per xy slice", _ORTHO, "ortho"
     )
     keep_planes: bool = _opt(
-        "keep_planes", "bool", "keep xy/xz/yz stacks", "also return the three views", _ORTHO, "ortho"
+        "keep_planes",
+        "bool",
+        "keep xy/xz/yz stacks",
+        "also keep the xy, xz and yz stacks (zarr: written beside the output as NAME_xy.zarr, ...)",
+        _ORTHO,
+        "ortho",
     )
     # output (the CLI has its own positional --out)
     out: str | None = _opt(
         "out",
         "text?",
         "zarr output",
-        "write labels to this zarr folder (empty: memory)",
+        "write labels to this zarr folder (default: in memory)",
         _3D,
         "output",
         faces=("api", "widget"),
     )
-    chunks: tuple | None = _opt("chunks", "ints?", "zarr chunks", "Z,Y,X chunk shape (empty: automatic)", _3D, "output")
+    chunks: tuple | None = _opt(
+        "chunks", "ints?", "zarr chunks", "Z,Y,X chunk shape of a zarr output (default: automatic)", _3D, "output"
+    )
     overwrite: bool = _opt("overwrite", "bool", "overwrite", "replace an existing output", _3D, "output")
     # where (the widget's viewer)
     confine_to_regions: bool = _opt(
@@ -242,8 +249,8 @@ class SegmentOptions:
 
         Examples
         --------
-        >>> sorted(SegmentOptions().kwargs("2d"))[:3]
-        ['batch_size', 'center_thr', 'device']
+        >>> "erode" in SegmentOptions().kwargs("ortho"), "erode" in SegmentOptions().kwargs("stack")
+        (True, False)
         """
         mode = mode or self.mode
         if mode not in MODES:
@@ -285,8 +292,9 @@ class SegmentOptions:
 
         Examples
         --------
-        >>> [f["name"] for f in SegmentOptions.form()][:3]
-        ['mode', 'axis', 'downsample']
+        >>> names = [f["name"] for f in SegmentOptions.form()]
+        >>> names[0], "erode" in names, "out" in [f["name"] for f in SegmentOptions.form("cli")]
+        ('mode', True, False)
         """
         out = []
         for f in dataclasses.fields(cls):

@@ -27,6 +27,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(
                 flag, choices=spec["choices"], default=None, help=text + " (default: 2d for 2D input, stack for 3D)"
             )
+        elif name == "overwrite":  # the CLI's rule covers every output it writes
+            p.add_argument(flag, action="store_true", help="replace OUT (and its _xy/_xz/_yz planes) if it exists")
         elif kind == "bool" and not default:
             p.add_argument(flag, action="store_true", help=text)
         elif kind == "bool":
@@ -36,7 +38,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
         elif kind == "ints?":
             p.add_argument(flag, type=_ints, default=default, metavar="Z,Y,X", help=text)
         else:
-            p.add_argument(flag, type=_TYPES[kind], default=default, help=text + f" (default: {default})")
+            shown = "" if default is None else f" (default: {default})"  # None: the help says what happens
+            p.add_argument(flag, type=_TYPES[kind], default=default, help=text + shown)
 
 
 def options_from(args: argparse.Namespace, mode: str) -> SegmentOptions:

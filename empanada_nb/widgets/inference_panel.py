@@ -53,8 +53,8 @@ class InferencePanel(anywidget.AnyWidget):
     --------
     >>> import numpy as np
     >>> panel = InferencePanel(Viewer(np.zeros((4, 32, 32), np.uint8)), mode="ortho", keep_planes=True)
-    >>> panel.options.mode, panel.options.keep_planes, panel.errors["model_source"][:8]
-    ('ortho', True, 'give a m')
+    >>> panel.options.mode, panel.options.keep_planes, "model_source" in panel.errors
+    ('ortho', True, True)
     """
 
     _esm = assemble(STATIC / "inference_panel.js")

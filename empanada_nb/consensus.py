@@ -233,7 +233,7 @@ def ortho_consensus(
 ):
     """Write the consensus of ``views`` (same-shape 3D label arrays, panoptic ids) into ``out``.
 
-    ``progress``: True (tqdm), False or a callable receiving progress events (:mod:`empanada_nb.progress`).
+    ``progress``: True (tqdm), False or a callable receiving progress events (``progress``).
     """
 
     n = len(views)

@@ -66,7 +66,7 @@ class ProgressBar:
 
 
 def progress_iter(items: Iterable, total: int, stage: str, progress: Progress = False) -> Iterator:
-    """Yield ``items``, reporting one unit of ``total`` after each (see :class:`ProgressBar`).
+    """Yield ``items``, reporting one unit of ``total`` after each (see ``ProgressBar``).
 
     Parameters
     ----------
@@ -77,7 +77,7 @@ def progress_iter(items: Iterable, total: int, stage: str, progress: Progress = 
     stage : str
         The stage's name.
     progress : bool or callable
-        As for :class:`ProgressBar`.
+        As for ``ProgressBar``.
 
     Returns
     -------

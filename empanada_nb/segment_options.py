@@ -1,9 +1,9 @@
 """The one list of inference settings: every option of 2D, stack and ortho-plane inference.
 
-:class:`SegmentOptions` holds one field per setting of :func:`~empanada_nb.segment_image`,
-:func:`~empanada_nb.segment_stack` and :func:`~empanada_nb.segment_ortho`. Each field's default is
+``SegmentOptions`` holds one field per setting of ``segment_image``,
+``segment_stack`` and ``segment_ortho``. Each field's default is
 read from those functions' signatures, and its metadata (label, help, kind, the modes it applies to)
-is what the :class:`~empanada_nb.widgets.InferencePanel` form and the ``empanada-nb segment`` flags
+is what the ``InferencePanel`` form and the ``empanada-nb segment`` flags
 are built from, so the API, the widget and the CLI cannot drift apart (``tests/test_segment_options.py``
 checks that every keyword of the three functions has a field here).
 """
@@ -227,7 +227,18 @@ class SegmentOptions:
         return errs
 
     def check(self) -> SegmentOptions:
-        """Raise ValueError with the first problem (one line); return self when all settings are valid."""
+        """Raise ValueError with the first problem (one line); return self when all settings are valid.
+
+        Returns
+        -------
+        SegmentOptions
+            ``self``.
+
+        Examples
+        --------
+        >>> SegmentOptions(erode=1).check().erode
+        1
+        """
         errs = self.problems()
         if errs:
             raise ValueError(next(iter(errs.values())))
@@ -235,7 +246,7 @@ class SegmentOptions:
 
     # ---------------------------------------------------------------------------- conversion
     def kwargs(self, mode: str | None = None) -> dict[str, Any]:
-        """The keywords of ``mode``'s function (default: :attr:`mode`) from these settings.
+        """The keywords of ``mode``'s function (default: ``mode``) from these settings.
 
         Parameters
         ----------
@@ -266,19 +277,62 @@ class SegmentOptions:
         return kw
 
     def replace(self, **changes) -> SegmentOptions:
-        """A copy with ``changes`` (strings from a form or the command line are converted, see :meth:`from_dict`)."""
+        """A copy with ``changes`` (strings from a form or the command line are converted, see ``from_dict``).
+
+        Parameters
+        ----------
+        **changes
+            Settings to change.
+
+        Returns
+        -------
+        SegmentOptions
+            The new settings.
+
+        Examples
+        --------
+        >>> SegmentOptions().replace(mode="ortho", vote="3").vote
+        3
+        """
         d = self.to_dict()
         d.update(changes)
         return type(self).from_dict(d)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly settings (tuples become lists)."""
+        """JSON-friendly settings (tuples become lists).
+
+        Returns
+        -------
+        dict
+            ``{field: value}``.
+
+        Examples
+        --------
+        >>> SegmentOptions(chunks=(1, 8, 8)).to_dict()["chunks"]
+        [1, 8, 8]
+        """
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SegmentOptions:
         """Settings from a dict: unknown keys are an error; "" means None for optional fields; numbers
-        given as strings (a form, a YAML file) are converted; ``chunks`` may be ``"16,256,256"``."""
+        given as strings (a form, a YAML file) are converted; ``chunks`` may be ``"16,256,256"``.
+
+        Parameters
+        ----------
+        d : dict
+            ``{field: value}``; missing fields keep the API's defaults.
+
+        Returns
+        -------
+        SegmentOptions
+            The settings (not yet checked: see ``problems``).
+
+        Examples
+        --------
+        >>> SegmentOptions.from_dict({"tile_size": "", "chunks": "4,64,64"}).chunks
+        (4, 64, 64)
+        """
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(d) - set(fields)
         if unknown:
@@ -287,8 +341,18 @@ class SegmentOptions:
 
     @classmethod
     def form(cls, face: str = "widget") -> list[dict[str, Any]]:
-        """The settings a face shows, in order: ``name``, ``kind``, ``label``, ``help``, ``modes``, ``group``,
-        ``default`` and, where they apply, ``choices`` and ``min``.
+        """The settings a face shows, in order, as specs for building its form.
+
+        Parameters
+        ----------
+        face : {"widget", "cli", "api"}
+            Whose settings.
+
+        Returns
+        -------
+        list of dict
+            ``name``, ``kind``, ``label``, ``help``, ``modes``, ``group``, ``default`` and, where they
+            apply, ``choices`` and ``min``.
 
         Examples
         --------
@@ -313,7 +377,7 @@ def _int(v) -> bool:
 
 def _convert(kind: str, v: Any) -> Any:
     """A form's or a command line's value as the field's type (left as it is when it does not convert,
-    so that :meth:`SegmentOptions.problems` names it)."""
+    so that ``SegmentOptions.problems`` names it)."""
     if kind.endswith("?") and (v is None or (isinstance(v, str) and not v.strip())):
         return None
     try:

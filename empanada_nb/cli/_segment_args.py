@@ -1,4 +1,4 @@
-"""``segment``'s inference flags, built from :class:`~empanada_nb.SegmentOptions` (as the widget's form is)."""
+"""``segment``'s inference flags, built from ``SegmentOptions`` (as the widget's form is)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
-    """One flag per CLI setting of :class:`SegmentOptions` (``seg_thr`` -> ``--seg-thr``), its default the API's."""
+    """One flag per CLI setting of ``SegmentOptions`` (``seg_thr`` -> ``--seg-thr``), its default the API's."""
     for spec in SegmentOptions.form("cli"):
         name, kind, default = spec["name"], spec["kind"], spec["default"]
         flag = "--" + name.replace("_", "-")
@@ -43,7 +43,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace, mode: str) -> SegmentOptions:
-    """The :class:`SegmentOptions` of the parsed flags, for ``mode``; a bad value is a one-line ValueError."""
+    """The ``SegmentOptions`` of the parsed flags, for ``mode``; a bad value is a one-line ValueError."""
     values = {s["name"]: getattr(args, s["name"]) for s in SegmentOptions.form("cli")}
     values["mode"] = mode
     return SegmentOptions(**values).check()

@@ -1,13 +1,13 @@
 """Inference panel: 2D, stack and ortho-plane inference from a form, into a Viewer's label layers.
 
-The form is built from :class:`~empanada_nb.SegmentOptions` (the ``form`` trait: one entry per
+The form is built from ``SegmentOptions`` (the ``form`` trait: one entry per
 setting, with its label, help, kind, modes and the API's default), so the panel, the ``segment`` CLI
 and the API take the same settings. A run happens in a background thread with progress events
-(``progress`` trait) and can be cancelled between slices (:mod:`empanada_nb.cancel`).
+(``progress`` trait) and can be cancelled between slices (``cancel``).
 
-Results go to the attached :class:`Viewer`: a 2D run writes the current slice of layer
-``prediction`` as one undoable step (:meth:`Viewer.set_slice`); stack and ortho runs replace layer
-``prediction`` (:meth:`Viewer.set_labels`), and ``keep_planes`` adds ``prediction xy`` / ``xz`` / ``yz``.
+Results go to the attached ``Viewer``: a 2D run writes the current slice of layer
+``prediction`` as one undoable step (``Viewer.set_slice``); stack and ortho runs replace layer
+``prediction`` (``Viewer.set_labels``), and ``keep_planes`` adds ``prediction xy`` / ``xz`` / ``yz``.
 
 Messages, browser -> Python: ``run``, ``cancel``. Everything else is traits.
 """
@@ -18,8 +18,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import anywidget
 import numpy as np
@@ -47,7 +48,7 @@ class InferencePanel(anywidget.AnyWidget):
         The model: a module, a saved model path or registered name (also typed in the form), or a
         function returning the model when a run starts (the TrainingDashboard passes its current model).
     **settings
-        Initial settings, fields of :class:`~empanada_nb.SegmentOptions` (``mode="ortho"``, ``erode=1``, ...).
+        Initial settings, fields of ``SegmentOptions`` (``mode="ortho"``, ``erode=1``, ...).
 
     Examples
     --------
@@ -122,11 +123,34 @@ class InferencePanel(anywidget.AnyWidget):
     # ------------------------------------------------------------------------------ settings
     @property
     def options(self) -> SegmentOptions:
-        """The form's settings as :class:`~empanada_nb.SegmentOptions` (strings converted)."""
+        """The form's settings as ``SegmentOptions`` (strings converted).
+
+        Returns
+        -------
+        SegmentOptions
+            The settings a run would use.
+        """
         return SegmentOptions.from_dict(self.settings)
 
     def set(self, **changes) -> SegmentOptions:
-        """Change settings (as typing them in the form would); returns the new options."""
+        """Change settings, as typing them in the form would (the form shows them).
+
+        Parameters
+        ----------
+        **changes
+            ``SegmentOptions`` fields, e.g. ``mode="ortho"``, ``erode=1``.
+
+        Returns
+        -------
+        SegmentOptions
+            The new settings.
+
+        Examples
+        --------
+        >>> panel = InferencePanel(Viewer(np.zeros((4, 32, 32), np.uint8)))
+        >>> panel.set(mode="ortho", median_slices=2).mode, panel.errors["median_slices"]
+        ('ortho', 'median_slices must be an odd number >= 1, got 2')
+        """
         SegmentOptions.from_dict({**self.settings, **changes})
         self.settings = {**self.settings, **changes}
         return self.options
@@ -190,6 +214,14 @@ class InferencePanel(anywidget.AnyWidget):
         -------
         threading.Thread or numpy.ndarray
             The thread, or the labels.
+
+        Examples
+        --------
+        >>> from empanada_nb import build_model
+        >>> viewer = Viewer(np.zeros((2, 64, 64), np.uint8))
+        >>> panel = InferencePanel(viewer, model=build_model("PanopticDeepLab", "resnet18"))
+        >>> panel.run(background=False, mode="2d").shape, viewer.layer("prediction").data.shape
+        ((64, 64), (2, 64, 64))
         """
         if self.running:
             raise RuntimeError("inference is already running; cancel it first")
@@ -212,13 +244,42 @@ class InferencePanel(anywidget.AnyWidget):
         return self._thread
 
     def cancel(self) -> None:
-        """Stop the run between slices; nothing is written to the viewer or to a zarr output."""
+        """Stop the run between slices; nothing is written to the viewer or to a zarr output.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> InferencePanel().cancel()
+        """
         self._cancel.set()
         if self.running:
             self.status = "cancelling…"
 
     def wait(self, timeout: float | None = None) -> np.ndarray | None:
-        """Wait for a background run; returns its labels (None if it failed or was cancelled)."""
+        """Wait for a background run.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most (None: until it ends).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The run's labels; None if it failed or was cancelled (see ``status`` and ``error``).
+
+        Examples
+        --------
+        >>> from empanada_nb import build_model
+        >>> viewer = Viewer(np.zeros((2, 64, 64), np.uint8))
+        >>> panel = InferencePanel(viewer, model=build_model("PanopticDeepLab", "resnet18"), min_size=0)
+        >>> thread = panel.run()
+        >>> panel.wait().shape, panel.status.startswith("segmented the volume (stack)")
+        ((2, 64, 64), True)
+        """
         if self._thread is not None:
             self._thread.join(timeout)
         return self.result if self.error is None else None

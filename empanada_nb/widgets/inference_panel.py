@@ -168,7 +168,9 @@ class InferencePanel(anywidget.AnyWidget):
             self.errors = {"settings": str(e)}
             return self.errors
         errs = opts.problems()
-        if not self.has_model:
+        if not self.has_model and self._provider is not None:
+            errs["model_source"] = "no model yet: train one first (Start), or give the dashboard a model"
+        elif not self.has_model:
             errs["model_source"] = "give a model path or registered name (or pass model= in Python)"
         v = self.viewer
         if v is None:

@@ -52,7 +52,8 @@ from .registry import import_archive as import_model
 from .registry import info as model_info
 from .registry import registry_dir
 from .registry import remove as remove_model
+from .segment_options import SegmentOptions
 from .tiles import create_tiles, merge_tiles, read_tiles, write_tile_masks
 from .training import TrainConfig, TrainingHandle, finetune, train
 from .volume import open_volume, segment_ortho, segment_stack
-from .widgets import TrainingDashboard, Viewer
+from .widgets import InferencePanel, TrainingDashboard, Viewer

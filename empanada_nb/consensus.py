@@ -23,6 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .cancel import check_cancel
+from .progress import Progress, progress_iter
 from .tracking import thing_mask
 
 #: empanada's thresholds for a non-trivial link between clusters (consensus.py)
@@ -227,11 +228,13 @@ def ortho_consensus(
     dilate: int = 0,
     fill_holes: bool = False,
     slab: int = 16,
-    progress: bool = True,
+    progress: Progress = True,
     cancel: threading.Event | None = None,
 ):
-    """Write the consensus of ``views`` (same-shape 3D label arrays, panoptic ids) into ``out``."""
-    from tqdm.auto import tqdm
+    """Write the consensus of ``views`` (same-shape 3D label arrays, panoptic ids) into ``out``.
+
+    ``progress``: True (tqdm), False or a callable receiving progress events (``progress``).
+    """
 
     n = len(views)
     if not 1 <= vote <= n:
@@ -247,7 +250,7 @@ def ortho_consensus(
     # pass 1: instance areas and pairwise intersections between views
     area_t = [_SumTable(1) for _ in range(n)]
     pairs = _SumTable(4)
-    for z0 in tqdm(range(0, Z, slab), desc="consensus: overlaps", disable=not progress):
+    for z0 in progress_iter(range(0, Z, slab), -(-Z // slab), "consensus: overlaps", progress):
         check()
         s = [np.asarray(v[z0 : z0 + slab]).astype(np.int64) for v in views]
         m = [thing_mask(x, thing_list, div) for x in s]
@@ -279,7 +282,7 @@ def ortho_consensus(
     stuff_ids = [int(c) * div for c in stuff_list]
     # pass 2: voxel vote, optional morphology with a halo so slab borders are exact
     halo = erode + dilate
-    for z0 in tqdm(range(0, Z, slab), desc="consensus: vote", disable=not progress):
+    for z0 in progress_iter(range(0, Z, slab), -(-Z // slab), "consensus: vote", progress):
         check()
         a0, a1 = max(0, z0 - halo), min(Z, z0 + slab + halo)
         s = [np.asarray(v[a0:a1]).astype(np.int64) for v in views]

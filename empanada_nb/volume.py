@@ -27,6 +27,7 @@ from .data.io import intensity_range, normalize_image
 from .geometry import AXES, axis_dim, check_axis
 from .inference import Predictor, as_image2d, engine, label_dtype, model_norms
 from .models.blocks import semantic_channels
+from .progress import Progress, ProgressBar
 from .reader import open_volume
 from .tracking import LabelStats, SliceLinker, apply_map, thing_mask
 
@@ -223,7 +224,7 @@ def segment_stack(
     out=None,
     overwrite: bool = False,
     chunks: Sequence[int] | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     cancel: threading.Event | None = None,
     downsample: int = 1,
     tile_size: int | None = None,
@@ -271,8 +272,8 @@ def segment_stack(
         Replace an existing zarr folder ``out``.
     chunks : sequence of int, optional
         Chunks of a new zarr ``out``.
-    progress : bool
-        Show a tqdm progress bar.
+    progress : bool or callable
+        True: tqdm progress bars; a callable receives progress events (``empanada_nb.progress``).
     cancel : threading.Event, optional
         When set, stops between slices by raising ``Cancelled``.
     downsample : int
@@ -390,13 +391,11 @@ def _stack_into(
     iou_thr: float,
     ioa_thr: float,
     irange,
-    progress: bool,
+    progress: Progress,
     cancel,
     cache_mb: float,
     name: str,
 ) -> None:
-    from tqdm.auto import tqdm
-
     n = vol.shape[axis]
     io = AxisIO(arr, axis)
     t = io.thickness()
@@ -436,7 +435,7 @@ def _stack_into(
             io.write(i - k + 1, slab[:k])
         bar.update(1)
 
-    with tqdm(total=n, desc=f"{name}: infer", unit="slice", disable=not progress) as bar:
+    with ProgressBar(n, f"{name}: infer", progress) as bar:
         for j, maps in enumerate(maps_iter()):
             buf[j] = maps
             if j - r >= 0:
@@ -451,7 +450,7 @@ def _stack_into(
     bwd = SliceLinker(things, big, iou_thr, ioa_thr, assign_new=False)
     stats = LabelStats(things, big)
     starts = list(range(0, n, t))
-    with tqdm(total=n, desc=f"{name}: link", unit="slice", disable=not progress) as bar:
+    with ProgressBar(n, f"{name}: link", progress) as bar:
         for s0 in reversed(starts):
             data = io.read(s0, min(n, s0 + t)).astype(np.int64)
             for k in range(len(data) - 1, -1, -1):
@@ -462,7 +461,7 @@ def _stack_into(
             io.write(s0, data.astype(arr.dtype))
     # size/extent filter and renumbering into label_divisor ids
     old, new = stats.relabel_map(min_size, min_extent, label_divisor=div)
-    with tqdm(total=n, desc=f"{name}: filter", unit="slice", disable=not progress) as bar:
+    with ProgressBar(n, f"{name}: filter", progress) as bar:
         for s0 in starts:
             check_cancel(cancel)
             data = io.read(s0, min(n, s0 + t)).astype(np.int64)
@@ -492,11 +491,12 @@ def segment_ortho(
     erode: int = 0,
     dilate: int = 0,
     consensus_fill_holes: bool = False,
+    keep_planes: bool = False,
     out=None,
     overwrite: bool = False,
     chunks: Sequence[int] | None = None,
     label_divisor: int | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     cancel: threading.Event | None = None,
     **stack_kwargs,
 ):
@@ -524,6 +524,10 @@ def segment_ortho(
         Iterations (voxels) of dilation of the result.
     consensus_fill_holes : bool
         Fill holes of each instance per xy slice.
+    keep_planes : bool
+        Also return the three stack segmentations. With a zarr folder ``out`` (``labels.zarr``) they
+        are written beside it as ``labels_xy.zarr``, ``labels_xz.zarr``, ``labels_yz.zarr`` (same
+        ``overwrite`` rule, renamed into place only when the run succeeds).
     out : array_like or str or os.PathLike, optional
         None (numpy), an array, or a zarr folder path.
     overwrite : bool
@@ -532,8 +536,8 @@ def segment_ortho(
         Chunks of a new zarr ``out``.
     label_divisor : int, optional
         Default the model card's.
-    progress : bool
-        Show tqdm progress bars.
+    progress : bool or callable
+        True: tqdm progress bars; a callable receives progress events (``empanada_nb.progress``).
     cancel : threading.Event, optional
         When set, stops by raising ``Cancelled``.
     **stack_kwargs
@@ -541,13 +545,15 @@ def segment_ortho(
 
     Returns
     -------
-    numpy.ndarray or zarr.Array
-        ``(Z, Y, X)`` consensus labels.
+    numpy.ndarray or zarr.Array or tuple
+        ``(Z, Y, X)`` consensus labels; with ``keep_planes``, ``(labels, {"xy": ..., "xz": ..., "yz": ...})``.
 
     Raises
     ------
     ValueError
         When ``vote`` is not 1-3, ``erode``/``dilate`` are negative, or ``axis`` is given.
+    FileExistsError
+        When a zarr ``out`` (or, with ``keep_planes``, one of its planes) exists and ``overwrite`` is False.
 
     Examples
     --------
@@ -577,7 +583,16 @@ def segment_ortho(
     semantic_only = bool(stack_kwargs.get("semantic_only", False))
     things = [] if semantic_only else list(card.thing_list)
     stuff = [c for c in range(1, card.num_classes + 1) if c not in things]
-    with output_array(out, shape, dtype, 0, chunks, overwrite) as arr, _view_stores(out, shape, dtype) as stores:
+    if keep_planes and out is not None and not isinstance(out, (np.ndarray, str, os.PathLike)):
+        raise ValueError("keep_planes needs out=None, a numpy array or a zarr folder path (the planes go beside it)")
+    planes = _plane_paths(out) if keep_planes and isinstance(out, (str, os.PathLike)) else None
+    for p in (planes or {}).values():
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    with (
+        output_array(out, shape, dtype, 0, chunks, overwrite) as arr,
+        _view_stores(out, shape, dtype, planes) as stores,
+    ):
         views = []
         for axis, store in zip(AXES, stores):
             views.append(
@@ -608,16 +623,41 @@ def segment_ortho(
             progress=progress,
             cancel=cancel,
         )
-    return _finish(out, arr)
+    result = _finish(out, arr)
+    if not keep_planes:
+        return result
+    if planes is not None:
+        return result, {a: open_volume(p, mode="r+") for a, p in planes.items()}
+    return result, dict(zip(AXES, stores))
+
+
+def _plane_paths(out: PathLike) -> dict[str, Path]:
+    """``labels.zarr`` -> ``{"xy": labels_xy.zarr, ...}``: where ``keep_planes`` writes the views."""
+    out = Path(out)
+    return {a: out.with_name(f"{out.stem}_{a}{out.suffix}") for a in AXES}
 
 
 @contextlib.contextmanager
-def _view_stores(out, shape: tuple[int, ...], dtype) -> Iterator[list]:
-    """Where the three views go: numpy arrays beside a numpy output, else zarr arrays in a temp folder."""
+def _view_stores(out, shape: tuple[int, ...], dtype, planes: dict[str, Path] | None = None) -> Iterator[list]:
+    """Where the three views go: numpy arrays beside a numpy output, zarr folders at ``planes`` (kept,
+    renamed into place on success), else zarr arrays in a temp folder."""
     if out is None or isinstance(out, np.ndarray):
         yield [np.zeros(shape, dtype) for _ in AXES]
         return
     import zarr
+
+    if planes is not None:
+        with contextlib.ExitStack() as stack:
+            stores = []
+            for a, name in enumerate(AXES):
+                tmp = stack.enter_context(atomic_dir(planes[name]))
+                stores.append(
+                    zarr.open_array(
+                        str(tmp), mode="w", shape=shape, dtype=dtype, fill_value=0, chunks=_view_chunks(shape, a)
+                    )
+                )
+            yield stores
+        return
 
     parent = Path(out).parent if isinstance(out, (str, os.PathLike)) else None
     if parent is not None:
@@ -626,9 +666,16 @@ def _view_stores(out, shape: tuple[int, ...], dtype) -> Iterator[list]:
     try:
         stores = []
         for a, name in enumerate(AXES):
-            # thin along the view's own axis (its slabs) and along z (the consensus slabs)
-            ch = tuple(min(s, SLAB if d in (0, a) else 256) for d, s in enumerate(shape))
-            stores.append(zarr.open_array(str(tmp / name), mode="w", shape=shape, dtype=dtype, fill_value=0, chunks=ch))
+            stores.append(
+                zarr.open_array(
+                    str(tmp / name), mode="w", shape=shape, dtype=dtype, fill_value=0, chunks=_view_chunks(shape, a)
+                )
+            )
         yield stores
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _view_chunks(shape: tuple[int, ...], a: int) -> tuple[int, ...]:
+    """Thin along the view's own axis (its slabs) and along z (the consensus slabs)."""
+    return tuple(min(s, SLAB if d in (0, a) else 256) for d, s in enumerate(shape))

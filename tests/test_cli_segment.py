@@ -174,3 +174,40 @@ def test_segment_through_subprocess(model_path, img2d, tmp_path):
     assert zarr.open_array(str(out), mode="r").shape == (40, 56)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.strip().endswith("pass --overwrite to replace it")
+
+
+def test_every_api_setting_is_a_flag(run, model_path, vol3d, tmp_path):
+    """Ortho options the CLI used to refuse, zarr chunks, and the kept xy/xz/yz stacks (zarr and TIFF)."""
+    rc, _, err = run(
+        "segment", model_path, vol3d, "--out", tmp_path / "o.zarr", "--mode", "ortho", "--erode", 1, "--dilate", 1,
+        "--consensus-fill-holes", "--keep-single-view", "--vote", 1, "--cluster-iou-thr", 0.5, "--chunks", "2,8,8",
+        "--keep-planes", "--fill-holes", "--no-split-fragments", "--stuff-area", 10, "--min-size", 0,
+        "--batch-size", 32, "--quiet",
+    )  # fmt: skip
+    assert rc == 0, err
+    z = zarr.open_array(str(tmp_path / "o.zarr"), mode="r")
+    assert z.shape == (4, 24, 32) and tuple(z.chunks) == (2, 8, 8)
+    for a in ("xy", "xz", "yz"):
+        assert zarr.open_array(str(tmp_path / f"o_{a}.zarr"), mode="r").shape == (4, 24, 32)
+    rc, _, err = run(
+        "segment", model_path, vol3d, "--out", tmp_path / "o.tif", "--mode", "ortho", "--keep-planes", "--quiet",
+        "--batch-size", 32,
+    )  # fmt: skip
+    assert rc == 0, err
+    assert sorted(p.name for p in tmp_path.glob("o_*.tif")) == ["o_xy.tif", "o_xz.tif", "o_yz.tif"]
+    assert tifffile.imread(tmp_path / "o_xz.tif").shape == (4, 24, 32)
+    # the planes follow the overwrite rule too (checked before any work)
+    (tmp_path / "o3_xy.tif").write_bytes(b"mine")
+    rc, _, err = run("segment", model_path, vol3d, "--out", tmp_path / "o3.tif", "--mode", "ortho", "--keep-planes")
+    assert rc == 2 and "o3_xy.tif exists" in err and (tmp_path / "o3_xy.tif").read_bytes() == b"mine"
+
+
+def test_bad_settings_are_one_line_errors(run, model_path, vol3d, tmp_path):
+    for args, match in [
+        (("--seg-thr", 2), "seg_thr must be between 0 and 1"),
+        (("--median-slices", 2), "median_slices must be an odd number"),
+        (("--min-distance", 0), "min_distance must be >= 1"),
+    ]:
+        rc, _, err = run("segment", model_path, vol3d, "--out", tmp_path / "x.zarr", *args, "--quiet")
+        assert rc == 2 and match in err and err.count("\n") == 1, err
+        assert not (tmp_path / "x.zarr").exists()

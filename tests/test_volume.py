@@ -259,3 +259,28 @@ def test_segment_stack_into_given_numpy_array(balls, views):
     assert got is buf and set(np.unique(buf)) == {0, 1001, 1002}
     with pytest.raises(ValueError, match="integer type"):
         segment_stack(ConeModel(radius=R), sub, out=np.zeros(sub.shape, np.uint8), progress=False)
+
+
+def test_segment_ortho_keeps_planes_and_reports_progress(balls, tmp_path):
+    small = balls[:, :40, :]
+    kw = dict(irange=(0, 1), min_size=50, min_extent=3)
+    events = []
+    out, planes = segment_ortho(
+        ConeModel(radius=R), small, keep_planes=True, out=tmp_path / "o.zarr", progress=events.append, **kw
+    )
+    # zarr: the planes are written beside the output
+    names = ["o.zarr", "o_xy.zarr", "o_xz.zarr", "o_yz.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert set(planes) == {"xy", "xz", "yz"}
+    planes = {a: p[:] for a, p in planes.items()}
+    for a, p in planes.items():
+        assert p.shape == small.shape and list(np.unique(p[p > 0])) == [1001, 1002], a
+    votes = sum((p > 0).astype(int) for p in planes.values())
+    np.testing.assert_array_equal(out[:] > 0, votes >= 2)  # the kept planes are what the consensus voted on
+    stages = [e["stage"] for e in events if e["done"] == e["total"]]
+    assert stages[:3] == ["xy: infer", "xy: link", "xy: filter"] and stages[-1] == "consensus: vote"
+    # the planes follow the overwrite rule too (checked before any work)
+    (tmp_path / "p_xy.zarr").mkdir()  # the user's folder
+    with pytest.raises(FileExistsError, match="p_xy.zarr exists"):
+        segment_ortho(ConeModel(radius=R), small, keep_planes=True, out=tmp_path / "p.zarr", progress=False, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + ["p_xy.zarr"])

@@ -164,31 +164,36 @@ def test_preview_restores_train_mode(viewer, tiny_model):
     tiny_model.eval()
 
 
-def test_inference_panel(viewer, tiny_model, rng):
+def test_dashboard_embeds_an_inference_panel(viewer, tiny_model, rng):
     d = TrainingDashboard(viewer, model=tiny_model)
-    rec = Recorder(d)
-    d._on_custom_msg(d, {"type": "segment_slice"}, [])
-    assert "segmented xy slice 1" in d.status, d.status
+    Recorder(d)
+    assert d.inference is not None and d.inference.viewer is viewer and d.inference.has_model
+    assert d.get_state()["inference"].startswith("IPY_MODEL_")  # the browser renders it inside the dashboard
+    d.segment_slice()
+    assert "segmented xy slice 1" in d.inference.status, d.inference.status
     layer = viewer.layer("prediction")
     assert layer.data.shape == (3, 64, 64) and layer.plane is None
     viewer.add_region([[0, 0], [32, 32]], shape="rectangle", slice=1)
-    viewer.confine_to_regions = True
+    viewer.confine_to_regions = True  # the viewer's switch drives the panel's setting
+    assert d.inference.options.confine_to_regions
     d.segment_volume(background=False)
-    assert "segmented the volume" in d.status, d.status
+    assert "segmented the volume" in d.inference.status, d.inference.status
     assert viewer.layer("prediction").data.shape == (3, 64, 64)
     assert not viewer.layer("prediction").data[:, 40:, 40:].any()  # outside the region
     no_viewer = TrainingDashboard()
-    Recorder(no_viewer)
-    no_viewer._on_custom_msg(no_viewer, {"type": "segment_slice"}, [])
-    assert "no viewer" in no_viewer.status
-    assert rec.msgs == [] or all(m["type"] == "events" for m in rec.msgs)
+    assert no_viewer.inference is None
+    with pytest.raises(ValueError, match="no viewer"):
+        no_viewer.segment_slice()
+    # a training run's model is what the panel segments with
+    untrained = TrainingDashboard(viewer)
+    assert not untrained.inference.has_model and "model_source" in untrained.inference.errors
 
 
 def test_segment_slice_writes_one_undoable_slice(viewer, tiny_model, monkeypatch):
     d = TrainingDashboard(viewer, model=tiny_model)
     pred = np.zeros((64, 64), np.int32)
     pred[10:20, 30:40] = 1001
-    monkeypatch.setattr(d, "_predict_slice", lambda model, roi=None: pred)
+    monkeypatch.setattr(d.inference, "_predict_slice", lambda model, opts, roi=None: pred)
     d.segment_slice()
     layer = viewer.layer("prediction")
     np.testing.assert_array_equal(layer.data[1], pred)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import CLIError
+from ._segment_args import add_options, options_from
 
 TIFF = (".tif", ".tiff")
 
@@ -24,32 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("model", help="model file, registered name or published name (MitoNet_v1_mini, ...)")
     p.add_argument("input", help="TIFF image/volume or zarr folder")
     p.add_argument("--out", required=True, help="output .tif/.tiff file or zarr folder")
-    p.add_argument(
-        "--mode",
-        choices=["2d", "stack", "ortho"],
-        default=None,
-        help="2d: every slice on its own; stack: slices linked in 3D; ortho: xy+xz+yz consensus "
-        "(default: 2d for 2D input, stack for 3D)",
-    )
-    p.add_argument("--axis", choices=["xy", "xz", "yz"], default="xy", help="slicing axis for --mode stack")
-    p.add_argument("--downsample", type=int, default=1, help="shrink the input by 1, 2, 4, ... 64 for the network")
-    p.add_argument("--tile-size", type=int, default=None, help="tile side in network pixels (default: auto)")
-    p.add_argument("--tile-overlap", type=int, default=128, help="tile overlap in network pixels")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", default=None, help="torch device, e.g. cuda:0 (default: cpu)")
-    p.add_argument("--seg-thr", type=float, default=0.5)
-    p.add_argument("--center-thr", type=float, default=0.1)
-    p.add_argument("--min-distance", type=int, default=3)
-    p.add_argument("--fine-boundaries", action="store_true")
-    p.add_argument("--semantic-only", action="store_true")
-    p.add_argument("--min-size", type=int, default=500, help="3D: drop instances under this many voxels")
-    p.add_argument("--min-extent", type=int, default=5, help="3D: drop instances thinner than this along any axis")
-    p.add_argument("--median-slices", type=int, default=1, help="3D: odd number of slices for the median filter")
-    p.add_argument("--iou-thr", type=float, default=0.25, help="3D: IoU to link instances between slices")
-    p.add_argument("--ioa-thr", type=float, default=0.25, help="3D: IoA to merge split pieces")
-    p.add_argument("--vote", type=int, default=2, help="ortho: views (of 3) that must agree on a voxel")
-    p.add_argument("--label-divisor", type=int, default=None, help="default: the model card's")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    # every inference setting (--mode, --axis, --seg-thr, ..., --erode, --keep-planes, --overwrite) comes
+    # from SegmentOptions, the source the InferencePanel's form is built from
+    add_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -87,35 +65,20 @@ def run(args) -> int:
     if vol.ndim == 2 and mode != "2d":
         raise CLIError(f"{src} is a 2D image; --mode {mode} needs a 3D volume (use --mode 2d)")
     model = load_model(args.model, device=args.device or "cpu")
-    post = dict(
-        seg_thr=args.seg_thr,
-        center_thr=args.center_thr,
-        min_distance=args.min_distance,
-        fine_boundaries=args.fine_boundaries,
-        semantic_only=args.semantic_only,
-        label_divisor=args.label_divisor,
-    )
-    net = dict(
-        downsample=args.downsample,
-        tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
+    opts = options_from(args, mode)
     progress = not args.quiet
     to_tiff = out.suffix.lower() in TIFF
 
     if mode == "2d":
         if vol.ndim == 2:
-            labels = segment_image(model, np.asarray(vol), **net, **post)
+            labels = segment_image(model, np.asarray(vol), **opts.kwargs("2d"))
         else:
             labels = segment_batch(
                 model,
                 (np.asarray(vol[i]) for i in range(vol.shape[0])),
                 irange=volume_irange(vol),
                 progress=progress,
-                **net,
-                **post,
+                **opts.kwargs("2d"),
             )
             labels = np.stack(labels)
         if to_tiff and labels.ndim == 3:
@@ -129,21 +92,24 @@ def run(args) -> int:
                 zarr.open_array(str(tmp), mode="w", shape=labels.shape, dtype=labels.dtype)[:] = labels
         return _report(out, labels)
 
-    kw = dict(
-        min_size=args.min_size,
-        min_extent=args.min_extent,
-        median_slices=args.median_slices,
-        iou_thr=args.iou_thr,
-        ioa_thr=args.ioa_thr,
-        progress=progress,
-        **net,
-        **post,
-    )
+    kw = dict(opts.kwargs(mode), progress=progress)
+    planes = {}
+    if opts.keep_planes and mode == "ortho" and to_tiff:
+        planes = {a: out.with_name(f"{out.stem}_{a}{out.suffix}") for a in ("xy", "xz", "yz")}
+        taken = [str(p) for p in planes.values() if p.exists()]
+        if taken and not args.overwrite:
+            raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it")
 
     def segment(dst):
         if mode == "stack":
-            return segment_stack(model, vol, axis=args.axis, out=dst, overwrite=args.overwrite, **kw)
-        return segment_ortho(model, vol, vote=args.vote, out=dst, overwrite=args.overwrite, **kw)
+            return segment_stack(model, vol, **dict(kw, out=dst))
+        result = segment_ortho(model, vol, **dict(kw, out=dst))
+        if not opts.keep_planes:
+            return result
+        labels, views = result  # zarr out: the API wrote OUT_xy.zarr, ... beside it
+        for a, path in planes.items():
+            write_volume_tiff(views[a], path, progress=progress)
+        return labels
 
     if not to_tiff:
         return _report(out, segment(out))

@@ -2,11 +2,11 @@
 
 Start/Stop, a progress bar with ETA, a live loss plot drawn in the browser from the training events
 (throttled batches of small JSON messages), a live preview of the current model's prediction on the
-viewer's slice every N iterations, and an inference panel (segment the viewer's slice or volume).
+viewer's slice every N iterations, and an embedded ``InferencePanel`` (``inference``) over the
+current model.
 
-Messages, browser -> Python: ``start``, ``stop``, ``history`` (send every event so far),
-``segment_slice``, ``segment_volume``, ``cancel``. Python -> browser: ``events`` {events: [...],
-reset: bool}. Everything else is traits.
+Messages, browser -> Python: ``start``, ``stop``, ``history`` (send every event so far). Python -> browser:
+``events`` {events: [...], reset: bool}. Everything else is traits.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from typing import Any
 import anywidget
 import numpy as np
 import traitlets as t
+from ipywidgets import widget_serialization
 
 from ..model_io import list_models
 from ..models import ARCHITECTURES, CEM_URLS, ENCODERS, FINETUNABLE_LAYERS, check_patch_size
 from ..training import TrainConfig
 from ._esm import DebugFlag, assemble
+from .inference_panel import InferencePanel
 from .viewer import STATIC, Viewer
 
 log = logging.getLogger(__name__)
@@ -132,10 +134,10 @@ class TrainingDashboard(anywidget.AnyWidget):
     options = t.Dict().tag(sync=True)
     errors = t.Dict(help="form field -> message; Start is disabled while any is set").tag(sync=True)
     running = t.Bool(False).tag(sync=True)
-    inferring = t.Bool(False).tag(sync=True)
     status = t.Unicode("").tag(sync=True)
     has_viewer = t.Bool(False).tag(sync=True)
-    viewer_3d = t.Bool(False).tag(sync=True)
+    #: the inference panel over the current model, shown inside the dashboard (None without a viewer)
+    inference = t.Instance(InferencePanel, allow_none=True).tag(sync=True, **widget_serialization)
     has_model = t.Bool(False).tag(sync=True)
     given_model = t.Unicode("").tag(sync=True)
 
@@ -148,8 +150,6 @@ class TrainingDashboard(anywidget.AnyWidget):
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
         self._send_lock = threading.Lock()
-        self._cancel = threading.Event()
-        self._infer_thread: threading.Thread | None = None
         self._irange = None
         given = ""
         if model is not None and not isinstance(model, (str, Path)):
@@ -172,7 +172,6 @@ class TrainingDashboard(anywidget.AnyWidget):
                 "models": sorted(list_models()),
             },
             has_viewer=viewer is not None,
-            viewer_3d=bool(viewer is not None and viewer.ndim == 3),
             given_model=given,
             **kwargs,
         )
@@ -183,6 +182,9 @@ class TrainingDashboard(anywidget.AnyWidget):
         self.on_msg(self._on_custom_msg)
         self._check_form()
         self._update_has_model()
+        if viewer is not None:
+            self.inference = InferencePanel(viewer, model=self._model_for_inference)
+            t.dlink((self, "has_model"), (self.inference, "has_model"))
 
     # --------------------------------------------------------------------------------- form
     @t.observe(
@@ -519,8 +521,8 @@ class TrainingDashboard(anywidget.AnyWidget):
     def segment_slice(self) -> np.ndarray:
         """Segment the viewer's current slice into the label layer ``"prediction"`` (one undoable step).
 
-        The model is the run's (``trained_model``), else the one given. With the viewer's
-        ``confine_to_regions`` on, only the regions are segmented.
+        Runs ``inference`` (the embedded ``InferencePanel``) with ``mode="2d"`` and its other settings.
+        The model is the run's (``trained_model``), else the one given.
 
         Returns
         -------
@@ -539,80 +541,42 @@ class TrainingDashboard(anywidget.AnyWidget):
         >>> d = TrainingDashboard(viewer, model=build_model("PanopticDeepLab", "resnet18"))
         >>> d.segment_slice().shape, viewer.layer("prediction").data.shape
         ((64, 64), (2, 64, 64))
-        >>> d.status  # doctest: +ELLIPSIS
+        >>> d.inference.status  # doctest: +ELLIPSIS
         'segmented xy slice 1: ... objects'
         """
-        v = self._need_viewer()
-        model = self._model_for_inference()
-        roi = v.slice_roi() if v.confine_to_regions else None
-        pred = self._predict_slice(model, roi)
-        axis, index = v.axis, v.slice_index
-        try:
-            layer = v.layer("prediction")
-        except KeyError:
-            layer = v.new_layer("prediction")
-        if layer.plane is not None:  # a slice layer (e.g. left by an older preview): replace it
-            v.set_labels("prediction", pred, plane=(axis, index))
-        else:
-            v.set_slice("prediction", axis, index, pred, description=f"segmented {axis} slice {index}")
-        self.status = f"segmented {axis} slice {index}: {len(np.unique(pred)) - 1} objects"
-        return pred
+        self._need_viewer()
+        return self.inference.run(background=False, mode="2d")
 
     def segment_volume(self, background: bool = True):
-        """Segment the viewer's whole volume (``segment_stack``) into the label layer ``"prediction"``.
+        """Segment the viewer's whole volume into the label layer ``"prediction"``.
 
-        A 2D image is segmented with ``segment_slice``. With the viewer's ``confine_to_regions`` on,
-        labels outside the regions are removed. Progress and errors go to ``status``.
+        Runs ``inference`` with ``mode="stack"`` along the viewer's axis (a 2D image: ``segment_slice``).
+        Progress, Cancel and errors are the panel's.
 
         Parameters
         ----------
         background : bool
-            Run in a thread (the notebook stays responsive; the browser's Cancel stops it).
+            Run in a thread (the notebook stays responsive; the panel's Cancel stops it).
 
         Returns
         -------
-        threading.Thread or None
-            The thread when ``background``, else None (the 2D slice's labels for a 2D image).
+        threading.Thread or numpy.ndarray
+            The thread when ``background``, else the labels.
 
         Examples
         --------
         >>> from empanada_nb import build_model
         >>> viewer = Viewer(np.zeros((2, 64, 64), np.uint8))
         >>> d = TrainingDashboard(viewer, model=build_model("PanopticDeepLab", "resnet18"))
-        >>> d.segment_volume(background=False) is None, viewer.layer("prediction").data.shape
-        (True, (2, 64, 64))
-        >>> d.status  # doctest: +ELLIPSIS
-        'segmented the volume in ... s'
+        >>> d.segment_volume(background=False).shape, viewer.layer("prediction").data.shape
+        ((2, 64, 64), (2, 64, 64))
+        >>> d.inference.status  # doctest: +ELLIPSIS
+        'segmented the volume (stack) in ... s'
         """
         v = self._need_viewer()
         if v.ndim != 3:
             return self.segment_slice()
-        model = self._model_for_inference()
-        self._cancel.clear()
-
-        def run():
-            from ..volume import segment_stack
-
-            try:
-                self.inferring = True
-                self.status = "segmenting the volume…"
-                t0 = time.perf_counter()
-                labels = np.asarray(segment_stack(model, v.source, axis=v.axis, progress=False, cancel=self._cancel))
-                if v.confine_to_regions and v.regions:
-                    labels[~v.context_mask()] = 0
-                v.set_labels("prediction", labels.astype(np.uint32, copy=False))
-                self.status = f"segmented the volume in {time.perf_counter() - t0:.0f} s"
-            except Exception as e:  # a background thread: every failure goes to the status line
-                self.status = "volume inference cancelled" if self._cancel.is_set() else f"volume inference failed: {e}"
-            finally:
-                self.inferring = False
-
-        if not background:
-            run()
-            return None
-        self._infer_thread = threading.Thread(target=run, name="empanada_nb-inference", daemon=True)
-        self._infer_thread.start()
-        return self._infer_thread
+        return self.inference.run(background=background, mode="stack", axis=v.axis)
 
     def _need_viewer(self) -> Viewer:
         if self.viewer is None:
@@ -629,12 +593,6 @@ class TrainingDashboard(anywidget.AnyWidget):
                 self.stop()
             elif kind == "history":
                 self._emit({"type": "events", "events": _thin(self._events), "reset": True})
-            elif kind == "segment_slice":
-                self.segment_slice()
-            elif kind == "segment_volume":
-                self.segment_volume()
-            elif kind == "cancel":
-                self._cancel.set()
             else:
                 log.warning("TrainingDashboard: unknown message %r", kind)
         except Exception as e:  # surface errors in the status line instead of the kernel log only

@@ -138,6 +138,10 @@ class Viewer(ViewerMessages, PicksAndRegions, ProofreadTools, anywidget.AnyWidge
         sync=True
     )
     confine_to_regions = t.Bool(False, help="confine inference and metrics to the context regions").tag(sync=True)
+    view_box = t.List(
+        t.Int(),
+        help="[axis (0 xy, 1 xz, 2 yz), slice, r0, c0, r1, c1]: the part of a slice the browser shows ([]: not yet)",
+    ).tag(sync=True)
     message = t.Unicode("").tag(sync=True)
     can_undo = t.Bool(False).tag(sync=True)
     can_redo = t.Bool(False).tag(sync=True)

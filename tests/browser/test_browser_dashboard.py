@@ -78,9 +78,14 @@ def test_training_run_progress_plot_preview(nb):
     # the live preview reached the viewer as a slice layer on the shown slice
     assert wait_py(nb, "[l['name'] for l in v.layers if l['plane']]") == ["preview"]
     page.wait_for_function("() => window.__enb.views[0].layers().some((l) => l.name === 'preview')", timeout=10_000)
-    # inference panel
-    page.click("button[data-action=segment_slice]")
-    wait_py(nb, "'segmented' in d.status", timeout=120)
+    # the InferencePanel is rendered inside the dashboard and segments with the trained model
+    embedded = ".enb-dashboard .enb-inference"
+    page.wait_for_selector(embedded, timeout=30_000)
+    page.locator(f"{embedded} [data-field=mode]").select_option("2d")
+    wait_py(nb, "d.inference.options.mode == '2d' and not d.inference.errors")
+    page.click(f"{embedded} button[data-action=run]")
+    wait_py(nb, "'segmented xy slice' in d.inference.status", timeout=120)
+    assert wait_py(nb, "[l['name'] for l in v.layers if l['name'] == 'prediction']") == ["prediction"]
     SHOTS.mkdir(exist_ok=True)
     path = SHOTS / "dashboard.png"
     page.locator(".enb-dashboard").screenshot(path=str(path))

@@ -66,4 +66,11 @@ def test_dashboard_trains(nb):
     page.wait_for_function("() => document.querySelector('.enb-dashboard').dataset.iteration === '2'", timeout=240_000)
     wait_py(nb, "not d.running", timeout=120)
     assert nb.py_json("(tmp / 'model.pth').exists()")
+    # the dashboard's InferencePanel renders inside it in both frontends and segments with the trained model
+    embedded = ".enb-dashboard .enb-inference"
+    page.wait_for_selector(embedded, timeout=30_000)
+    page.locator(f"{embedded} [data-field=mode]").select_option("2d")
+    wait_py(nb, "d.inference.options.mode == '2d' and not d.inference.errors")
+    page.click(f"{embedded} button[data-action=run]")
+    wait_py(nb, "'segmented xy slice' in d.inference.status", timeout=120)
     assert not nb.errors, nb.errors

@@ -38,7 +38,7 @@ function fmtNum(v) {
 }
 
 class Dashboard {
-  constructor(model, el) {
+  constructor(model, el, host) {
     this.model = model;
     this.el = el;
     this.steps = { it: [], loss: [], ce: [], mse: [], l1: [], pointrend_ce: [] };
@@ -49,6 +49,7 @@ class Dashboard {
     this.disposers = [];
     this.build();
     this.bind();
+    this.embedInference(host);
     this.send({ type: "history" });
     if (model.get("debug")) {
       const reg = debugRegistry();
@@ -158,15 +159,8 @@ class Dashboard {
     // preview + inference
     const preview = h("div", { class: "enb-d-row2" }, this.field("preview", "checkbox", { label: "live preview" }),
       this.field("preview_every", "number", { label: "every (iterations)", step: "1" }));
-    this.segSlice = h("button", { class: "enb-d-btn", "data-action": "segment_slice" }, "Segment slice");
-    this.segVol = h("button", { class: "enb-d-btn", "data-action": "segment_volume" }, "Segment volume");
-    this.cancelBtn = h("button", { class: "enb-d-btn", "data-action": "cancel" }, "Cancel");
-    this.segSlice.addEventListener("click", () => this.send({ type: "segment_slice" }));
-    this.segVol.addEventListener("click", () => this.send({ type: "segment_volume" }));
-    this.cancelBtn.addEventListener("click", () => this.send({ type: "cancel" }));
-    this.inferPanel = h("div", { class: "enb-d-section" }, h("div", { class: "enb-d-head" }, "Inference"),
-      h("div", { class: "enb-d-row2" }, this.segSlice, this.segVol, this.cancelBtn,
-        h("span", { class: "enb-d-hint" }, "uses the viewer's regions when 'confine inference' is on")));
+    // the InferencePanel widget (its own model, the `inference` trait) is rendered here by embedInference
+    this.inferPanel = h("div", { class: "enb-d-inference" });
     this.previewPanel = h("div", { class: "enb-d-section" }, h("div", { class: "enb-d-head" }, "Live preview"), preview);
     const F = this.f;
     const form = h("div", { class: "enb-d-form" }, F.mode, F.architecture, F.encoder, F.pretrained, F.model_source, this.givenModel,
@@ -189,7 +183,7 @@ class Dashboard {
     const m = this.model;
     const on = (ev, fn) => { m.on(ev, fn); this.disposers.push(() => m.off(ev, fn)); };
     on("msg:custom", (msg) => { if (msg.type === "events") this.onEvents(msg); });
-    for (const k of ["errors", "running", "inferring", "status", "mode", "has_viewer", "viewer_3d", "has_model", "given_model", "options"]) {
+    for (const k of ["errors", "running", "status", "mode", "has_viewer", "has_model", "given_model", "options"]) {
       on("change:" + k, () => this.update());
     }
     this.update();
@@ -214,13 +208,26 @@ class Dashboard {
     const hv = m.get("has_viewer");
     show(this.inferPanel, hv);
     show(this.previewPanel, hv);
-    this.segSlice.disabled = !m.get("has_model") || m.get("inferring");
-    this.segVol.disabled = !m.get("has_model") || m.get("inferring") || !m.get("viewer_3d");
-    show(this.segVol, m.get("viewer_3d"));
-    this.cancelBtn.disabled = !m.get("inferring");
     for (const fill of this.refills || []) fill();
     this.modelsList.replaceChildren(...((m.get("options") || {}).models || []).map((n) => h("option", { value: n })));
     this.root.dataset.running = running ? "1" : "0";
+  }
+
+  // render the dashboard's InferencePanel inside it (anywidget >= 0.11 passes `host`; else display it alone)
+  async embedInference(host) {
+    const ref = this.model.get("inference");
+    if (!ref) return;
+    if (!host || !host.getWidget) {
+      this.inferPanel.append(h("div", { class: "enb-d-hint" }, "display dashboard.inference to run inference"));
+      return;
+    }
+    try {
+      // the trait holds ipywidgets' "IPY_MODEL_<id>"; anywidget's host names widgets "anywidget:<id>"
+      const child = await host.getWidget(ref.replace(/^IPY_MODEL_/, "anywidget:"));
+      await child.render({ el: this.inferPanel });
+    } catch (e) {
+      this.inferPanel.append(h("div", { class: "enb-d-hint" }, "inference panel: " + e));
+    }
   }
 
   onEvents(msg) {
@@ -406,8 +413,8 @@ class Dashboard {
   }
 }
 
-function render({ model, el }) {
-  const d = new Dashboard(model, el);
+function render({ model, el, host }) {
+  const d = new Dashboard(model, el, host);
   return () => d.destroy();
 }
 

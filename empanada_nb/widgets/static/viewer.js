@@ -13,7 +13,7 @@ import { debugRegistry, h, throttle } from "./dom.js";
 import { SliceCache, sliceKey } from "./viewer/cache.js";
 import { cssColor, decodePart, decodeRle, labelColor } from "./viewer/codec.js";
 import { SliceRenderer, drawShapes } from "./viewer/draw.js";
-import { AXIS_DIMS, clampCenter, patchStart, planeShape } from "./viewer/geometry.js";
+import { AXES, AXIS_DIMS, clampCenter, patchStart, planeShape } from "./viewer/geometry.js";
 import { Panels } from "./viewer/panels.js";
 import { PointerTools } from "./viewer/tools.js";
 
@@ -349,8 +349,23 @@ class ViewerView {
     this.renderer.paint(ctx, W, H, this.view, ready ? e : null, this.contrast, this.layers(), this.axis, this.index);
     drawShapes(ctx, this.view.scale, this.axis, this.index, this.shape3(), this.model.get("picks") || [], this.model.get("regions") || [], this.model.get("markers") || [], this.model.get("flipbook") || 0);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
+    this.reportViewBox();
     if (this.stats) this.recordTiming(t0, ready ? e : null);
     this.root.dataset.shown = ready ? e.key : "";
+  }
+
+  // tell Python which part of the slice is drawn (InferencePanel's "confine to visible area"), when it changes
+  reportViewBox() {
+    const [ph, pw] = this.planeShape(), s = this.view.scale, W = this.canvas.width, H = this.canvas.height;
+    const clamp = (v, n) => Math.max(0, Math.min(n, v));
+    const box = [AXES.indexOf(this.axis), this.index,
+      clamp(Math.floor(-this.view.ty / s), ph), clamp(Math.floor(-this.view.tx / s), pw),
+      clamp(Math.ceil((H - this.view.ty) / s), ph), clamp(Math.ceil((W - this.view.tx) / s), pw)];
+    const key = box.join(",");
+    if (key === this.viewBoxKey || !this.fitted) return;
+    this.viewBoxKey = key;
+    if (!this.sendViewBox) this.sendViewBox = throttle((b) => this.setTrait("view_box", b), 250);
+    this.sendViewBox(box);
   }
 
   // draw time, and input-to-painted time of the switch to slice `e` (debug only)

@@ -215,8 +215,10 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str
                 k = f"{m[1]}.{m[2]}"
         fixed[k] = v
     pairs = _conv_bn_pairs(model)
+    unfused = []
     for conv, bn in pairs.items():
         if f"{conv}.bias" in fixed and f"{conv}.bias" not in expected and f"{bn}.weight" not in fixed:
+            unfused.append(bn)
             bias = fixed.pop(f"{conv}.bias")
             eps = model.get_submodule(bn).eps
             fixed[f"{bn}.weight"] = torch.full_like(bias, (1.0 + eps) ** 0.5)
@@ -224,6 +226,9 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str
             fixed[f"{bn}.running_mean"] = torch.zeros_like(bias)
             fixed[f"{bn}.running_var"] = torch.ones_like(bias)
             fixed[f"{bn}.num_batches_tracked"] = torch.tensor(0)
+    # Training must not renormalise these by batch statistics (that would change the loaded function);
+    # the card carries the names through save/load, and training.loop.set_train_mode keeps them in eval.
+    model.fixed_bn = sorted(unfused)
     return fixed
 
 
@@ -348,6 +353,7 @@ def card_from_config(cfg: dict, model: nn.Module) -> ModelCard:
     card.label_divisor = int(engine.get("label_divisor", card.label_divisor))
     card.description = str(cfg.get("description") or "").strip()
     card.config = {"empanada": {k: v for k, v in cfg.items() if not k.startswith("_")}}
+    card.fixed_bn = list(getattr(model, "fixed_bn", []))
     return card
 
 

@@ -70,6 +70,10 @@ class ModelCard:
         What the model is for (shown by ``model_info``).
     lineage : dict
         Where the model comes from: training data, pretrained weights, parent model (set by training).
+    fixed_bn : list of str
+        BatchNorm layers that stand for the bias of a fused conv (empanada's quantizable models fuse
+        conv + BatchNorm; loading splits them back): training keeps them in eval mode, so the loaded
+        function is what gets finetuned, as empanada-napari finetunes the fused model.
 
     Examples
     --------
@@ -99,6 +103,7 @@ class ModelCard:
     description: str = ""
     #: where the model came from: training data, settings, parent model, pretrained weights
     lineage: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fixed_bn: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The card as a plain dict (what is written to the ``.pth`` and ``.yaml`` files).

@@ -123,6 +123,26 @@ def test_empanada_models_load_with_the_peers_outputs_and_labels(peer_models, nam
     assert (_labels(ref_t) == ref["pan"]).all()
 
 
+def test_finetuning_a_fused_empanada_model_keeps_its_unfused_batchnorms(peer_models, tmp_path):
+    """empanada's files hold conv+BN fused; the BatchNorms that stand for those biases stay identities."""
+    folder, _ = peer_models
+    model = enb.load_model(folder / "MitoNet_v1.yaml")  # its own copy: finetuning below changes it
+    fixed = model.card.fixed_bn
+    assert len(fixed) > 20 and all(n.startswith("encoder.") or "." in n for n in fixed)
+    data = tmp_path / "ds"
+    enb.make_synthetic_dataset(data, n_images=4, size=64, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h = enb.finetune(model, data, layers="all", out=tmp_path / "ft.pth", iterations=1, patch_size=64,
+                         batch_size=2, min_bn_batch=2, checkpoint_interval=100)  # fmt: skip
+    bns = dict(h.model.named_modules())
+    for name in fixed:  # in train mode these would have taken the batch's mean and variance
+        assert torch.count_nonzero(bns[name].running_mean) == 0, name
+        assert torch.all(bns[name].running_var == 1), name
+    again = enb.load_model(tmp_path / "ft.pth")
+    assert again.card.fixed_bn == fixed
+
+
 def test_our_export_runs_in_empanadas_engine(peer_models, tmp_path):
     folder, x = peer_models
     exported, ours = [], {}

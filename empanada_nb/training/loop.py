@@ -56,12 +56,18 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def set_train_mode(model: nn.Module, freeze_all_bn: bool) -> None:
-    """Train mode, but BatchNorm layers of frozen parts (or all, for small batches) keep their statistics."""
+    """Train mode, but BatchNorm layers of frozen parts (or all, for small batches) keep their statistics.
+
+    So do the BatchNorm layers that stand for a fused conv's bias in models loaded from empanada's
+    quantizable files (``card.fixed_bn``): their identity statistics are part of the loaded function.
+    """
     model.train()
-    for m in model.modules():
+    card = getattr(model, "card", None)
+    fixed = set(getattr(card, "fixed_bn", None) or getattr(model, "fixed_bn", None) or ())
+    for name, m in model.named_modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
-            if freeze_all_bn or frozen:
+            if freeze_all_bn or frozen or name in fixed:
                 m.eval()
 
 

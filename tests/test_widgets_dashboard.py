@@ -234,3 +234,18 @@ def test_real_training_run(tmp_path, tiny_dataset, rng):
     assert v.layer("preview").plane == ("xy", 1)
     d._on_custom_msg(d, {"type": "start"}, [])  # out exists and overwrite is off: a clear status, no crash
     assert "exists" in d.status
+
+
+def test_form_is_a_train_config_and_loads_config_files(tmp_path, tiny_dataset):
+    from empanada_nb import TrainConfig
+
+    TrainConfig(iterations=7, batch_size=4, class_names={1: "a", 2: "b"}, num_classes=2, thing_list=[2]).to_yaml(
+        tmp_path / "c.yaml"
+    )
+    d = TrainingDashboard(dataset_dir=str(tiny_dataset), config=str(tmp_path / "c.yaml"))
+    cfg = d.train_config()
+    assert (cfg.iterations, cfg.batch_size, cfg.class_names, cfg.thing_list) == (7, 4, {1: "a", 2: "b"}, [2])
+    assert d.classes == "1,a,stuff\n2,b,thing" and "batch_size" in d.hints and not d.errors
+    assert d.config_note.endswith("every key used")
+    d.extra_dirs = str(tmp_path / "missing")
+    assert "no such folder" in d.errors["extra_dirs"]

@@ -8,13 +8,24 @@ from ..training import TrainConfig
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train-dir", required=True, help="dataset folder: <name>/images/*.tif and <name>/masks/*.tif")
+    p.add_argument(
+        "--train-dir",
+        required=True,
+        nargs="+",
+        action="extend",
+        help="dataset folder(s): <name>/images/*.tif and <name>/masks/*.tif; several folders, or the flag repeated, "
+        "train on all of them (empanada's additional_train_dirs)",
+    )
     p.add_argument("--val-dir", help="validation dataset folder (same layout)")
     p.add_argument("--iterations", type=int, help="training iterations (default: config or 1000)")
     p.add_argument("--patch-size", type=int, help="square patch size (16x for PanopticDeepLab, 128x for PanopticBiFPN)")
     p.add_argument("--batch-size", type=int, help="batch size (default 16)")
     p.add_argument("--lr", type=float, help="maximum learning rate (OneCycle)")
-    p.add_argument("--config", help="TrainConfig YAML file; flags override it")
+    p.add_argument(
+        "--config",
+        help="config YAML: TrainConfig fields, or empanada's custom_training.yaml layout (unused keys are "
+        "listed in a warning); flags override it",
+    )
     p.add_argument(
         "--connected-components", action="store_true", help="binary masks: one instance per connected object"
     )

@@ -1,7 +1,16 @@
-"""Training: the config, the one loop behind train() and finetune(), checkpoints, the handle."""
+"""Training: the config, the one loop behind train() and finetune(), checkpoints, the handle, empanada's rules."""
 
 from .checkpoint import checkpoint_path, load_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, classes_from_text, classes_to_text
+from .empanada_yaml import config_from_empanada_yaml, read_train_config
 from .handle import TrainingHandle
-from .loop import finetune, make_optimizer, train
+from .loop import finetune, make_optimizer, train, train_dirs
 from .plot import plot_history
+from .rules import (
+    ARCHITECTURE_HINTS,
+    BN_SAFE_BATCH,
+    LAYER_HINTS,
+    batch_size_warning,
+    check_finetune_classes,
+    patch_size_warning,
+)

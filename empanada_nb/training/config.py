@@ -39,6 +39,8 @@ class TrainConfig:
         Classes split into instances.
     finetunable_layers : str
         Encoder stages that train (``FINETUNABLE_LAYERS``).
+    description : str
+        What the model is for (its data, purpose, links); saved on the model card.
     label_divisor : int, optional
         None: masks hold instance ids (one class); else masks are ``class * divisor + instance``.
     connected_components : bool
@@ -47,6 +49,9 @@ class TrainConfig:
         ``label_divisor`` of the trained model's outputs.
     heatmap_sigma : float
         Sigma in pixels of the center heatmap targets.
+    additional_train_dirs : list of str
+        More dataset folders to train on, besides ``train``'s ``train_dir`` (empanada's
+        ``additional_train_dirs``).
     iterations : int
         Training steps (one batch each; no epochs).
     batch_size : int
@@ -60,8 +65,8 @@ class TrainConfig:
     pct_start : float
         Fraction of the iterations spent warming up the learning rate.
     min_bn_batch : int
-        Below this batch size BatchNorm statistics are frozen when finetuning (and a warning says
-        so when training from scratch).
+        Below this batch size BatchNorm statistics are frozen when finetuning. Any batch size below
+        16 (``BN_SAFE_BATCH``, empanada's guides) warns that BatchNorm becomes unstable.
     ce_weight : float
         Weight of the (bootstrapped) semantic cross-entropy loss term.
     mse_weight : float
@@ -135,11 +140,13 @@ class TrainConfig:
     class_names: dict[int, str] = dataclasses.field(default_factory=lambda: {1: "mito"})
     thing_list: list[int] = dataclasses.field(default_factory=lambda: [1])
     finetunable_layers: str = "all"
+    description: str = ""  #: what the model is for, its data, links; saved on the model card
     # masks
     label_divisor: int | None = None  #: None: masks hold instance ids; else class * divisor + instance
     connected_components: bool = False  #: binary masks -> one instance per connected component
     output_label_divisor: int = 1000
     heatmap_sigma: float = 8.0
+    additional_train_dirs: list[str] = dataclasses.field(default_factory=list)  #: more dataset folders to train on
     # optimisation
     iterations: int = 1000
     batch_size: int = 16
@@ -147,7 +154,7 @@ class TrainConfig:
     lr: float = 3e-3  #: OneCycle maximum
     weight_decay: float = 0.1
     pct_start: float = 0.3
-    min_bn_batch: int = 8  #: below this batch size BatchNorm statistics are frozen when finetuning
+    min_bn_batch: int = 8  #: finetuning below this batch size freezes BatchNorm statistics (below 16: a warning)
     # loss
     ce_weight: float = 1.0
     mse_weight: float = 200.0
@@ -176,7 +183,9 @@ class TrainConfig:
     min_distance: int = 3
 
     def __post_init__(self):
-        self.class_names = {int(k): v for k, v in self.class_names.items()}
+        self.class_names = {int(k): str(v) for k, v in self.class_names.items()}
+        self.thing_list = [int(c) for c in self.thing_list]
+        self.additional_train_dirs = [str(d) for d in self.additional_train_dirs or []]
         self.validate()
 
     def validate(self) -> None:
@@ -208,6 +217,16 @@ class TrainConfig:
             raise ValueError("val_fraction must be in [0, 1)")
         if not self.lr > 0:  # also refuses NaN
             raise ValueError("lr must be positive")
+        if int(self.num_classes) < 1:
+            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
+        classes = range(1, int(self.num_classes) + 1)
+        bad = [c for c in list(self.class_names) + list(self.thing_list) if c not in classes]
+        if bad:
+            raise ValueError(
+                f"class id(s) {sorted(set(bad))} outside 1..{self.num_classes}: class ids run from 1 to num_classes"
+            )
+        if self.label_divisor is not None and int(self.label_divisor) < 1:
+            raise ValueError(f"label_divisor must be >= 1 (None: masks hold instance ids), not {self.label_divisor}")
 
     @property
     def val_every(self) -> int:
@@ -343,12 +362,15 @@ class TrainConfig:
         return text
 
     @classmethod
-    def from_yaml(cls, path_or_text: str | os.PathLike) -> TrainConfig:
-        """A config from a YAML file or YAML text (as ``to_yaml`` writes; missing fields keep defaults).
+    def from_yaml(cls, path_or_text: str | os.PathLike | bytes) -> TrainConfig:
+        """A config from a YAML file, YAML text or bytes: this library's layout (as ``to_yaml`` writes; missing
+        fields keep defaults) or empanada's (``custom_training.yaml``: ``TRAIN``, ``MODEL``, ... sections).
+
+        empanada keys that do not map onto TrainConfig are named in one warning (``config_from_empanada_yaml``).
 
         Parameters
         ----------
-        path_or_text : str or os.PathLike
+        path_or_text : str, os.PathLike or bytes
             A path to a YAML file, or the YAML text itself.
 
         Returns
@@ -365,10 +387,77 @@ class TrainConfig:
         >>> import empanada_nb as enb
         >>> enb.TrainConfig.from_yaml("{iterations: 200, encoder: resnet18}").encoder
         'resnet18'
+        >>> enb.TrainConfig.from_yaml("TRAIN:\\n  batch_size: 8\\n").batch_size
+        8
         """
-        p = Path(str(path_or_text))
-        text = p.read_text() if "\n" not in str(path_or_text) and p.exists() else str(path_or_text)
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path_or_text}: a TrainConfig YAML must be a mapping of field: value")
-        return cls.from_dict(data)
+        from .empanada_yaml import read_train_config
+
+        return read_train_config(path_or_text)[0]
+
+
+#: the class kinds a classes table accepts: empanada-napari's "instance"/"semantic" and panoptic "thing"/"stuff"
+THING_KINDS, STUFF_KINDS = ("thing", "instance"), ("stuff", "semantic")
+
+
+def classes_to_text(class_names: dict[int, str], thing_list: list[int]) -> str:
+    """The classes as a table, one ``id,name,thing|stuff`` line per class (the form's classes field).
+
+    Parameters
+    ----------
+    class_names : dict of int to str
+        Class id -> name.
+    thing_list : list of int
+        The ids of the classes with instances (things); the others are stuff.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> classes_to_text({1: "mito", 2: "er"}, [1])
+    '1,mito,thing\\n2,er,stuff'
+    """
+    return "\n".join(f"{c},{n},{'thing' if c in thing_list else 'stuff'}" for c, n in sorted(class_names.items()))
+
+
+def classes_from_text(text: str) -> dict[str, Any]:
+    """Parse a classes table (``id,name,thing|stuff`` per line, as empanada-napari's "Dataset labels").
+
+    Parameters
+    ----------
+    text : str
+        One class per line: its id (1, 2, ...), its name and its kind (``thing``/``instance`` or
+        ``stuff``/``semantic``).
+
+    Returns
+    -------
+    dict
+        ``num_classes``, ``class_names`` and ``thing_list``, the TrainConfig fields.
+
+    Examples
+    --------
+    >>> classes_from_text("1,mito,thing\\n2,er,stuff")
+    {'num_classes': 2, 'class_names': {1: 'mito', 2: 'er'}, 'thing_list': [1]}
+    """
+    names: dict[int, str] = {}
+    things: list[int] = []
+    for i, line in enumerate(text.strip().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1]:
+            raise ValueError(f"classes line {i} {line.strip()!r}: write id,name,thing (or id,name,stuff)")
+        c, name, kind = int(parts[0]), parts[1], parts[2].lower()
+        if kind not in THING_KINDS + STUFF_KINDS:
+            raise ValueError(f"classes line {i}: kind {parts[2]!r} is neither thing (instance) nor stuff (semantic)")
+        if c in names:
+            raise ValueError(f"classes line {i}: class id {c} is given twice")
+        names[c] = name
+        if kind in THING_KINDS:
+            things.append(c)
+    if not names:
+        raise ValueError("give at least one class: id,name,thing (e.g. 1,mito,thing)")
+    if sorted(names) != list(range(1, len(names) + 1)):
+        raise ValueError(f"class ids must be 1..{len(names)} without gaps, got {sorted(names)}")
+    return {"num_classes": len(names), "class_names": names, "thing_list": things}

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..data.augment import AugmentConfig
-from ..data.dataset import PanopticDataset, find_pairs
+from ..data.dataset import PanopticDataset
 from ..losses import PanopticLoss
 from ..model_io import ModelCard, card_for, load_model, save_model
 from ..models import build_model, check_patch_size, load_encoder_weights, resolve_pretrained, set_finetunable
@@ -30,9 +30,12 @@ from .checkpoint import checkpoint_path, load_checkpoint, restore_rng, save_chec
 from .checks import check_classes
 from .config import TrainConfig
 from .handle import TrainingHandle
+from .rules import batch_size_warning, check_finetune_classes, pairs_of, patch_size_warning
 from .validate import load_validation_set, validate
 
 PathLike = Union[str, os.PathLike]
+Dirs = Union[PathLike, Sequence[PathLike]]  # one dataset folder or several (empanada's additional_train_dirs)
+CLASS_FIELDS = ("num_classes", "class_names", "thing_list")
 Callback = Callable[[dict], None]
 
 
@@ -79,7 +82,7 @@ def _check_out(out: Path, overwrite: bool, resume) -> None:
 def run_training(
     handle: TrainingHandle,
     model: nn.Module,
-    train_dir: PathLike,
+    train_dir: Dirs,
     cfg: TrainConfig,
     *,
     val_dir: PathLike | None = None,
@@ -107,10 +110,12 @@ def run_training(
     card.label_divisor = cfg.label_divisor or cfg.output_label_divisor
     if not is_finetune:
         card.class_names, card.thing_list = dict(cfg.class_names), list(cfg.thing_list)
+    if cfg.description:
+        card.description = cfg.description
     card.config = cfg.to_dict()
 
-    pairs = find_pairs(train_dir)
-    val_pairs = find_pairs(val_dir) if val_dir else []
+    pairs = pairs_of(train_dirs(train_dir, cfg))
+    val_pairs = pairs_of([val_dir]) if val_dir else []
     if not val_pairs and cfg.val_fraction > 0 and len(pairs) > 1:
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(len(pairs))
@@ -123,22 +128,16 @@ def run_training(
             "with replacement (each batch repeats images under different augmentations)",
             stacklevel=3,
         )
-    small = cfg.batch_size < cfg.min_bn_batch
+    for advice in (batch_size_warning(cfg.batch_size), patch_size_warning(cfg.patch_size, pairs)):
+        if advice:
+            warnings.warn(advice, stacklevel=3)
     # Frozen statistics are only meaningful when they come from a trained model; from scratch,
     # noisy batch statistics are the lesser evil.
-    freeze_bn = small and is_finetune
+    freeze_bn = cfg.batch_size < cfg.min_bn_batch and is_finetune
     if freeze_bn:
         warnings.warn(
-            f"batch size {cfg.batch_size} < {cfg.min_bn_batch}: BatchNorm statistics from so few "
-            "images are too noisy to update, so the model's trained statistics stay frozen "
-            "(scale and shift still train)",
-            stacklevel=3,
-        )
-    elif small:
-        warnings.warn(
-            f"batch size {cfg.batch_size} < {cfg.min_bn_batch} while training from scratch: "
-            "BatchNorm statistics from so few images are noisy and the model may train poorly; "
-            "use batch size 16 where memory allows, or finetune a trained model",
+            f"batch size {cfg.batch_size} < {cfg.min_bn_batch}: the model's trained BatchNorm statistics "
+            "stay frozen (scale and shift still train)",
             stacklevel=3,
         )
     dataset = PanopticDataset(
@@ -284,9 +283,46 @@ def run_training(
     return handle
 
 
+def train_dirs(train_dir: Dirs, cfg: TrainConfig) -> list[str]:
+    """The dataset folders of a run: ``train_dir`` (one or a list) and ``cfg.additional_train_dirs``, each once.
+
+    Parameters
+    ----------
+    train_dir : path or sequence of paths
+        The folder(s) given to train() / finetune().
+    cfg : TrainConfig
+        Its ``additional_train_dirs`` are added.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> train_dirs(["a", "b"], TrainConfig(additional_train_dirs=["b", "c"]))
+    ['a', 'b', 'c']
+    """
+    first = [train_dir] if isinstance(train_dir, (str, os.PathLike)) else list(train_dir)
+    out: list[str] = []
+    for d in first + list(cfg.additional_train_dirs):
+        if str(d) not in out:
+            out.append(str(d))
+    if not out:
+        raise ValueError("no training folder given: pass train_dir (a folder or a list of folders)")
+    return out
+
+
+def _as_config(config: TrainConfig | PathLike | None) -> TrainConfig | None:
+    if config is None or isinstance(config, TrainConfig):
+        return config
+    from .empanada_yaml import read_train_config
+
+    return read_train_config(config)[0]  # this library's YAML or empanada's; unused empanada keys warn
+
+
 def _launch(
     model: nn.Module,
-    train_dir: PathLike,
+    train_dir: Dirs,
     cfg: TrainConfig,
     out: PathLike,
     val_dir,
@@ -337,9 +373,9 @@ def _launch(
 
 
 def train(
-    train_dir: PathLike,
+    train_dir: Dirs,
     *,
-    config: TrainConfig | None = None,
+    config: TrainConfig | PathLike | None = None,
     val_dir: PathLike | None = None,
     out: PathLike = "model.pth",
     callbacks: Sequence[Callback] | None = None,
@@ -351,15 +387,19 @@ def train(
     """Train a new model on the dataset in ``train_dir``.
 
     The dataset layout is empanada's (``<name>/images/*.tif`` beside ``<name>/masks/*.tif``, see
-    ``find_pairs``). The model is saved to ``out`` (with a ``.yaml`` card beside it) at every end:
+    ``find_pairs``). empanada's guides are kept: a batch size below 16 warns that BatchNorm becomes
+    unstable, and a patch size larger than the saved patches warns before training. The model is
+    saved to ``out`` (with a ``.yaml`` card beside it) at every end:
     finished, stopped, interrupted or failed; checkpoints go to ``<out stem>.checkpoint.pth``.
 
     Parameters
     ----------
-    train_dir : str or os.PathLike
-        The training dataset folder.
-    config : TrainConfig, optional
-        All settings; default ``TrainConfig()``.
+    train_dir : str or os.PathLike, or a sequence of them
+        The training dataset folder, or several (``config.additional_train_dirs`` adds more, as
+        empanada's ``additional_train_dirs``).
+    config : TrainConfig or str or os.PathLike, optional
+        All settings; default ``TrainConfig()``. A path is a YAML file in this library's layout or
+        empanada's (``custom_training.yaml``; keys that do not map are named in a warning).
     val_dir : str or os.PathLike, optional
         A validation dataset (same layout); else ``config.val_fraction`` of the training pairs, or
         no validation.
@@ -405,6 +445,7 @@ def train(
     >>> labels = enb.segment_image(run.model, enb.synthetic_image(64)[0])
     >>> tmp.cleanup()
     """
+    config = _as_config(config)
     cfg = (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
     check_patch_size(cfg.patch_size, cfg.architecture)
     if resume:
@@ -475,10 +516,10 @@ def _initial_model(cfg: TrainConfig) -> tuple[nn.Module, str | None, TrainConfig
 
 def finetune(
     model: nn.Module | PathLike,
-    train_dir: PathLike,
+    train_dir: Dirs,
     *,
     layers: str | None = None,
-    config: TrainConfig | None = None,
+    config: TrainConfig | PathLike | None = None,
     val_dir: PathLike | None = None,
     out: PathLike = "finetuned.pth",
     callbacks: Sequence[Callback] | None = None,
@@ -490,19 +531,22 @@ def finetune(
     """Finetune an existing model (an nn.Module, a saved model path or a registered name).
 
     Classes, thing list and norms come from the model's card; the architecture and encoder are the
-    model's. Same handle, files and events as ``train``.
+    model's. Asking for other classes (``num_classes``, ``class_names`` or ``thing_list`` in
+    ``overrides``, or changed from the defaults in ``config``) is an error that says to train a new
+    model, as empanada's finetuning guide says. Same handle, files and events as ``train``.
 
     Parameters
     ----------
     model : torch.nn.Module or str or os.PathLike
         The model, or a path/URL/registered name for ``load_model``.
-    train_dir : str or os.PathLike
-        The training dataset folder.
+    train_dir : str or os.PathLike, or a sequence of them
+        The training dataset folder, or several.
     layers : {"none", "stage1", "stage2", "stage3", "stage4", "all"}, optional
         Encoder stages that train; default ``"none"`` (or ``config.finetunable_layers`` when a
         config is given).
-    config : TrainConfig, optional
-        Settings; default ``TrainConfig(iterations=100, finetunable_layers="none")``.
+    config : TrainConfig or str or os.PathLike, optional
+        Settings; default ``TrainConfig(iterations=100, finetunable_layers="none")``. A path is a
+        YAML file (this library's layout or empanada's ``custom_finetuning.yaml``).
     val_dir : str or os.PathLike, optional
         A validation dataset.
     out : str or os.PathLike
@@ -528,7 +572,7 @@ def finetune(
     FileExistsError
         When ``out`` exists and neither ``overwrite`` nor ``resume`` is given.
     ValueError
-        When a setting is invalid or the dataset has problems.
+        When a setting is invalid, the dataset has problems, or other classes are asked for.
 
     Examples
     --------
@@ -549,8 +593,16 @@ def finetune(
     parent = str(model) if not isinstance(model, nn.Module) else getattr(model, "source", None)
     if not isinstance(model, nn.Module):
         model = load_model(model)
+    config = _as_config(config)
     cfg = config or TrainConfig(iterations=100, finetunable_layers="none")
     card = card_for(model)
+    asked = {k: overrides[k] for k in CLASS_FIELDS if k in overrides}
+    if config is not None:
+        default = TrainConfig()
+        for k in CLASS_FIELDS:  # a config's class fields count as asked when changed from the defaults
+            if k not in asked and getattr(config, k) != getattr(default, k):
+                asked[k] = getattr(config, k)
+    check_finetune_classes(card, asked)
     changes = dict(overrides)
     changes.update(
         architecture=model.architecture,

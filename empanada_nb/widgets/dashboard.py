@@ -5,8 +5,12 @@ Start/Stop, a progress bar with ETA, a live loss plot drawn in the browser from 
 viewer's slice every N iterations, and an embedded ``InferencePanel`` (``inference``) over the
 current model.
 
-Messages, browser -> Python: ``start``, ``stop``, ``history`` (send every event so far). Python -> browser:
-``events`` {events: [...], reset: bool}. Everything else is traits.
+The form's logic (TrainConfig from the fields, checks, the guides' hints, config upload) is in
+``_training_form.py``.
+
+Messages, browser -> Python: ``start``, ``stop``, ``history`` (send every event so far), ``config_upload``
+{name} with the file's bytes as the one buffer. Python -> browser: ``events`` {events: [...], reset: bool}.
+Everything else is traits.
 """
 
 from __future__ import annotations
@@ -24,18 +28,16 @@ import traitlets as t
 from ipywidgets import widget_serialization
 
 from ..model_io import list_models
-from ..models import ARCHITECTURES, CEM_URLS, ENCODERS, FINETUNABLE_LAYERS, check_patch_size
-from ..training import TrainConfig
+from ..models import ARCHITECTURES, CEM_URLS, ENCODERS, FINETUNABLE_LAYERS
 from ._esm import DebugFlag, assemble
+from ._training_form import DEFAULTS, TrainingForm, form_defaults
 from .inference_panel import InferencePanel
 from .viewer import STATIC, Viewer
 
 log = logging.getLogger(__name__)
 
 #: the form's defaults are TrainConfig's, so the notebook, the CLI and the API train alike
-DEFAULTS = TrainConfig()
-#: form fields that are TrainConfig fields, checked by TrainConfig.validate
-CONFIG_FIELDS = ("iterations", "patch_size", "batch_size", "lr")
+FORM = form_defaults(DEFAULTS)
 FLUSH_SECONDS = 0.25
 MAX_HISTORY_POINTS = 4000
 
@@ -68,11 +70,12 @@ def _thin(events: list[dict], max_points: int | None = None) -> list[dict]:
     return [e for e in events if e.get("type") != "step" or id(e) in keep]
 
 
-class TrainingDashboard(anywidget.AnyWidget):
+class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
     """A training form with live progress, loss plot, preview and inference.
 
-    The form's defaults are ``TrainConfig``'s, so the notebook, the CLI and the API train alike.
-    While the form has errors (``errors``), Start is disabled and ``start`` raises.
+    The form's defaults are ``TrainConfig``'s, so the notebook, the CLI and the API train alike;
+    ``train_config()`` is the ``TrainConfig`` Start runs with. While the form has errors (``errors``),
+    Start is disabled and ``start`` raises; the advice of empanada's guides (``hints``) never blocks.
 
     Parameters
     ----------
@@ -82,9 +85,14 @@ class TrainingDashboard(anywidget.AnyWidget):
     model : torch.nn.Module or str or os.PathLike, optional
         A model to finetune: a model object, a saved model path or a registered name. Without it
         the form trains a new model.
+    config : str or os.PathLike or bytes, optional
+        A config YAML loaded into the form (``load_config``, as the form's upload does): this
+        library's layout or empanada's ``custom_training.yaml`` / ``custom_finetuning.yaml``.
     **kwargs
         Preset form fields: ``dataset_dir``, ``mode``, ``architecture``, ``encoder``, ``iterations``,
-        ``patch_size``, ``batch_size``, ``lr``, ``layers``, ``out``, ``preview_every``, ...
+        ``patch_size``, ``batch_size``, ``lr``, ``layers``, ``out``, ``preview_every``, ``classes``
+        (``id,name,thing|stuff`` lines), ``label_divisor``, ``connected_components``, ``description``,
+        ``val_fraction``, ``extra_dirs`` (more training folders, one a line), ...
 
     Attributes
     ----------
@@ -92,6 +100,11 @@ class TrainingDashboard(anywidget.AnyWidget):
         The current (or last) run, once started.
     errors : dict of str to str
         Form field -> what is wrong with it.
+    hints : dict of str to str
+        Form field -> the guides' advice (batch size below 16, patch larger than the saved patches,
+        which architecture is lighter, which layers to finetune).
+    config_note : str
+        The keys of an uploaded empanada config that were not used.
     status : str
         The status line.
 
@@ -112,10 +125,10 @@ class TrainingDashboard(anywidget.AnyWidget):
     _css = STATIC / "dashboard.css"
 
     mode = t.Enum(["train", "finetune"], "train").tag(sync=True)
-    architecture = t.Unicode(DEFAULTS.architecture).tag(sync=True)
-    encoder = t.Unicode(DEFAULTS.encoder).tag(sync=True)
+    architecture = t.Unicode(FORM["architecture"]).tag(sync=True)
+    encoder = t.Unicode(FORM["encoder"]).tag(sync=True)
     pretrained = t.Unicode(
-        DEFAULTS.pretrained or "",
+        FORM["pretrained"],
         help="weights for a new model: 'auto' (CEM1.5M for resnet50), a CEM name, path or URL ('' for none)",
     ).tag(sync=True)
     model_source = t.Unicode("", help="model to finetune: a path or registered name").tag(sync=True)
@@ -123,16 +136,27 @@ class TrainingDashboard(anywidget.AnyWidget):
     val_dir = t.Unicode("").tag(sync=True)
     out = t.Unicode("model.pth").tag(sync=True)
     overwrite = t.Bool(False).tag(sync=True)
-    layers = t.Enum(list(FINETUNABLE_LAYERS), DEFAULTS.finetunable_layers).tag(sync=True)
-    iterations = t.Int(DEFAULTS.iterations).tag(sync=True)
-    patch_size = t.Int(DEFAULTS.patch_size).tag(sync=True)
-    batch_size = t.Int(DEFAULTS.batch_size).tag(sync=True)
-    lr = t.Float(DEFAULTS.lr).tag(sync=True)
+    layers = t.Enum(list(FINETUNABLE_LAYERS), FORM["layers"]).tag(sync=True)
+    iterations = t.Int(FORM["iterations"]).tag(sync=True)
+    patch_size = t.Int(FORM["patch_size"]).tag(sync=True)
+    batch_size = t.Int(FORM["batch_size"]).tag(sync=True)
+    lr = t.Float(FORM["lr"]).tag(sync=True)
+    classes = t.Unicode(FORM["classes"], help="one class a line: id,name,thing|stuff").tag(sync=True)
+    label_divisor = t.Int(FORM["label_divisor"], help="masks hold class*divisor+instance; 0: instance ids").tag(
+        sync=True
+    )
+    connected_components = t.Bool(FORM["connected_components"]).tag(sync=True)
+    description = t.Unicode(FORM["description"]).tag(sync=True)
+    val_fraction = t.Float(FORM["val_fraction"]).tag(sync=True)
+    extra_dirs = t.Unicode(FORM["extra_dirs"], help="more training folders, one a line").tag(sync=True)
     preview = t.Bool(True).tag(sync=True)
     preview_every = t.Int(50).tag(sync=True)
     # read-only for the browser
     options = t.Dict().tag(sync=True)
     errors = t.Dict(help="form field -> message; Start is disabled while any is set").tag(sync=True)
+    hints = t.Dict(help="form field -> the guides' advice; never blocks Start").tag(sync=True)
+    config_name = t.Unicode("", help="the config YAML loaded into the form").tag(sync=True)
+    config_note = t.Unicode("", help="what of that config was not used").tag(sync=True)
     running = t.Bool(False).tag(sync=True)
     status = t.Unicode("").tag(sync=True)
     has_viewer = t.Bool(False).tag(sync=True)
@@ -141,7 +165,7 @@ class TrainingDashboard(anywidget.AnyWidget):
     has_model = t.Bool(False).tag(sync=True)
     given_model = t.Unicode("").tag(sync=True)
 
-    def __init__(self, viewer: Viewer | None = None, model: Any = None, **kwargs):
+    def __init__(self, viewer: Viewer | None = None, model: Any = None, config: Any = None, **kwargs):
         self.viewer = viewer
         self.handle = None
         self._given = None
@@ -180,6 +204,10 @@ class TrainingDashboard(anywidget.AnyWidget):
         if viewer is not None:
             viewer.observe(self._viewer_patch_size, names="patch_size")
         self.on_msg(self._on_custom_msg)
+        if config is not None:
+            self.load_config(config)
+        if "classes" not in kwargs:
+            self._take_model_classes()
         self._check_form()
         self._update_has_model()
         if viewer is not None:
@@ -198,8 +226,17 @@ class TrainingDashboard(anywidget.AnyWidget):
         "dataset_dir",
         "preview_every",
         "encoder",
+        "pretrained",
+        "layers",
+        "classes",
+        "label_divisor",
+        "description",
+        "val_fraction",
+        "extra_dirs",
     )
     def _form_changed(self, change):
+        if change["name"] in ("mode", "model_source"):
+            self._take_model_classes()
         self._check_form()
         if change["name"] in ("mode", "model_source"):
             self._update_has_model()
@@ -207,34 +244,6 @@ class TrainingDashboard(anywidget.AnyWidget):
     def _viewer_patch_size(self, change) -> None:
         if not self.running:
             self.patch_size = int(change["new"])
-
-    def _check_form(self) -> dict[str, str]:
-        errs: dict[str, str] = {}
-        for name in CONFIG_FIELDS:  # TrainConfig.validate says what a valid value is
-            try:
-                DEFAULTS.replace(**{name: getattr(self, name)})
-            except ValueError as e:
-                errs[name] = str(e)
-        target: Any = self.architecture
-        if self.mode == "finetune" and self._given is not None:
-            target = self._given
-        if isinstance(target, str) and target not in ARCHITECTURES:
-            errs["architecture"] = f"unknown architecture {target!r}"
-        elif "patch_size" not in errs:
-            try:
-                check_patch_size(int(self.patch_size), target)
-            except ValueError as e:
-                errs["patch_size"] = str(e)
-        if self.preview_every < 1:
-            errs["preview_every"] = "preview interval must be at least 1"
-        if self.mode == "finetune" and self._given is None and not self.model_source.strip():
-            errs["model_source"] = "give a model path or registered name to finetune"
-        if not self.dataset_dir.strip():
-            errs["dataset_dir"] = "choose the dataset folder (<folder>/<name>/images, masks)"
-        elif not Path(self.dataset_dir).expanduser().is_dir():
-            errs["dataset_dir"] = f"{self.dataset_dir}: no such folder"
-        self.errors = errs
-        return errs
 
     def _update_has_model(self) -> None:
         self.has_model = self.handle is not None or self._given is not None or bool(self.model_source.strip())
@@ -332,36 +341,27 @@ class TrainingDashboard(anywidget.AnyWidget):
             raise ValueError("; ".join(errs.values()))
         from .. import training as T
 
+        cfg = self.train_config()
         common = dict(
+            config=cfg,
             val_dir=self.val_dir.strip() or None,
             out=self.out.strip() or "model.pth",
             callbacks=[self._on_event],
             background=True,
             overwrite=bool(self.overwrite),
-            iterations=int(self.iterations),
-            patch_size=int(self.patch_size),
-            batch_size=int(self.batch_size),
-            lr=float(self.lr),
         )
-        dataset = str(Path(self.dataset_dir).expanduser())
+        dataset = self.dataset_dirs()
         self._events = []
         self._pending = []
         self._emit({"type": "events", "events": [], "reset": True})
         if self.mode == "train":
-            handle = T.train(
-                dataset,
-                architecture=self.architecture,
-                encoder=self.encoder,
-                pretrained=self.pretrained or None,
-                finetunable_layers=self.layers,
-                **common,
-            )
+            handle = T.train(dataset, **common)
         else:
             model = self._given if self._given is not None else self.model_source.strip()
             handle = T.finetune(model, dataset, layers=self.layers, **common)
         self.handle = handle
         self.running = True
-        self.status = f"training: {self.mode} on {dataset}"
+        self.status = f"training: {self.mode} on {', '.join(dataset)}"
         self._update_has_model()
         return handle
 
@@ -593,6 +593,10 @@ class TrainingDashboard(anywidget.AnyWidget):
                 self.stop()
             elif kind == "history":
                 self._emit({"type": "events", "events": _thin(self._events), "reset": True})
+            elif kind == "config_upload":
+                if not buffers:
+                    raise ValueError("the upload carried no file")
+                self.load_config(bytes(buffers[0]), str(content.get("name") or "uploaded config"))
             else:
                 log.warning("TrainingDashboard: unknown message %r", kind)
         except Exception as e:  # surface errors in the status line instead of the kernel log only

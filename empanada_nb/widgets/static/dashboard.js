@@ -74,6 +74,8 @@ class Dashboard {
       this.refills = (this.refills || []).concat([fill]);
     } else if (type === "checkbox") {
       input = h("input", { type: "checkbox", "data-field": name });
+    } else if (type === "textarea") {
+      input = h("textarea", { class: "enb-d-input enb-d-text", "data-field": name, rows: opts.rows || 2, placeholder: opts.placeholder || "" });
     } else {
       input = h("input", { type, class: "enb-d-input", "data-field": name, step: opts.step || "any", placeholder: opts.placeholder || "" });
       if (opts.list) input.setAttribute("list", opts.list);
@@ -110,10 +112,14 @@ class Dashboard {
     this.disposers.push(() => m.off("change:" + name, onChange));
     write();
     const err = h("div", { class: "enb-d-error", "data-error": name });
+    const hint = h("div", { class: "enb-d-advice", "data-hint": name });
     this.errorEls = this.errorEls || {};
     this.errorEls[name] = err;
-    const row = h("label", { class: "enb-d-row", "data-row": name }, h("span", { class: "enb-d-label" }, opts.label || name), input);
-    return h("div", { class: "enb-d-field" }, row, err);
+    this.hintEls = this.hintEls || {};
+    this.hintEls[name] = hint;
+    const row = h("label", { class: "enb-d-row", "data-row": name, title: opts.title || "" },
+      h("span", { class: "enb-d-label" }, opts.label || name), input);
+    return h("div", { class: "enb-d-field" }, row, err, hint);
   }
 
   build() {
@@ -136,7 +142,29 @@ class Dashboard {
       patch_size: this.field("patch_size", "number", { label: "patch size", step: "16" }),
       batch_size: this.field("batch_size", "number", { label: "batch size", step: "1" }),
       lr: this.field("lr", "number", { label: "learning rate", float: true }),
+      classes: this.field("classes", "textarea", { label: "classes", rows: 3, placeholder: "1,mito,thing\n2,er,stuff",
+        title: "one class a line: id,name,thing (instances) or id,name,stuff (semantic)" }),
+      label_divisor: this.field("label_divisor", "number", { label: "label divisor", step: "1",
+        title: "masks hold class*divisor+instance (several classes); 0: masks hold instance ids of one class" }),
+      connected_components: this.field("connected_components", "checkbox", { label: "binary masks: connected components" }),
+      extra_dirs: this.field("extra_dirs", "textarea", { label: "more training folders", placeholder: "one folder a line (optional)" }),
+      val_fraction: this.field("val_fraction", "number", { label: "validation fraction", float: true,
+        title: "hold out this fraction of the training images when no validation folder is given" }),
+      description: this.field("description", "textarea", { label: "model description", placeholder: "data, purpose, links (optional)" }),
     };
+    // custom config YAML: the browser reads the chosen file and sends its bytes to Python
+    this.configInput = h("input", { type: "file", accept: ".yaml,.yml", "data-field": "config_file", class: "enb-d-input" });
+    this.configInput.addEventListener("change", async () => {
+      const file = this.configInput.files && this.configInput.files[0];
+      if (!file) return;
+      const bytes = await file.arrayBuffer();
+      this.model.send({ type: "config_upload", name: file.name }, undefined, [bytes]);
+      this.configInput.value = "";
+    });
+    this.configNote = h("div", { class: "enb-d-advice", "data-note": "config" });
+    this.f.config = h("div", { class: "enb-d-field" },
+      h("label", { class: "enb-d-row", "data-row": "config", title: "a TrainConfig YAML, or empanada's custom_training.yaml / custom_finetuning.yaml" },
+        h("span", { class: "enb-d-label" }, "custom config"), this.configInput), this.configNote);
     this.givenModel = h("div", { class: "enb-d-given" });
     this.startBtn = h("button", { class: "enb-d-btn enb-d-primary", "data-action": "start" }, "Start");
     this.stopBtn = h("button", { class: "enb-d-btn", "data-action": "stop" }, "Stop");
@@ -163,8 +191,9 @@ class Dashboard {
     this.inferPanel = h("div", { class: "enb-d-inference" });
     this.previewPanel = h("div", { class: "enb-d-section" }, h("div", { class: "enb-d-head" }, "Live preview"), preview);
     const F = this.f;
-    const form = h("div", { class: "enb-d-form" }, F.mode, F.architecture, F.encoder, F.pretrained, F.model_source, this.givenModel,
-      F.dataset_dir, F.val_dir, F.out, F.overwrite, F.layers, F.iterations, F.patch_size, F.batch_size, F.lr);
+    const form = h("div", { class: "enb-d-form" }, F.mode, F.config, F.architecture, F.encoder, F.pretrained, F.model_source, this.givenModel,
+      F.dataset_dir, F.extra_dirs, F.val_dir, F.val_fraction, F.classes, F.label_divisor, F.connected_components,
+      F.out, F.overwrite, F.layers, F.iterations, F.patch_size, F.batch_size, F.lr, F.description);
     this.root.append(
       dl,
       h("div", { class: "enb-d-grid" },
@@ -183,7 +212,7 @@ class Dashboard {
     const m = this.model;
     const on = (ev, fn) => { m.on(ev, fn); this.disposers.push(() => m.off(ev, fn)); };
     on("msg:custom", (msg) => { if (msg.type === "events") this.onEvents(msg); });
-    for (const k of ["errors", "running", "status", "mode", "has_viewer", "has_model", "given_model", "options"]) {
+    for (const k of ["errors", "hints", "config_note", "running", "status", "mode", "has_viewer", "has_model", "given_model", "options"]) {
       on("change:" + k, () => this.update());
     }
     this.update();
@@ -191,7 +220,10 @@ class Dashboard {
 
   update() {
     const m = this.model, errs = m.get("errors") || {}, running = m.get("running"), mode = m.get("mode");
+    const hints = m.get("hints") || {};
     for (const [k, el] of Object.entries(this.errorEls)) el.textContent = errs[k] || "";
+    for (const [k, el] of Object.entries(this.hintEls)) el.textContent = errs[k] ? "" : hints[k] || "";
+    this.configNote.textContent = m.get("config_note") || "";
     for (const [k, el] of Object.entries(this.f)) el.classList.toggle("enb-d-invalid", !!errs[k]);
     const show = (el, on) => { el.style.display = on ? "" : "none"; };
     const given = m.get("given_model");

@@ -91,3 +91,18 @@ def test_bad_arguments_exit_2_with_one_line(argv, msg, dataset, tmp_path, capsys
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0]
+
+
+def test_train_cli_takes_several_folders_and_empanada_config(tmp_path):
+    from empanada_nb.cli import build_parser
+    from empanada_nb.cli._train_args import config_from
+
+    (tmp_path / "custom_training.yaml").write_text(
+        "MODEL:\n  arch: PanopticBiFPN\n  aspp_dropout: 0.5\nTRAIN:\n  batch_size: 8\n  finetune_layer: stage4\n"
+    )
+    argv = ["train", "--train-dir", "A", "--train-dir", "B", "--out", "m.pth"]
+    args = build_parser().parse_args(argv + ["--config", str(tmp_path / "custom_training.yaml"), "--batch-size", "4"])
+    assert args.train_dir == ["A", "B"]
+    with pytest.warns(UserWarning, match="MODEL.aspp_dropout"):
+        cfg = config_from(args)
+    assert (cfg.architecture, cfg.finetunable_layers, cfg.batch_size) == ("PanopticBiFPN", "stage4", 4)

@@ -11,10 +11,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--train-dir",
         required=True,
-        nargs="+",
-        action="extend",
-        help="dataset folder(s): <name>/images/*.tif and <name>/masks/*.tif; several folders, or the flag repeated, "
-        "train on all of them (empanada's additional_train_dirs)",
+        action="append",
+        help="dataset folder: <name>/images/*.tif and <name>/masks/*.tif; repeat the flag to train on several "
+        "folders (empanada's additional_train_dirs)",
     )
     p.add_argument("--val-dir", help="validation dataset folder (same layout)")
     p.add_argument("--iterations", type=int, help="training iterations (default: config or 1000)")

@@ -10,7 +10,8 @@ from empanada_nb.data.io import write_tiff
 from empanada_nb.training import ARCHITECTURE_HINTS, LAYER_HINTS, batch_size_warning, train_dirs
 from empanada_nb.training.rules import pairs_of
 
-TINY = dict(architecture="PanopticDeepLab", encoder="resnet18", patch_size=64, batch_size=4)
+# no CEM weights: they exist for resnet50 only, and tests never download
+TINY = dict(architecture="PanopticDeepLab", encoder="resnet18", patch_size=64, batch_size=4, pretrained=None)
 
 # empanada-napari's custom_configs/custom_training_pdl.yaml layout (values of our own), opening with the
 # """docstring""" its first custom configs had
@@ -100,6 +101,7 @@ def test_empanada_training_yaml_translated_and_unmapped_named(tmp_path):
 
 def test_empanada_finetuning_yaml_sections(tmp_path):
     text = (
+        "class_names: {1: mito}\nthing_list: [1]\nnorms: {mean: 0.5, std: 0.2}\n"  # a model description file
         "model_name: null\nTRAIN:\n  batch_size: 16\n  finetune_layer: null\n"
         "FINETUNE:\n  criterion: PanopticLoss\n  criterion_params: {ce_weight: 2, pr_weight: 1}\n"
         "  engine_params: {confidence_thr: 0.3, label_divisor: 100}\n"
@@ -108,7 +110,7 @@ def test_empanada_finetuning_yaml_sections(tmp_path):
     )
     cfg, unmapped = enb.config_from_empanada_yaml(text.encode())
     assert (cfg.ce_weight, cfg.seg_thr, cfg.output_label_divisor, cfg.group_gamma) == (2, 0.3, 100, 0.7)
-    assert unmapped == ["EVAL.epochs_per_eval"]
+    assert unmapped == ["norms", "EVAL.epochs_per_eval"] and cfg.class_names == {1: "mito"}
     with pytest.raises(ValueError, match="not valid YAML"):
         enb.config_from_empanada_yaml("TRAIN: [\n")
     with pytest.raises(ValueError, match="outside 1..1"):

@@ -312,6 +312,8 @@ def config_from_empanada_yaml(
             tr.set("description", v)
         elif k == "DATASET" and isinstance(v, dict):
             tr.dataset(v, "DATASET")
+        elif k in ("class_names", "thing_list", "labels"):  # a model description file (configs/MitoNet_v1.yaml)
+            tr.dataset({k: v}, "")
         elif k == "MODEL" and isinstance(v, dict):
             tr.model(v)
         elif k == "TRAIN" and isinstance(v, dict):

@@ -227,6 +227,8 @@ class TrainingForm:
             hints["architecture"] = ARCHITECTURE_HINTS.get(self.architecture, "")
             if not self.pretrained:
                 hints["pretrained"] = NO_CEM_HINT
+        elif card is not None:
+            hints["classes"] = "the model's classes: finetuning keeps them (train a new model for other classes)"
         hints["layers"] = LAYER_HINTS.get(self.layers, "")
         bs = batch_size_warning(int(self.batch_size)) if "batch_size" not in errs else None
         if bs:

@@ -26,8 +26,8 @@ for k, folder in enumerate(("mc", "mc2")):
         pan = np.where(lab % 2 == 1, 1000 + lab, np.where(lab > 0, 2000, 0)).astype(np.uint32)
         write_tiff(tmp / folder / "g" / "images" / f"i{i}.tif", img)
         write_tiff(tmp / folder / "g" / "masks" / f"i{i}.tif", pan)
-d = TrainingDashboard(dataset_dir=str(tmp / "mc"), encoder="resnet18", iterations=2, patch_size=64, batch_size=2,
-                      out=str(tmp / "mc.pth"))
+d = TrainingDashboard(dataset_dir=str(tmp / "mc"), encoder="resnet18", pretrained="", iterations=2, patch_size=64,
+                      batch_size=2, out=str(tmp / "mc.pth"))
 d
 """,
     """
@@ -159,6 +159,7 @@ def test_finetuning_for_new_classes_is_refused(nb):
     g = form(nb, 1)
     classes = g.locator("textarea[data-field=classes]")
     assert classes.input_value() == "1,mito,thing"  # the model's classes
+    wait_text(nb, ".enb-d-advice[data-hint=classes]", "finetuning keeps them", i=1)
     classes.fill("1,mito,thing\n2,er,stuff")
     wait_text(nb, ".enb-d-error[data-error=classes]", "train a new model", i=1)
     assert g.locator("button[data-action=start]").is_disabled()

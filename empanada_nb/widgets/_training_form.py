@@ -76,7 +76,19 @@ class TrainingForm:
 
     # -------------------------------------------------------------------------------- config
     def dataset_dirs(self) -> list[str]:
-        """The training folders: the dataset folder and the extra folders (one per line)."""
+        """The training folders: the dataset folder and the extra folders (one per line).
+
+        Returns
+        -------
+        list of str
+            The folders Start trains on, in order.
+
+        Examples
+        --------
+        >>> from empanada_nb.widgets import TrainingDashboard
+        >>> TrainingDashboard(dataset_dir="/data/a", extra_dirs="/data/b").dataset_dirs()
+        ['/data/a', '/data/b']
+        """
         dirs = [self.dataset_dir.strip()] + [d.strip() for d in self.extra_dirs.splitlines()]
         return [str(Path(d).expanduser()) for d in dirs if d]
 
@@ -153,7 +165,20 @@ class TrainingForm:
 
     # --------------------------------------------------------------------------------- model
     def model_card(self) -> ModelCard | None:
-        """The card of the model to finetune (given in Python, or the saved model named in the form)."""
+        """The card of the model to finetune (given in Python, or the saved model named in the form).
+
+        Returns
+        -------
+        ModelCard or None
+            None when no model is known (or only a URL is named, which is not downloaded for this).
+
+        Examples
+        --------
+        >>> from empanada_nb.models import build_model
+        >>> from empanada_nb.widgets import TrainingDashboard
+        >>> TrainingDashboard(model=build_model("PanopticDeepLab", "resnet18")).model_card().class_names
+        {1: 'mito'}
+        """
         if self._given is not None:
             return card_for(self._given)
         if self.model_source.strip():

@@ -114,7 +114,8 @@ def run_training(
         card.description = cfg.description
     card.config = cfg.to_dict()
 
-    pairs = pairs_of(train_dirs(train_dir, cfg))
+    dirs = train_dirs(train_dir, cfg)
+    pairs = pairs_of(dirs)
     val_pairs = pairs_of([val_dir]) if val_dir else []
     if not val_pairs and cfg.val_fraction > 0 and len(pairs) > 1:
         rng = np.random.default_rng(cfg.seed)
@@ -154,14 +155,15 @@ def run_training(
         gamma=cfg.group_gamma,
         seed=cfg.seed,
     )
-    check_classes(dataset.masks, cfg.label_divisor, model.num_classes, card, is_finetune, train_dir)
+    check_classes(dataset.masks, cfg.label_divisor, model.num_classes, card, is_finetune, ", ".join(dirs))
     if data_norms and state is None:
         model.norms = dataset.norms()
     card.norms = dict(model.norms)
     if state is None:
         card.lineage = {
             **(lineage or {}),
-            "train_dir": str(Path(train_dir).resolve()),
+            "train_dir": str(Path(dirs[0]).resolve()),
+            **({"additional_train_dirs": [str(Path(d).resolve()) for d in dirs[1:]]} if len(dirs) > 1 else {}),
             "train_images": len(pairs),
             "val_dir": str(Path(val_dir).resolve()) if val_dir else None,
             "norms_from": "training images" if data_norms else "pretrained weights or parent model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..training import TrainConfig
 
@@ -27,6 +28,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def config_from(args: argparse.Namespace, **extra) -> TrainConfig:
+    if args.config and not Path(args.config).is_file():
+        raise FileNotFoundError(f"--config {args.config}: no such file (a TrainConfig YAML file)")
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     changes: dict = {k: v for k, v in extra.items() if v is not None}
     for flag in ("iterations", "patch_size", "batch_size", "lr", "val_fraction", "device", "seed"):

@@ -50,7 +50,10 @@ def _tiny_model(seed: int = 0):
 
 
 def writer(op: str, folder: str, data: str, started: str) -> None:
-    """Child process body: loop over writes of kind ``op`` until killed; touch ``started`` when going."""
+    """Child process body: loop over writes of kind ``op`` until killed; touch ``started`` when going.
+
+    A SIGINT (KeyboardInterrupt) ends the loop with exit status 1 (training: 130, from the handle).
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -72,20 +75,25 @@ def writer(op: str, folder: str, data: str, started: str) -> None:
             **TINY,
         )
         sys.exit(130 if h.interrupted else 0)
-    Path(started).touch()
+
+    def going() -> None:  # after the first whole write: signals then land in steady-state writes
+        Path(started).touch()
+
     if op == "checkpoint":
-        from empanada_nb.training import save_checkpoint
+        from empanada_nb.training.checkpoint import save_checkpoint
 
         state = {"iteration": 0, "optimizer": {}, "model": _tiny_model().state_dict()}
         for i in range(10**9):
             state["iteration"] = i
             save_checkpoint(folder / "c.checkpoint.pth", state)
+            going()
     elif op == "model_save":
         from empanada_nb import save_model
 
         m = _tiny_model()
         while True:
             save_model(m, folder / "m.pth", overwrite=True)
+            going()
     elif op == "patch_save":
         from empanada_nb.patches import make_pick, save_patches
 
@@ -97,6 +105,7 @@ def writer(op: str, folder: str, data: str, started: str) -> None:
             ]
             save_patches(vol, picks, folder, "p", labels=(vol > 128).astype(np.uint8), on_clash="skip")
             k += 4
+            going()
     elif op == "segment":
         import empanada_nb as enb
 
@@ -104,6 +113,7 @@ def writer(op: str, folder: str, data: str, started: str) -> None:
         vol = np.load(data / "vol.npy")
         while True:
             enb.segment_stack(m, vol, out=folder / "seg.zarr", overwrite=True, progress=False, min_size=0)
+            going()
 
 
 # ------------------------------------------------------------------------------------ checks

@@ -23,8 +23,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="output model file (.pth; a .yaml model card is written beside it)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out written by empanada_nb")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out (--iterations may grow)")
 
 
 def config_from(args: argparse.Namespace, **extra) -> TrainConfig:

@@ -24,7 +24,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="output model file (.pth; a .yaml model card is written beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out written by empanada_nb")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out (--iterations may grow)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint beside --out (--iterations may grow)"
+    )
 
 
 def config_from(args: argparse.Namespace, **extra) -> TrainConfig:

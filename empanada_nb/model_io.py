@@ -467,7 +467,7 @@ def unreadable(path: str | os.PathLike, what: str, error: BaseException) -> str:
             f"{path}: damaged (truncated or incomplete, {size} bytes; {error.__class__.__name__}); "
             "use a complete copy or save it again"
         )
-    return f"{path}: not {what} ({error.__class__.__name__})"
+    return f"{path}: not {what} (truncated or not a model: {error.__class__.__name__}); save or download it again"
 
 
 def describe_weights(state_dict: dict) -> str:

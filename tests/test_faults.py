@@ -387,7 +387,12 @@ def resume_fewer_iterations_refused(c):
 
 @case("models")
 def unknown_model_name(c):
-    raises(FileNotFoundError, "neither a file nor a registered name", enb.load_model, "no-such-model")
+    raises(
+        FileNotFoundError,
+        "not a file, a registered name or a published empanada model",
+        enb.load_model,
+        "no-such-model",
+    )
 
 
 @case("models")

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="model file, registered name or published name (MitoNet_v1_mini, ...)")
     p.add_argument("input", help="TIFF image/volume or zarr folder")
-    p.add_argument("--out", required=True, help="output .tif/.tiff file or zarr folder")
+    p.add_argument("--out", required=True, help="output .tif/.tiff file or zarr folder (.zarr or no suffix)")
     # every inference setting (--mode, --axis, --seg-thr, ..., --erode, --keep-planes, --overwrite) comes
     # from SegmentOptions, the source the InferencePanel's form is built from
     add_options(p)

@@ -416,7 +416,7 @@ def weights_of_other_architecture(c):
     p = fresh(c) / "m.pth"
     enb.save_model(enb.build_model("PanopticBiFPN", "resnet18"), p)
     ck = torch.load(p, weights_only=False)
-    ck["card"] = dict(ck["card"], architecture="PanopticDeepLab")
+    ck["card"] = dict(ck["card"], architecture="PanopticDeepLab", arch_kwargs={})
     torch.save(ck, p)
     raises(ValueError, "the file holds the weights of a PanopticBiFPN", enb.load_model, p)
 

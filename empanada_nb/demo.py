@@ -6,12 +6,11 @@ This is the main job of ``empanada-nb demo`` and of the README's first command.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
 
+from ._atomic import atomic_dir
 from .data.synthetic import make_synthetic_dataset
 from .training import TrainConfig, TrainingHandle, train
 
@@ -112,13 +111,9 @@ def run_demo(
     cfg = demo_config(iterations).replace(**overrides) if overrides else demo_config(iterations)
     if data is None:
         root = out.parent / "demo_data"
-        tmp = Path(tempfile.mkdtemp(prefix=".demo_data.", dir=out.parent if out.parent.exists() else None))
-        make_synthetic_dataset(tmp / "train", n_images=16, size=256, groups=2, seed=0)
-        make_synthetic_dataset(tmp / "val", n_images=4, size=256, groups=1, seed=99)
-        if root.exists():
-            shutil.rmtree(root)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, root)  # the dataset appears whole or not at all
+        with atomic_dir(root, overwrite=True) as tmp:  # appears whole or not at all; replaces only ours
+            make_synthetic_dataset(tmp / "train", n_images=16, size=256, groups=2, seed=0)
+            make_synthetic_dataset(tmp / "val", n_images=4, size=256, groups=1, seed=99)
         data, val_data = root / "train", root / "val"
     elif val_data is None:
         cfg = cfg.replace(val_fraction=0.2)

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import postprocess as pp
+from ._device import resolve_device
 from .data.io import intensity_range, normalize_image
 from .model_io import card_for
 from .models.blocks import semantic_channels
@@ -153,7 +154,7 @@ class Predictor:
         device=None,
     ):
         self.model = model
-        self.device = torch.device(device) if device is not None else model_device(model)
+        self.device = resolve_device(device) if device is not None else model_device(model)
         if device is not None:
             model.to(self.device)
         self.downsample = _check_downsample(downsample)
@@ -327,7 +328,16 @@ class PostOptions:
 
 def post_options(model: nn.Module, label_divisor: int | None = None, **kw) -> PostOptions:
     card = card_for(model)
-    return PostOptions(thing_list=list(card.thing_list), label_divisor=int(label_divisor or card.label_divisor), **kw)
+    return PostOptions(thing_list=list(card.thing_list), label_divisor=check_divisor(label_divisor, card), **kw)
+
+
+def check_divisor(label_divisor: int | None, card) -> int:
+    """``label_divisor`` (None: the card's) as a positive int, or a ValueError (0 used to mean "default")."""
+    if label_divisor is None:
+        return int(card.label_divisor)
+    if int(label_divisor) < 1:
+        raise ValueError(f"label_divisor must be a positive integer (or None for the model's), got {label_divisor}")
+    return int(label_divisor)
 
 
 def engine(

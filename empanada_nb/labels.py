@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ._atomic import atomic_dir, atomic_path
+from ._atomic import MARKER, atomic_dir, atomic_path, claim
 from .geometry import n_slices, plane_index
 
 __all__ = [
@@ -865,8 +865,7 @@ def export_tiff(labels: np.ndarray, path: str | os.PathLike, series: bool = Fals
     """
     _check_labels(labels)
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    claim(path, overwrite)
     if series and labels.ndim != 3:
         raise ValueError(f"series=True writes a 3D stack slice by slice; labels have shape {labels.shape}")
     import tifffile
@@ -874,13 +873,15 @@ def export_tiff(labels: np.ndarray, path: str | os.PathLike, series: bool = Fals
     arr = labels.astype(_tiff_dtype(labels), copy=False)
     if series:
         width = max(4, len(str(arr.shape[0] - 1)))
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, overwrite) as tmp:
             for i, plane in enumerate(arr):  # one file per slice is the format itself
-                tifffile.imwrite(tmp / f"{path.name}_{i:0{width}d}.tif", plane, photometric="minisblack")
+                tifffile.imwrite(
+                    tmp / f"{path.name}_{i:0{width}d}.tif", plane, photometric="minisblack", software=MARKER
+                )
         return path
     if path.exists() and path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; pass a file path or series=True")
     axes = "ZYX" if arr.ndim == 3 else "YX"
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, arr, photometric="minisblack", metadata={"axes": axes})
+        tifffile.imwrite(tmp, arr, photometric="minisblack", metadata={"axes": axes}, software=MARKER)
     return path

@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import yaml
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, claim
+from ._device import resolve_device
 from .models import build_model
 
 FORMAT = "empanada_nb-model/1"
@@ -188,7 +189,9 @@ def card_for(model: nn.Module, **overrides) -> ModelCard:
     return card
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None = None) -> Path:
+def save_model(
+    model: nn.Module, path: str | os.PathLike, card: ModelCard | None = None, overwrite: bool = False
+) -> Path:
     """Save weights and model card: to a file, or into the model registry under a bare name.
 
     ``path`` with a folder or an extension is a file: ``NAME.pth`` (a suffix other than
@@ -206,6 +209,8 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     card : ModelCard, optional
         The card to store; default the model's own (``model.card``, created from its attributes
         when missing). Its ``norms``, ``finetunable_layers`` and ``created`` are updated.
+    overwrite : bool
+        Replace an existing model (or card) written by empanada_nb; other files are always refused.
 
     Returns
     -------
@@ -231,6 +236,8 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     path = Path(path)
     if path.suffix not in (".pth", ".pt"):
         path = path.with_suffix(".pth")
+    claim(path, overwrite)
+    claim(path.with_suffix(".yaml"), overwrite)
     card = card or card_for(model)
     card.norms = dict(getattr(model, "norms", card.norms))
     card.finetunable_layers = getattr(model, "finetunable_layers", card.finetunable_layers)
@@ -325,10 +332,7 @@ def read_model_file(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise ValueError(
-            f"{path}: not a model file saved by empanada_nb (truncated or not a model: {e.__class__.__name__}); "
-            "save or download it again"
-        ) from None
+        raise ValueError(unreadable(path, "a model file saved by empanada_nb", e)) from None
     if isinstance(ckpt, dict) and "model" in ckpt and "card" in ckpt.get("model", {}):
         ckpt = ckpt["model"]  # a training checkpoint: take the model inside it
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "card" not in ckpt:
@@ -430,15 +434,50 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     if kind == "empanada":
         model = _load_empanada(path)
         model.source = str(path_or_name)  # finetune() records it as the parent in the card's lineage
-        return model.to(device).eval()
+        return model.to(resolve_device(device) or "cpu").eval()
     ckpt = read_model_file(path)
     card = ModelCard.from_dict(ckpt["card"])
     model = build_model(
         card.architecture, card.encoder, num_classes=card.num_classes, pointrend=card.pointrend, **card.arch_kwargs
     )
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError:
+        raise ValueError(
+            f"{path}: its weights do not fit its model card ({card.architecture}, {card.encoder}, "
+            f"{card.num_classes} class(es)); the file holds {describe_weights(ckpt['state_dict'])}"
+        ) from None
     model.norms = dict(card.norms)
     model.card = card
     model.finetunable_layers = card.finetunable_layers
     model.source = str(path_or_name)
-    return model.to(device).eval()
+    return model.to(resolve_device(device) or "cpu").eval()
+
+
+def unreadable(path: str | os.PathLike, what: str, error: BaseException) -> str:
+    """One line for a file torch cannot load: damaged (a torch zip cut short) or not ``what`` at all."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        size = os.path.getsize(path)
+    except OSError:
+        return f"{path}: cannot be read ({error})"
+    if head == b"PK\x03\x04":  # a torch zip file whose end (central directory) is missing or broken
+        return (
+            f"{path}: damaged (truncated or incomplete, {size} bytes; {error.__class__.__name__}); "
+            "use a complete copy or save it again"
+        )
+    return f"{path}: not {what} (truncated or not a model: {error.__class__.__name__}); save or download it again"
+
+
+def describe_weights(state_dict: dict) -> str:
+    """What model a state dict belongs to, from its keys and head shapes (for one-line mismatch errors)."""
+    keys = list(state_dict)
+    arch = "PanopticBiFPN" if any("fpn." in k for k in keys) else "PanopticDeepLab"
+    sem = [k for k in keys if k.startswith("semantic_head.") and k.endswith("weight") and state_dict[k].ndim == 4]
+    n = int(state_dict[sem[-1]].shape[0]) if sem else None
+    classes = "" if n is None else f", {1 if n == 1 else n - 1} class(es) ({n} semantic output channel(s))"
+    enc = [k for k in keys if k.startswith("encoder.")]
+    depth = {v.shape[0] for k, v in state_dict.items() if k.startswith("encoder.") and k.endswith("conv3.weight")}
+    encoder = "a bottleneck (resnet50-like) encoder" if depth else "a basic-block (resnet18/34-like) encoder"
+    return f"the weights of a {arch} with {encoder if enc else 'an unknown encoder'}{classes}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from ._atomic import atomic_path
+from ._atomic import MARKER, atomic_path, atomic_paths, is_ours
 from .geometry import AXIS_DIMS, check_axis, plane_index, plane_to_volume, shape3, volume_to_plane
 
 PathLike = Union[str, os.PathLike]
@@ -266,6 +267,36 @@ def _segment(image: np.ndarray, model) -> np.ndarray:
     return np.asarray(segment_image(model, image))
 
 
+_PICK_FILE = re.compile(r"^(?P<name>.+)_(?P<axis>xy|xz|yz)_z(?P<z>\d+)_y(?P<y>\d+)_x(?P<x>\d+)_s(?P<size>\d+)\.tif$")
+
+
+def _current_picks(sidecar: Path, name: str, img_dir: Path, msk_dir: Path) -> list[dict[str, Any]]:
+    """The picks file's entries for the complete pairs on disk, plus entries for pairs it missed."""
+    previous = []
+    if sidecar.exists():
+        try:
+            previous = list(json.loads(sidecar.read_text()).get("picks", []))
+        except (ValueError, AttributeError, TypeError):
+            previous = []
+    complete = set()
+    if img_dir.is_dir() and msk_dir.is_dir():
+        complete = {f.name for f in img_dir.iterdir() if (msk_dir / f.name).exists()}
+    out = [p for p in previous if isinstance(p, dict) and p.get("file") in complete]
+    listed = {p["file"] for p in out}
+    for fn in sorted(complete - listed):
+        m = _PICK_FILE.match(fn)
+        if m and m["name"] == name:  # the file name encodes the pick (patch_filename)
+            pick = {"axis": m["axis"], "z": int(m["z"]), "y": int(m["y"]), "x": int(m["x"]), "size": int(m["size"])}
+            out.append(dict(pick, file=fn, mask_source="unknown"))
+    return out
+
+
+def _write_picks(sidecar: Path, name: str, shape: tuple[int, ...], picks: list[dict[str, Any]]) -> None:
+    meta = {"name": name, "image_shape": list(shape), "picks": picks}
+    with atomic_path(sidecar, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+
+
 def save_patches(
     image,
     picks: Sequence[dict[str, Any]],
@@ -286,6 +317,11 @@ def save_patches(
     a warning) or refused before anything is written (``on_clash="error"``). The picks of all saved
     patches are kept in ``DATASET/<name>/<name>_picks.json``.
 
+    An image and its mask are written as one unit (``empanada_nb._atomic.atomic_paths``), and
+    the picks file is rewritten after each pair, listing exactly the complete pairs on disk: a
+    pair half left by a killed save (ours, without its partner) is written again, and picks of
+    pairs whose files are gone are dropped.
+
     Returns ``{"dir", "written": [file names], "skipped": [file names]}``.
     """
     if on_clash not in ("skip", "error"):
@@ -299,10 +335,18 @@ def save_patches(
     root = Path(dataset_dir) / name
     img_dir, msk_dir = root / "images", root / "masks"
     names = [patch_filename(name, p) for p in picks]
+
+    def taken(fn: str) -> bool:
+        """A complete pair, or a file of the user's: never written over. Half a pair of ours is redone."""
+        a, b = img_dir / fn, msk_dir / fn
+        if a.exists() and b.exists():
+            return True
+        return any(f.exists() and not is_ours(f) for f in (a, b))
+
     seen: dict[str, int] = {}
     clashes = []
     for fn in names:
-        if fn in seen or (img_dir / fn).exists() or (msk_dir / fn).exists():
+        if fn in seen or taken(fn):
             clashes.append(fn)
         seen[fn] = 1
     if clashes and on_clash == "error":
@@ -312,10 +356,12 @@ def save_patches(
         )
     import tifffile
 
-    written, skipped, saved_picks = [], [], []
+    sidecar = root / f"{name}_picks.json"
+    saved_picks = _current_picks(sidecar, name, img_dir, msk_dir)
+    written, skipped = [], []
     done = set()
     for pick, fn in zip(picks, names):
-        if fn in done or (img_dir / fn).exists() or (msk_dir / fn).exists():
+        if fn in done or taken(fn):
             skipped.append(fn)
             continue
         img = crop_pick(image, pick, shape)
@@ -334,24 +380,22 @@ def save_patches(
             mask = mask.astype(mask_dtype)
         elif mask.dtype == bool or mask.dtype.kind not in "ui":
             mask = mask.astype(np.uint32)
-        for folder, arr in ((img_dir, img), (msk_dir, mask)):
-            folder.mkdir(parents=True, exist_ok=True)
-            with atomic_path(folder / fn, suffix=".tif") as tmp:
-                tifffile.imwrite(tmp, arr, compression="zlib")
+        # mask first: a kill -9 between the two renames leaves a mask without image, which the
+        # next save redoes (taken() is False for half a pair of ours)
+        with atomic_paths([msk_dir / fn, img_dir / fn], suffix=".tif") as (tmp_m, tmp_i):
+            tifffile.imwrite(tmp_m, mask, compression="zlib", software=MARKER)
+            tifffile.imwrite(tmp_i, img, compression="zlib", software=MARKER)
         done.add(fn)
         written.append(fn)
-        saved_picks.append(dict(pick, file=fn, mask_source=source))
-    if saved_picks:
-        sidecar = root / f"{name}_picks.json"
-        previous = []
-        if sidecar.exists():
-            try:
-                previous = json.loads(sidecar.read_text()).get("picks", [])
-            except (ValueError, AttributeError):
-                previous = []
-        meta = {"name": name, "image_shape": list(shape), "picks": previous + saved_picks}
-        with atomic_path(sidecar, suffix=".json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
+        saved_picks = [p for p in saved_picks if p.get("file") != fn] + [dict(pick, file=fn, mask_source=source)]
+        _write_picks(sidecar, name, shape, saved_picks)
+    if not written and saved_picks:
+        try:
+            stale = json.loads(sidecar.read_text()).get("picks") != saved_picks
+        except (OSError, ValueError, AttributeError):
+            stale = True
+        if stale:  # a killed save left the picks file behind the files: bring it in line
+            _write_picks(sidecar, name, shape, saved_picks)
     if skipped:
         warnings.warn(
             f"save_patches: skipped {len(skipped)} patch(es) that already exist in {root}: "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,11 +20,11 @@ import tifffile
 import torch
 import torch.nn as nn
 
-from ._atomic import atomic_dir
+from ._atomic import MARKER, atomic_dir, atomic_path, claim, temp_dir
 from .cancel import Cancelled, check_cancel
 from .data.io import intensity_range, normalize_image
 from .geometry import AXES, axis_dim, check_axis
-from .inference import Predictor, as_image2d, engine, label_dtype, model_norms
+from .inference import Predictor, as_image2d, check_divisor, engine, label_dtype, model_norms
 from .models.blocks import semantic_channels
 from .progress import Progress, ProgressBar
 from .reader import open_volume
@@ -137,6 +136,45 @@ class BlockReader:
 # --------------------------------------------------------------------------------------------
 
 
+TIFF_SUFFIXES = (".tif", ".tiff")
+ZARR_SUFFIXES = (".zarr", ".zarr/", "")
+
+
+def output_kind(path: PathLike) -> str:
+    """``"tiff"`` or ``"zarr"`` for an output path by its suffix, or a ValueError naming the supported ones.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An output path: ``.tif``/``.tiff`` for TIFF, ``.zarr`` or no suffix for a zarr folder.
+
+    Returns
+    -------
+    str
+        ``"tiff"`` or ``"zarr"``.
+
+    Example
+    -------
+    >>> output_kind("labels.tif")
+    'tiff'
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if suffix in ZARR_SUFFIXES:
+        return "zarr"
+    raise ValueError(
+        f"{path}: unsupported output suffix {suffix!r}; use .tif or .tiff (TIFF) or .zarr or no suffix (zarr folder)"
+    )
+
+
+def mark_zarr(arr) -> None:
+    """Mark a zarr array as written by empanada_nb (what lets ``overwrite`` replace it later)."""
+    from . import __version__
+
+    arr.attrs[MARKER] = {"version": __version__, "kind": "labels"}
+
+
 def default_chunks(shape: Sequence[int], axis: int) -> tuple[int, ...]:
     """Thin along the slicing axis (slabs are written whole), 256 in the plane."""
     return tuple(min(s, SLAB if d == axis else 256) for d, s in enumerate(shape))
@@ -156,11 +194,9 @@ def output_array(out, shape: tuple[int, ...], dtype, axis: int = 0, chunks=None,
         import zarr
 
         path = Path(out)
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if output_kind(path) == "tiff":
             raise ValueError(f"{path}: out must be a zarr folder (or an array); write TIFF with write_volume_tiff")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, overwrite) as tmp:  # refuses what is not ours before any work
             arr = zarr.open_array(
                 str(tmp),
                 mode="w",
@@ -169,6 +205,7 @@ def output_array(out, shape: tuple[int, ...], dtype, axis: int = 0, chunks=None,
                 fill_value=0,
                 chunks=tuple(chunks or default_chunks(shape, axis)),
             )
+            mark_zarr(arr)
             yield arr
         return
     if tuple(out.shape) != tuple(shape):
@@ -185,13 +222,17 @@ def _finish(out, arr):
     return arr
 
 
-def write_volume_tiff(volume, path: PathLike, compression: str | None = "zlib", progress: bool = False) -> Path:
-    """Stream a 3D array-like into a multipage TIFF, one slice at a time, atomically."""
+def write_volume_tiff(
+    volume, path: PathLike, compression: str | None = "zlib", progress: bool = False, overwrite: bool = False
+) -> Path:
+    """Stream a 3D array-like into a multipage TIFF, one slice at a time, atomically.
+
+    An existing ``path`` is replaced only with ``overwrite=True`` and only when this library wrote it.
+    """
     from tqdm.auto import tqdm
 
-    from ._atomic import atomic_path
-
     path = Path(path)
+    claim(path, overwrite)
     with atomic_path(path, suffix=path.suffix) as tmp:
         with tifffile.TiffWriter(
             tmp, bigtiff=volume.nbytes > 2**32 - 2**25 if hasattr(volume, "nbytes") else True
@@ -200,7 +241,12 @@ def write_volume_tiff(volume, path: PathLike, compression: str | None = "zlib", 
                 np.asarray(volume[i]) for i in tqdm(range(volume.shape[0]), desc="write tiff", disable=not progress)
             )
             tw.write(
-                pages, shape=tuple(volume.shape), dtype=volume.dtype, compression=compression, photometric="minisblack"
+                pages,
+                shape=tuple(volume.shape),
+                dtype=volume.dtype,
+                compression=compression,
+                photometric="minisblack",
+                software=MARKER,
             )
     return path
 
@@ -575,7 +621,7 @@ def segment_ortho(
     if min(erode, dilate) < 0:
         raise ValueError("erode and dilate must be >= 0")
     card = card_for(model)
-    div = int(label_divisor or card.label_divisor)
+    div = check_divisor(label_divisor, card)
     dtype = label_dtype(semantic_channels(card.num_classes), div)
     shape = tuple(vol.shape)
     if stack_kwargs.get("irange") is None:
@@ -651,19 +697,16 @@ def _view_stores(out, shape: tuple[int, ...], dtype, planes: dict[str, Path] | N
             stores = []
             for a, name in enumerate(AXES):
                 tmp = stack.enter_context(atomic_dir(planes[name]))
-                stores.append(
-                    zarr.open_array(
-                        str(tmp), mode="w", shape=shape, dtype=dtype, fill_value=0, chunks=_view_chunks(shape, a)
-                    )
+                view = zarr.open_array(
+                    str(tmp), mode="w", shape=shape, dtype=dtype, fill_value=0, chunks=_view_chunks(shape, a)
                 )
+                mark_zarr(view)  # ours, so that a later overwrite may replace it
+                stores.append(view)
             yield stores
         return
 
-    parent = Path(out).parent if isinstance(out, (str, os.PathLike)) else None
-    if parent is not None:
-        parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".empanada_nb_views.", dir=parent))
-    try:
+    near = Path(out) if isinstance(out, (str, os.PathLike)) else Path(tempfile.gettempdir()) / "empanada_nb_views"
+    with temp_dir(near, ".views") as tmp:
         stores = []
         for a, name in enumerate(AXES):
             stores.append(
@@ -672,8 +715,6 @@ def _view_stores(out, shape: tuple[int, ...], dtype, planes: dict[str, Path] | N
                 )
             )
         yield stores
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _view_chunks(shape: tuple[int, ...], a: int) -> tuple[int, ...]:

@@ -115,9 +115,14 @@ def test_existing_out_needs_overwrite(run, model_path, img2d, tmp_path):
     rc, _, err = run("segment", model_path, img2d, "--out", out, "--quiet")
     assert rc == 2 and "--overwrite" in err and err.count("\n") == 1
     assert tifffile.imread(out).max() == 7  # untouched
+    # --overwrite replaces only what empanada_nb wrote: the user's own TIFF stays
     rc, _, err = run("segment", model_path, img2d, "--out", out, "--overwrite", "--quiet")
+    assert rc == 2 and "empanada_nb did not write" in err and tifffile.imread(out).max() == 7
+    ours = tmp_path / "ours.tif"
+    assert run("segment", model_path, img2d, "--out", ours, "--quiet")[0] == 0
+    rc, _, err = run("segment", model_path, img2d, "--out", ours, "--overwrite", "--quiet")
     assert rc == 0, err
-    assert tifffile.imread(out).shape == (40, 56)
+    assert tifffile.imread(ours).shape == (40, 56)
 
 
 def _bad_inputs(tmp_path, model_path, img2d):

@@ -263,7 +263,7 @@ def test_bad_input_one_line_errors_leave_registry_unchanged(small_model_file, to
     bad = [
         ("keep", small_model_file, FileExistsError, "already registered"),
         ("r", tmp_path / "random.pth", ValueError, "truncated or not a model"),
-        ("c", tmp_path / "cut.pth", ValueError, "truncated or not a model"),
+        ("c", tmp_path / "cut.pth", ValueError, "damaged .truncated or incomplete, 100000 bytes"),
         ("y", y, ValueError, "lacks padding_factor, norms"),
         ("t", torchscript_file, ValueError, "register its .yaml"),
         ("bad name", small_model_file, ValueError, "not usable"),

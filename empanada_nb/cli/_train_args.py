@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..training import TrainConfig
 
@@ -32,11 +33,15 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="output model file (.pth; a .yaml model card is written beside it)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out written by empanada_nb")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint beside --out (--iterations may grow)"
+    )
 
 
 def config_from(args: argparse.Namespace, **extra) -> TrainConfig:
+    if args.config and not Path(args.config).is_file():
+        raise FileNotFoundError(f"--config {args.config}: no such file (a TrainConfig YAML file)")
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     changes: dict = {k: v for k, v in extra.items() if v is not None}
     for flag in ("iterations", "patch_size", "batch_size", "lr", "val_fraction", "device", "seed"):

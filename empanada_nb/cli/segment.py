@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import CLIError
 from ._segment_args import add_options, options_from
-
-TIFF = (".tif", ".tiff")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,7 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="model file, registered name or published name (MitoNet_v1_mini, ...)")
     p.add_argument("input", help="TIFF image/volume or zarr folder")
-    p.add_argument("--out", required=True, help="output .tif/.tiff file or zarr folder")
+    p.add_argument("--out", required=True, help="output .tif/.tiff file or zarr folder (.zarr or no suffix)")
     # every inference setting (--mode, --axis, --seg-thr, ..., --erode, --keep-planes, --overwrite) comes
     # from SegmentOptions, the source the InferencePanel's form is built from
     add_options(p)
@@ -47,19 +43,21 @@ def _open_input(path: Path):
 
 
 def run(args) -> int:
-    from .._atomic import atomic_dir
+    from .._atomic import atomic_dir, check_writable, claim, temp_dir
     from ..data.io import write_tiff
     from ..inference import segment_batch, segment_image
     from ..model_io import load_model
-    from ..volume import segment_ortho, segment_stack, volume_irange, write_volume_tiff
+    from ..volume import mark_zarr, output_kind, segment_ortho, segment_stack, volume_irange, write_volume_tiff
 
     src, out = Path(args.input), Path(args.out)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or folder")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    to_tiff = output_kind(out) == "tiff"
     if out.resolve() == src.resolve():
         raise CLIError("--out must differ from INPUT")
+    # before any work: an existing OUT is replaced only with --overwrite and only when it is ours
+    claim(out, args.overwrite, hint="pass --overwrite to replace it")
+    check_writable(out.parent)
     vol = _open_input(src)
     mode = args.mode or ("2d" if vol.ndim == 2 else "stack")
     if vol.ndim == 2 and mode != "2d":
@@ -67,7 +65,6 @@ def run(args) -> int:
     model = load_model(args.model, device=args.device or "cpu")
     opts = options_from(args, mode)
     progress = not args.quiet
-    to_tiff = out.suffix.lower() in TIFF
 
     if mode == "2d":
         if vol.ndim == 2:
@@ -82,14 +79,16 @@ def run(args) -> int:
             )
             labels = np.stack(labels)
         if to_tiff and labels.ndim == 3:
-            write_volume_tiff(labels, out)  # one greyscale page per slice
+            write_volume_tiff(labels, out, overwrite=args.overwrite)  # one greyscale page per slice
         elif to_tiff:
-            write_tiff(out, labels)
+            write_tiff(out, labels, overwrite=args.overwrite)
         else:
             import zarr
 
-            with atomic_dir(out) as tmp:
-                zarr.open_array(str(tmp), mode="w", shape=labels.shape, dtype=labels.dtype)[:] = labels
+            with atomic_dir(out, args.overwrite) as tmp:
+                arr = zarr.open_array(str(tmp), mode="w", shape=labels.shape, dtype=labels.dtype)
+                arr[:] = labels
+                mark_zarr(arr)
         return _report(out, labels)
 
     kw = dict(opts.kwargs(mode), progress=progress)
@@ -114,14 +113,10 @@ def run(args) -> int:
     if not to_tiff:
         return _report(out, segment(out))
     # TIFF: labels go to a temporary zarr beside OUT, then stream page by page into the TIFF
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".zarr.tmp", dir=out.parent))
-    try:
+    with temp_dir(out, ".zarr") as tmp:
         labels = segment(tmp / "labels.zarr")
-        write_volume_tiff(labels, out, progress=progress)
+        write_volume_tiff(labels, out, progress=progress, overwrite=args.overwrite)
         return _report(out, labels)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _report(out: Path, labels) -> int:

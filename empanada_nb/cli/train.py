@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..models import ARCHITECTURES, ENCODERS
+from . import interrupted_exit
 from ._progress import print_summary, progress_callback
 from ._train_args import add_common, config_from
 
@@ -41,4 +42,4 @@ def run(args) -> int:
         callbacks=[progress_callback(cfg.iterations)],
     )
     print_summary(h)
-    return 0
+    return interrupted_exit(h)

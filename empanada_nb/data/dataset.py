@@ -124,6 +124,13 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"{pair.image}: expected a 2D image, got shape {img.shape}; split volumes into 2D slices or patches first"
         )
+    if img.dtype.kind in "fc":
+        bad = int(np.count_nonzero(~np.isfinite(img)))
+        if bad:
+            raise ValueError(
+                f"{pair.image}: {bad} NaN or inf pixel(s); training needs finite values: "
+                "replace them (e.g. numpy.nan_to_num) or crop them out"
+            )
     if msk.ndim != 2 or msk.shape != img.shape:
         raise ValueError(f"{pair.mask}: mask shape {msk.shape} does not match image shape {img.shape}")
     if not (np.issubdtype(msk.dtype, np.integer) or msk.dtype == bool):
@@ -185,6 +192,12 @@ class PanopticDataset(torch.utils.data.Dataset):
                         stacklevel=2,
                     )
             self.masks.append(msk)
+        if self.masks and not any(m.any() for m in self.masks):
+            warnings.warn(
+                f"all {len(self.masks)} training mask(s) are background only (all zero): the model can only "
+                "learn to find nothing; check that the masks hold the labels",
+                stacklevel=2,
+            )
 
     def __len__(self) -> int:
         return self.iterations

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .._atomic import atomic_path
+from .._atomic import MARKER, atomic_path, claim
 
 IMAGE_SUFFIXES = (".tif", ".tiff")
 
@@ -55,21 +55,33 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
-def write_tiff(path: str | os.PathLike, array: np.ndarray, compression: str | None = "zlib") -> None:
+def write_tiff(
+    path: str | os.PathLike, array: np.ndarray, compression: str | None = "zlib", overwrite: bool = False
+) -> None:
     """Write a TIFF atomically (temporary file + rename); missing parent folders are created.
+
+    The TIFF is marked as written by empanada_nb (Software tag), and an existing ``path`` is
+    replaced only with ``overwrite=True`` and only when empanada_nb wrote it.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The file to write (replaced when it exists).
+        The file to write.
     array : numpy.ndarray
         The image or stack, stored greyscale (``minisblack``) with its dtype.
     compression : str, optional
         tifffile compression (default ``"zlib"``); None stores uncompressed (memory-mappable).
+    overwrite : bool
+        Replace an existing ``path`` that empanada_nb wrote; others are always refused.
 
     Returns
     -------
     None
+
+    Raises
+    ------
+    FileExistsError
+        When ``path`` exists and ``overwrite`` is False, or it is not a file of empanada_nb.
 
     Examples
     --------
@@ -82,8 +94,9 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, compression: str | No
     ...     read_image(Path(tmp) / "masks" / "a.tif").shape
     (4, 16, 16)
     """
+    claim(path, overwrite)
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
-        tifffile.imwrite(tmp, array, compression=compression, photometric="minisblack")
+        tifffile.imwrite(tmp, array, compression=compression, photometric="minisblack", software=MARKER)
 
 
 def intensity_range(image: np.ndarray, percentiles: tuple[float, float] = (0.1, 99.9)) -> tuple[float, float]:
@@ -122,9 +135,15 @@ def intensity_range(image: np.ndarray, percentiles: tuple[float, float] = (0.1, 
     sample = np.asarray(image).ravel()
     if sample.size > 4_000_000:
         sample = sample[:: sample.size // 4_000_000]
-    lo, hi = np.percentile(sample.astype(np.float64), percentiles)
+    sample = sample.astype(np.float64)
+    if sample.dtype.kind == "f":
+        # NaN/inf pixels are missing data: they take no part in the range (normalize_image fills them)
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            raise ValueError("the image has no finite values (all NaN or inf); nothing to segment")
+    lo, hi = np.percentile(sample, percentiles)
     if hi <= lo:
-        hi = lo + 1.0
+        hi = lo + 1.0  # a constant image: any range maps it to one value
     return float(lo), float(hi)
 
 
@@ -135,6 +154,8 @@ def normalize_image(
 
     empanada casts to uint8 semantics and zeroes int32 images; here every dtype is rescaled
     from its own range (see ``intensity_range``: uint8 uses 0-255, other dtypes robust percentiles).
+    NaN and inf pixels of float images are treated as missing: excluded from the range and
+    filled with the normalisation mean (0 after normalising).
 
     Parameters
     ----------
@@ -155,7 +176,7 @@ def normalize_image(
     Raises
     ------
     ValueError
-        When ``image`` has fewer than 2 dimensions.
+        When ``image`` has fewer than 2 dimensions, or ``irange`` does not have low < high.
 
     Examples
     --------
@@ -170,7 +191,14 @@ def normalize_image(
         raise ValueError(f"expected a 2D image, got shape {image.shape}")
     norms = norms or {"mean": 0.5, "std": 0.5}
     lo, hi = irange if irange is not None else intensity_range(image)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+        raise ValueError(f"intensity range ({lo}, {hi}) must have finite ends with low < high")
     x = (np.asarray(image, dtype=np.float32) - np.float32(lo)) / np.float32(hi - lo)
+    if x.dtype.kind == "f" and image.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            # missing pixels get the normalisation mean (0 after normalising): neutral for the network
+            x[bad] = np.float32(norms["mean"])
     np.clip(x, 0.0, 1.0, out=x)
     x -= np.float32(norms["mean"])
     x /= np.float32(norms["std"])

@@ -16,6 +16,9 @@ from scipy import ndimage
 
 from .io import write_tiff
 
+#: smallest side of a synthetic image: the largest object (semi-axis 22, margin 2) must fit
+MIN_SIZE = 48
+
 
 def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
     n = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
@@ -38,6 +41,11 @@ def synthetic_volume(
     dtype : numpy dtype
         ``np.uint8`` (0-255), ``np.uint16`` (about 200-4200) or a float dtype (0-1).
 
+    Raises
+    ------
+    ValueError
+        When a slice is smaller than ``MIN_SIZE`` (48) pixels on a side: the objects do not fit.
+
     Returns
     -------
     image : numpy.ndarray
@@ -54,8 +62,13 @@ def synthetic_volume(
     >>> int(labels.max())
     3
     """
+    z, h, w = (int(v) for v in shape)
+    if min(h, w) < MIN_SIZE or z < 1:
+        raise ValueError(
+            f"synthetic data needs at least {MIN_SIZE} x {MIN_SIZE} pixels per slice (objects are up to 48 "
+            f"pixels across), got shape {tuple(shape)}"
+        )
     rng = np.random.default_rng(seed)
-    z, h, w = shape
     zz, yy, xx = np.indices(shape, dtype=np.float32)
     # membranes: edges of a 2.5D Voronoi partition
     n_cells = max(3, (h * w) // 20000)
@@ -172,6 +185,6 @@ def make_synthetic_dataset(
     for i in range(n_images):
         g = root / f"synthetic{i % groups}"
         img, lab = synthetic_image(size, n_objects=max(3, size * size // 6000), seed=seed * 1000 + i, dtype=dtype)
-        write_tiff(g / "images" / f"img{i:03d}.tif", img)
-        write_tiff(g / "masks" / f"img{i:03d}.tif", lab)
+        write_tiff(g / "images" / f"img{i:03d}.tif", img, overwrite=True)
+        write_tiff(g / "masks" / f"img{i:03d}.tif", lab, overwrite=True)
     return root

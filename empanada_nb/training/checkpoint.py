@@ -38,7 +38,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
+        from ..model_io import unreadable
+
+        raise ValueError(unreadable(path, "a readable checkpoint", e)) from None
     if not isinstance(state, dict) or "optimizer" not in state or "iteration" not in state:
         raise ValueError(f"{path}: not an empanada_nb training checkpoint")
     return state

@@ -213,6 +213,12 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise ValueError(f"{name} must be at least 1 (or None for automatic), got {v}")
+        if self.label_divisor is not None and int(self.label_divisor) < 1:
+            raise ValueError(
+                f"label_divisor must be a positive integer (or None for instance masks), got {self.label_divisor}"
+            )
+        if int(self.output_label_divisor) < 1:
+            raise ValueError(f"output_label_divisor must be a positive integer, got {self.output_label_divisor}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
         if not self.lr > 0:  # also refuses NaN

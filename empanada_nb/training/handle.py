@@ -52,6 +52,8 @@ class TrainingHandle:
         self.out = Path(out)
         self.history: list[dict] = []
         self.error: BaseException | None = None
+        #: True when the run ended on Ctrl-C (SIGINT) rather than finishing or being stopped
+        self.interrupted = False
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()

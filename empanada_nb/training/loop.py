@@ -10,6 +10,8 @@ whether the run finished, was stopped, was interrupted with Ctrl-C or died of an
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import time
 import warnings
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._atomic import check_writable, claim
+from .._device import resolve_device
 from ..data.augment import AugmentConfig
 from ..data.dataset import PanopticDataset
 from ..losses import PanopticLoss
@@ -41,7 +45,7 @@ Callback = Callable[[dict], None]
 
 def _device(cfg: TrainConfig) -> torch.device:
     if cfg.device:
-        return torch.device(cfg.device)
+        return resolve_device(cfg.device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
@@ -74,9 +78,65 @@ def set_train_mode(model: nn.Module, freeze_all_bn: bool) -> None:
                 m.eval()
 
 
+#: settings a resumed run may change; the others define the run and must stay as they were
+RESUMABLE = ("iterations", "device", "num_workers", "val_interval", "checkpoint_interval", "amp", "channels_last")
+
+
 def _check_out(out: Path, overwrite: bool, resume) -> None:
-    if out.exists() and not overwrite and not resume:
-        raise FileExistsError(f"{out} exists; choose another out= path or pass overwrite=True")
+    """The overwrite rule for a run's outputs, an interrupted run's checkpoint, and a writable folder."""
+    check_writable(out.parent)
+    ckpt = checkpoint_path(out)
+    if resume:
+        claim(out, True)  # replaced at the end of the resumed run, if it is ours
+        return
+    if ckpt.exists() and not overwrite:
+        try:
+            st = load_checkpoint(ckpt)
+            done, total = int(st["iteration"]), int(st["config"]["iterations"])
+        except (ValueError, KeyError):
+            done, total = 0, 0
+        if done < total:  # an unfinished run: never start over silently on top of it
+            raise FileExistsError(
+                f"{ckpt} holds an unfinished run (iteration {done} of {total}); resume it with resume=True "
+                "(CLI: --resume) or start afresh, replacing it, with overwrite=True (CLI: --overwrite)"
+            )
+    for p in (out, out.with_suffix(".yaml"), ckpt):
+        claim(p, overwrite, hint="choose another out= path or pass overwrite=True (CLI: --overwrite)")
+
+
+def explicit_settings(config: TrainConfig | None, overrides: dict) -> dict:
+    """The settings a caller asked for: ``overrides`` and the fields of ``config`` that differ from the defaults."""
+    out = {}
+    if config is not None:
+        default = TrainConfig().to_dict()
+        out = {k: v for k, v in config.to_dict().items() if v != default[k]}
+    out.update(overrides)
+    return out
+
+
+def resume_config(state: dict, requested: dict) -> TrainConfig:
+    """The checkpoint's config with the changes a resumed run may make; a ValueError for the others."""
+    saved = TrainConfig.from_dict(state["config"])
+    changes, refused = {}, []
+    for k, v in requested.items():
+        old = getattr(saved, k)
+        if v == old:
+            continue
+        if k in RESUMABLE:
+            changes[k] = v
+        else:
+            refused.append(f"{k}={v!r} (the run has {old!r})")
+    if refused:
+        raise ValueError(
+            f"cannot resume with {', '.join(refused)}: only {', '.join(RESUMABLE)} may change when resuming; "
+            "drop the other settings, or start afresh with overwrite=True (CLI: --overwrite)"
+        )
+    if "iterations" in changes and int(changes["iterations"]) <= int(state["iteration"]):
+        raise ValueError(
+            f"cannot resume with iterations={changes['iterations']}: the checkpoint is at iteration "
+            f"{state['iteration']}; ask for more iterations"
+        )
+    return saved.replace(**changes)
 
 
 def run_training(
@@ -101,8 +161,7 @@ def run_training(
     out = handle.out
     ckpt_file = checkpoint_path(out)
     state = load_checkpoint(resume) if resume else None
-    if state is not None:
-        cfg = TrainConfig.from_dict(state["config"])
+    if state is not None:  # cfg is the checkpoint's, with the changes resume_config allowed
         model.load_state_dict(state["model"]["state_dict"])
     set_finetunable(model, cfg.finetunable_layers)
     check_patch_size(cfg.patch_size, model)
@@ -182,7 +241,10 @@ def run_training(
     start = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+        # the schedule spans this run's iterations (a resumed run may ask for more)
+        total, phases = sched.total_steps, sched._schedule_phases
         sched.load_state_dict(state["scheduler"])
+        sched.total_steps, sched._schedule_phases = total, phases
         scaler.load_state_dict(state["scaler"])
         start = int(state["iteration"])
         for e in state.get("history", []):
@@ -192,7 +254,19 @@ def run_training(
     mean = torch.tensor(model.norms["mean"], device=device)
     std = torch.tensor(model.norms["std"], device=device)
 
+    last_good: list = [None]  # the iteration of the last checkpoint written
+
     def checkpoint(it: int) -> None:
+        try:
+            _save(it)
+        except OSError as e:
+            good = f"{ckpt_file} (iteration {last_good[0]})" if last_good[0] is not None else "none was written"
+            raise OSError(
+                f"could not write the checkpoint {ckpt_file} ({e.strerror or e}); the last good checkpoint is {good}"
+            ) from None
+        last_good[0] = it
+
+    def _save(it: int) -> None:
         save_checkpoint(
             ckpt_file,
             {
@@ -217,7 +291,22 @@ def run_training(
     )
     if state is not None:
         restore_rng(state)  # after creating the loader iterator, which draws from the global RNG
+        last_good[0] = start
     it, stopped, t0, t_last = start, False, time.time(), time.time()
+    # Ctrl-C is taken at the end of an iteration, so that the checkpoint holds exactly `it`
+    # optimizer steps; a second Ctrl-C interrupts at once (the checkpoint before it is kept)
+    sigint, dirty = [False], False
+
+    def on_sigint(signum, frame):
+        if sigint[0]:
+            raise KeyboardInterrupt
+        sigint[0] = True
+        print("empanada_nb: interrupted; finishing this iteration (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            old_handler = signal.signal(signal.SIGINT, on_sigint)
     set_train_mode(model, freeze_bn)
     try:
         for it_idx, batch in zip(range(start, cfg.iterations), loader):
@@ -233,14 +322,17 @@ def run_training(
             loss, terms = criterion(output, target)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"loss became {float(loss)} at iteration {it_idx + 1}; lower lr or check the masks"
+                    f"loss became {float(loss)} at iteration {it_idx + 1}: training diverged (lower lr) or the "
+                    f"targets are broken (check the masks); the checkpoint {ckpt_file} holds iteration {it_idx}"
                 )
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            dirty = True  # from here until `it` is advanced, weights and the iteration count disagree
             scaler.step(opt)
             scaler.update()
             sched.step()
             it = it_idx + 1
+            dirty = False
             now = time.time()
             done = it - start
             handle.emit(
@@ -264,22 +356,38 @@ def run_training(
             if it % cfg.checkpoint_every == 0 and it < cfg.iterations:
                 checkpoint(it)
                 handle.emit({"type": "checkpoint", "iteration": it, "path": str(ckpt_file)})
+            if sigint[0] or (handle.stopping and it < cfg.iterations):
+                stopped = True
+                break
         else:
             stopped = handle.stopping and it < cfg.iterations
     except KeyboardInterrupt:
         stopped = True
         warnings.warn(f"interrupted at iteration {it}: saving the model and a checkpoint to resume from", stacklevel=3)
     except BaseException as e:
-        checkpoint(it)
+        if not dirty:
+            checkpoint(it)
         handle.error = e
         raise
     finally:
         model.eval()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    handle.interrupted = sigint[0] or (stopped and not handle.stopping)
     card.history_summary = handle.summary()
     card.config = cfg.to_dict()
-    checkpoint(it)
+    if dirty:  # interrupted inside an optimizer step: keep the last consistent checkpoint
+        warnings.warn(f"interrupted inside a step: the checkpoint of iteration {last_good[0]} is kept", stacklevel=3)
+    else:
+        checkpoint(it)
     model.to("cpu")
-    save_model(model, out, card)
+    try:
+        save_model(model, out, card, overwrite=True)  # _launch applied the overwrite rule to out
+    except OSError as e:
+        raise OSError(
+            f"could not save the model to {out} ({e.strerror or e}); the checkpoint {ckpt_file} holds "
+            f"iteration {last_good[0]}: resume from it with resume=True once the folder is writable"
+        ) from None
     model.to(device)
     handle.emit({"type": "end", "iteration": it, "path": str(out), "stopped": stopped, "checkpoint": str(ckpt_file)})
     return handle
@@ -335,6 +443,7 @@ def _launch(
     is_finetune: bool,
     data_norms: bool = False,
     lineage: dict | None = None,
+    requested: dict | None = None,
 ) -> TrainingHandle:
     out = Path(out)
     if out.suffix not in (".pth", ".pt"):
@@ -342,6 +451,8 @@ def _launch(
     if resume is True:
         resume = checkpoint_path(out)
     _check_out(out, overwrite, resume)
+    if resume:
+        cfg = resume_config(load_checkpoint(resume), requested or {})
     handle = TrainingHandle(model, out)
     for cb in callbacks or []:
         handle.add_callback(cb)
@@ -474,6 +585,7 @@ def train(
         False,
         data_norms=source is None,
         lineage={"pretrained": source},
+        requested=explicit_settings(config, overrides),
     )
 
 
@@ -621,4 +733,20 @@ def finetune(
     cfg = cfg.replace(**changes)
     check_patch_size(cfg.patch_size, model)
     lineage = {"finetuned_from": parent, "parent_lineage": dict(card.lineage or {})}
-    return _launch(model, train_dir, cfg, out, val_dir, callbacks, background, resume, overwrite, True, lineage=lineage)
+    requested = explicit_settings(config, overrides)
+    if layers is not None:
+        requested["finetunable_layers"] = layers
+    return _launch(
+        model,
+        train_dir,
+        cfg,
+        out,
+        val_dir,
+        callbacks,
+        background,
+        resume,
+        overwrite,
+        True,
+        lineage=lineage,
+        requested=requested,
+    )

@@ -5,16 +5,12 @@ This is the main job of ``empanada-nb demo`` and of the README's first command.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
-from ._atomic import atomic_dir
+from ._atomic import PathLike, atomic_dir
 from .data.synthetic import make_synthetic_dataset
 from .training import TrainConfig, TrainingHandle, train
-
-PathLike = Union[str, os.PathLike]
 
 
 def demo_config(iterations: int = 150) -> TrainConfig:

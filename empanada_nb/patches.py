@@ -27,14 +27,12 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from ._atomic import MARKER, atomic_path, atomic_paths, is_ours
+from ._atomic import MARKER, PathLike, atomic_path, atomic_paths, is_ours
 from .geometry import AXIS_DIMS, check_axis, plane_index, plane_to_volume, shape3, volume_to_plane
-
-PathLike = Union[str, os.PathLike]
 
 
 def _dims(axis: str) -> tuple[int, tuple[int, int]]:

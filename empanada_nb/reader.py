@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import collections
-import os
 import threading
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-PathLike = Union[str, os.PathLike]
+from ._atomic import PathLike
 
 
 class _NotAPageStack(ValueError):

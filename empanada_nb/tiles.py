@@ -21,13 +21,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_path
-
-PathLike = Union[str, os.PathLike]
+from ._atomic import PathLike, atomic_path
 
 __all__ = ["tile_corners", "create_tiles", "read_tiles", "write_tile_masks", "merge_tiles"]
 

@@ -13,14 +13,13 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import tifffile
 import torch
 import torch.nn as nn
 
-from ._atomic import MARKER, atomic_dir, atomic_path, claim, temp_dir
+from ._atomic import MARKER, PathLike, atomic_dir, atomic_path, claim, temp_dir
 from .cancel import Cancelled, check_cancel
 from .data.io import intensity_range, normalize_image
 from .geometry import AXES, axis_dim, check_axis
@@ -30,7 +29,6 @@ from .progress import Progress, ProgressBar
 from .reader import open_volume
 from .tracking import LabelStats, SliceLinker, apply_map, thing_mask
 
-PathLike = Union[str, os.PathLike]
 #: slices per output slab when the output has no chunking of its own (numpy)
 SLAB = 16
 
@@ -633,11 +631,10 @@ def segment_ortho(
         raise ValueError("keep_planes needs out=None, a numpy array or a zarr folder path (the planes go beside it)")
     planes = _plane_paths(out) if keep_planes and isinstance(out, (str, os.PathLike)) else None
     for p in (planes or {}).values():
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        claim(p, overwrite)  # before any work: replaced only with overwrite=True and only if ours
     with (
         output_array(out, shape, dtype, 0, chunks, overwrite) as arr,
-        _view_stores(out, shape, dtype, planes) as stores,
+        _view_stores(out, shape, dtype, planes, overwrite) as stores,
     ):
         views = []
         for axis, store in zip(AXES, stores):
@@ -684,7 +681,9 @@ def _plane_paths(out: PathLike) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def _view_stores(out, shape: tuple[int, ...], dtype, planes: dict[str, Path] | None = None) -> Iterator[list]:
+def _view_stores(
+    out, shape: tuple[int, ...], dtype, planes: dict[str, Path] | None = None, overwrite: bool = False
+) -> Iterator[list]:
     """Where the three views go: numpy arrays beside a numpy output, zarr folders at ``planes`` (kept,
     renamed into place on success), else zarr arrays in a temp folder."""
     if out is None or isinstance(out, np.ndarray):
@@ -696,7 +695,7 @@ def _view_stores(out, shape: tuple[int, ...], dtype, planes: dict[str, Path] | N
         with contextlib.ExitStack() as stack:
             stores = []
             for a, name in enumerate(AXES):
-                tmp = stack.enter_context(atomic_dir(planes[name]))
+                tmp = stack.enter_context(atomic_dir(planes[name], overwrite))
                 view = zarr.open_array(
                     str(tmp), mode="w", shape=shape, dtype=dtype, fill_value=0, chunks=_view_chunks(shape, a)
                 )

@@ -284,3 +284,12 @@ def test_segment_ortho_keeps_planes_and_reports_progress(balls, tmp_path):
     with pytest.raises(FileExistsError, match="p_xy.zarr exists"):
         segment_ortho(ConeModel(radius=R), small, keep_planes=True, out=tmp_path / "p.zarr", progress=False, **kw)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + ["p_xy.zarr"])
+    # ...and with overwrite=True our own output and planes are replaced (the user's folder never is)
+    again, _ = segment_ortho(
+        ConeModel(radius=R), small, keep_planes=True, out=tmp_path / "o.zarr", progress=False, overwrite=True, **kw
+    )
+    np.testing.assert_array_equal(again[:], out[:])
+    with pytest.raises(FileExistsError, match="did not write"):
+        segment_ortho(
+            ConeModel(radius=R), small, keep_planes=True, out=tmp_path / "p.zarr", progress=False, overwrite=True, **kw
+        )

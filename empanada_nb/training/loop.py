@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._atomic import check_writable, claim
+from .._atomic import PathLike, check_writable, claim
 from .._device import resolve_device
 from ..data.augment import AugmentConfig
 from ..data.dataset import PanopticDataset
@@ -37,7 +37,6 @@ from .handle import TrainingHandle
 from .rules import batch_size_warning, check_finetune_classes, pairs_of, patch_size_warning
 from .validate import load_validation_set, validate
 
-PathLike = Union[str, os.PathLike]
 Dirs = Union[PathLike, Sequence[PathLike]]  # one dataset folder or several (empanada's additional_train_dirs)
 CLASS_FIELDS = ("num_classes", "class_names", "thing_list")
 Callback = Callable[[dict], None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -26,6 +27,7 @@ from conftest import SHARED_DATA
 
 import empanada_nb as enb
 from empanada_nb import empanada_format as ef
+from empanada_nb import published
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -230,6 +232,59 @@ def test_loaded_models_segment_finetune_with_every_layer_option_and_save(tmp_pat
     back = enb.load_model(enb.export_model(again, tmp_path / "ft.yaml"))
     with torch.no_grad():
         torch.testing.assert_close(back(x), again.eval()(x))
+
+
+def test_loaded_archive_runs_ortho_the_viewer_and_the_dashboard(tmp_path):
+    """Issue 8: an .empanada model runs through segment_ortho, the Viewer's InferencePanel and the dashboard."""
+    base = _mitonet_like("PanopticDeepLab")  # padding 16: the 4-voxel-high xz/yz slices stay small
+    arc = enb.export_model(base, tmp_path / "mini.empanada")
+    model = enb.load_model(arc)
+    vol = (np.random.default_rng(1).random((4, 32, 32)) * 255).astype(np.uint8)
+    # every voxel labelled, so the layers are filled, not just shaped; batches of 16 keep the 64 xz/yz slices quick
+    every = dict(semantic_only=True, seg_thr=0.0, batch_size=16)
+    labels, planes = enb.segment_ortho(model, vol, keep_planes=True, progress=False, **every)
+    assert labels.shape == (4, 32, 32) and labels.all()
+    assert {k: v.shape for k, v in planes.items()} == {"xy": (4, 32, 32), "xz": (4, 32, 32), "yz": (4, 32, 32)}
+    viewer = enb.Viewer(vol)
+    viewer.send = lambda content, buffers=None: None  # no browser: drop the messages
+    d = enb.TrainingDashboard(viewer, model=model)
+    d.inference.send = lambda content, buffers=None: None
+    d.inference.set(**every)
+    sl = d.segment_slice()
+    layer = viewer.layer("prediction")
+    assert sl.shape == (32, 32) and sl.all() and layer.data.shape == (4, 32, 32)
+    np.testing.assert_array_equal(layer.data[viewer.slice_index], sl)
+    # the archive's path typed into the panel loads through load_model too
+    panel = enb.InferencePanel(viewer, model=str(arc), mode="ortho", **every)
+    panel.send = lambda content, buffers=None: None
+    panel.run()
+    out = panel.wait(300)
+    assert panel.error is None and "segmented the volume" in panel.status, panel.status
+    np.testing.assert_array_equal(out, labels)  # the panel's ortho run is the API's
+    np.testing.assert_array_equal(viewer.layer("prediction").data, labels)
+
+
+def test_published_name_loads_through_empanadas_real_loader_once(peer_models, server, online, monkeypatch):
+    """load_model("MitoNet_v1_mini"): the peer-built weights served as Zenodo would, loaded, then cached."""
+    folder, x = peer_models
+    monkeypatch.setattr(published, "PUBLISHED_BASE", server.url)
+    rel = published.PUBLISHED["MitoNet_v1_mini"]["config"]["model"].split("?")[0]
+    (server.www / rel).parent.mkdir(parents=True)
+    shutil.copyfile(folder / "MitoNet_v1_mini.pth", server.www / rel)
+    model = enb.load_model("MitoNet_v1_mini")
+    assert server.hits == {"/" + rel: 1}
+    assert model.architecture == "PanopticBiFPN" and model.arch_kwargs["bifpn"] == "empanada"
+    assert model.norms == NORMS and model.padding_factor == 128 and model.card.class_names == {1: "mito"}
+    assert model.card.description.startswith("MitoNet_v1_mini was trained")  # the published config, not the peer's
+    direct = _load(folder / "MitoNet_v1_mini.yaml")
+    again = enb.load_model("MitoNet_v1_mini")
+    assert server.hits == {"/" + rel: 1}  # the second call reads the cache
+    with torch.no_grad():
+        ref = direct(x)
+        for m in (model, again):
+            out = m(x)
+            for k in KEYS:
+                torch.testing.assert_close(out[k], ref[k], rtol=0, atol=0, msg=k)
 
 
 def test_bifpn_empanada_layout_ties_fusion_convs_and_round_trips(tmp_path):

@@ -23,13 +23,14 @@ import pytest
 import tifffile
 import torch
 import yaml
-from conftest import SHARED_DATA
 
 import empanada_nb as enb
 from empanada_nb import empanada_format as ef
 from empanada_nb import published
 
 ROOT = Path(__file__).resolve().parents[1]
+# as tests/conftest.py (not imported from there: tests/browser/conftest.py shadows the module name)
+SHARED_DATA = Path(os.environ.get("EMPANADA_NB_DATA", ROOT / ".." / "shared" / "data"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from peer_venv import PeerUnavailable, peer_python  # noqa: E402
 

@@ -98,20 +98,31 @@ def test_registry_folder_follows_environment(monkeypatch, tmp_path):
     assert registry.registry_dir().parts[-2:] in {("empanada_nb", "models"), ("Cache", "models")}
 
 
-def _in_child(fn, *args):
-    """Run fn in a forked process (no re-import, so it is quick) and return its exit code."""
-    ctx = multiprocessing.get_context("fork")
-    p = ctx.Process(target=fn, args=args)
-    p.start()
-    p.join(120)
+# spawn, not fork: a child forked after torch started its thread pool can deadlock inside torch
+# (seen in CI: load_state_dict hung in the child); spawn also gives the child this test's environment.
+CTX = multiprocessing.get_context("spawn")
+
+
+def _finish(p, timeout: float = 300) -> int | None:
+    """Join ``p``; kill it if it hangs, so a stuck child never blocks the session's exit."""
+    p.join(timeout)
+    if p.is_alive():
+        p.kill()
+        p.join()
     return p.exitcode
+
+
+def _in_child(fn, *args):
+    """Run fn in a fresh process and return its exit code."""
+    p = CTX.Process(target=fn, args=args)
+    p.start()
+    return _finish(p)
 
 
 def _save_by_name(path):
     enb.save_model(enb.load_model(path), "mito-er")
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="uses fork")
 def test_save_by_name_in_one_process_loads_in_another(small_model_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert _in_child(_save_by_name, small_model_file) == 0
@@ -127,18 +138,14 @@ def _register_many(tag, src, barrier):
         enb.register_model(f"{tag}{i}", src)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="uses fork")
 def test_two_processes_register_at_once_and_lose_nothing(tmp_path):
     src = tmp_path / "card-only.pth"  # a valid model file without weights: registering reads only the card
     torch.save({"format": enb.model_io.FORMAT, "card": enb.ModelCard().to_dict(), "state_dict": {}}, src)
-    ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_register_many, args=(t, src, barrier)) for t in "ab"]
+    barrier = CTX.Barrier(2)
+    procs = [CTX.Process(target=_register_many, args=(t, src, barrier)) for t in "ab"]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    assert [_finish(p) for p in procs] == [0, 0]
     assert set(_index()) == {f"{t}{i}" for t in "ab" for i in range(6)}
     assert len(list((registry.registry_dir() / "entries").iterdir())) == 12  # one folder per entry, no strays
 

@@ -13,6 +13,11 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "warning: chromium not found and not root; browser tests will be skipped (apt-get install chromium)"
   fi
 fi
+# Everything the run writes to temp (pytest folders, the notebooks' work folders, Jupyter and Chromium
+# profiles: several GB) lives in one folder that goes when the run ends, passed or not.
+TMPDIR="$(mktemp -d "${TMPDIR:-/tmp}/empanada_nb_tests.XXXXXX")"
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 # lint and format (ruff), then the docstring Examples (doctests), unit, browser and real-data tests,
 # then every example notebook top to bottom
 "$PY" -m ruff check empanada_nb tests benchmarks

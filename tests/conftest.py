@@ -1,5 +1,6 @@
 import http.server
 import os
+import shutil
 import threading
 import types
 from pathlib import Path
@@ -21,6 +22,34 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+_FAILED_MODULES: set[str] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        _FAILED_MODULES.add(item.nodeid.split("::")[0])
+    return report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_module_scratch(request, tmp_path_factory):
+    """Remove the folders a module made under the run's base temp once it is done, unless a test failed.
+
+    tmp_path_retention_policy="failed" drops a passed test's tmp_path at once, but module-scoped
+    tmp_path_factory folders (datasets, the fault catalogue, peer exports) and the per-test registries
+    would otherwise stay until the run ends; together they filled CI's disk.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    if request.node.nodeid.split("::")[0] in _FAILED_MODULES:
+        return
+    for p in set(base.iterdir()) - before:
+        shutil.rmtree(p, ignore_errors=True)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -33,8 +62,11 @@ def _isolated_registry(tmp_path_factory, monkeypatch):
     EMPANADA_NB_OFFLINE makes every download (CEM weights, published models) fail at once with the
     offline message instead of waiting on a timeout; tests of downloads unset it and use 127.0.0.1.
     """
-    monkeypatch.setenv("EMPANADA_NB_MODELS", str(tmp_path_factory.mktemp("registry")))
+    registry = tmp_path_factory.mktemp("registry")
+    monkeypatch.setenv("EMPANADA_NB_MODELS", str(registry))
     monkeypatch.setenv("EMPANADA_NB_OFFLINE", "1")
+    yield
+    shutil.rmtree(registry, ignore_errors=True)
 
 
 @pytest.fixture

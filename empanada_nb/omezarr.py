@@ -156,7 +156,7 @@ def _init_group(folder: Path, shape, dtype, chunks, voxel_size, unit, name: str,
     return _new_level(group, "0", shape, dtype, chunks)
 
 
-def _build_levels(folder: Path, n_levels: int | None, progress: Progress) -> int:
+def _build_levels(folder: Path, n_levels: int | None, progress: Progress, stage: str = "pyramid") -> int:
     """Levels 1.. from level 0, chunk by chunk, then the NGFF metadata; returns the number of levels."""
     zarr = _zarr()
     group = zarr.open_group(str(folder), mode="r+")
@@ -169,7 +169,7 @@ def _build_levels(folder: Path, n_levels: int | None, progress: Progress) -> int
     shapes = [tuple(math.ceil(s / f) for s, f in zip(base.shape, fac)) for fac in factors]
     total = sum(math.prod(math.ceil(s / c) for s, c in zip(shp, base.chunks)) for shp in shapes[1:])
     method = "nearest" if kind == "labels" else "mean"
-    with ProgressBar(total, f"{folder.name}: pyramid", progress, unit="chunk") as bar:
+    with ProgressBar(total, stage, progress, unit="chunk") as bar:
         for k in range(1, len(factors)):
             src = group[str(k - 1)]
             step = [a // b for a, b in zip(factors[k], factors[k - 1])]
@@ -325,7 +325,7 @@ def write_label_pyramid(path: PathLike, n_levels: int | None = None, progress: P
         if path.is_dir() and _is_complete(path):
             return path
         raise FileNotFoundError(f"{path}: no labels in progress; begin them with create_labels({str(path)!r}, ...)")
-    _build_levels(work, n_levels, progress)
+    _build_levels(work, n_levels, progress, f"{path.name}: pyramid")
     overwrite = bool(_zarr().open_group(str(work), mode="r").attrs[MARKER].get("overwrite"))
     publish_dir(work, path, overwrite)
     return path
@@ -392,7 +392,7 @@ def write_ome_zarr_labels(
     with atomic_dir(path, overwrite) as tmp:
         arr = _init_group(tmp, labels.shape, labels.dtype, chunks, voxel_size, unit, name, "labels", overwrite)
         _copy_into(arr, labels, progress, f"{path.name}: level 0")
-        _build_levels(tmp, n_levels, progress)
+        _build_levels(tmp, n_levels, progress, f"{path.name}: pyramid")
     return path
 
 
@@ -486,5 +486,5 @@ def convert_to_ome_zarr(
     with atomic_dir(out, overwrite) as tmp:
         arr = _init_group(tmp, shape, vol.dtype, chunks, voxel_size, unit, src.name, "image", overwrite)
         _copy_into(arr, vol, progress, f"{out.name}: level 0")
-        _build_levels(tmp, n_levels, progress)
+        _build_levels(tmp, n_levels, progress, f"{out.name}: pyramid")
     return out

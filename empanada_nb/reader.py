@@ -231,7 +231,7 @@ def _open_node(node, path):
 class Pyramid:
     """The resolution levels of an image, finest first, with its physical voxel size.
 
-    Attributes
+    Parameters
     ----------
     levels : list of array_like
         Level 0 (full resolution) first; each lazily read (zarr arrays for an OME-Zarr).
@@ -258,15 +258,44 @@ class Pyramid:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Shape of level 0."""
+        """Shape of level 0.
+
+        Returns
+        -------
+        tuple of int
+        """
         return tuple(int(s) for s in self.levels[0].shape)
 
     @property
     def dtype(self) -> np.dtype:
+        """Data type of the levels.
+
+        Returns
+        -------
+        numpy.dtype
+        """
         return np.dtype(self.levels[0].dtype)
 
     def voxel_size_of(self, level: int) -> tuple[float, ...] | None:
-        """Physical voxel size of ``level`` (None when the pyramid has none)."""
+        """Physical voxel size of ``level``.
+
+        Parameters
+        ----------
+        level : int
+            0 (full resolution), 1, ...
+
+        Returns
+        -------
+        tuple of float or None
+            None when the pyramid has no voxel size.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = Pyramid([np.zeros((2, 8, 8)), np.zeros((2, 4, 4))], [(1, 1, 1), (1, 2, 2)], (40.0, 5.0, 5.0))
+        >>> p.voxel_size_of(1)
+        (40.0, 10.0, 10.0)
+        """
         if self.voxel_size is None:
             return None
         return tuple(v * s for v, s in zip(self.voxel_size, self.scales[level]))
@@ -459,10 +488,12 @@ def _level_voxel_size(arr) -> tuple[tuple[float, ...] | None, str | None]:
 
     try:
         path = arr.path.strip("/")
-        if not path:
-            return None, None
-        parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
-        group = zarr.open_group(store=arr.store, path=parent, mode="r")
+        if path:
+            parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
+            group = zarr.open_group(store=arr.store, path=parent, mode="r")
+        else:  # opened at its own folder: the group is the folder above
+            root = Path(arr.store.root)
+            name, group = root.name, zarr.open_group(str(root.parent), mode="r")
         ms = parse_multiscales(group.attrs)
         if ms is None or name not in ms.paths:
             return None, None

@@ -442,7 +442,7 @@ def open_pyramid(source, mode: str = "r") -> Pyramid:
     >>> import tempfile, numpy as np
     >>> from empanada_nb.omezarr import write_ome_zarr_labels
     >>> path = tempfile.mkdtemp() + "/seg.ome.zarr"
-    >>> _ = write_ome_zarr_labels(np.ones((4, 16, 16), np.uint16), path, voxel_size=(40, 5, 5), unit="nm")
+    >>> _ = write_ome_zarr_labels(np.ones((4, 16, 16), np.uint16), path, voxel_size=(40, 5, 5), unit="nm", n_levels=2)
     >>> p = open_pyramid(path)
     >>> [lv.shape for lv in p.levels], p.voxel_size, p.unit
     ([(4, 16, 16), (4, 8, 8)], (40.0, 5.0, 5.0), 'nanometer')

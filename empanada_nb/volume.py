@@ -335,7 +335,8 @@ def segment_stack(
     model : torch.nn.Module
         A model from ``build_model``, ``load_model`` or ``train``.
     volume : array_like or str or os.PathLike
-        A ``(Z, Y, X)`` array-like (numpy, memmap, zarr) or a TIFF/zarr path, read lazily.
+        A ``(Z, Y, X)`` array-like (numpy, memmap, zarr, dask), a TIFF/zarr/OME-Zarr path or a
+        ``Pyramid`` (its level 0), read lazily.
     axis : {"xy", "xz", "yz"}
         The plane of the slices.
     median_slices : int
@@ -349,7 +350,8 @@ def segment_stack(
     ioa_thr : float
         Intersection over area for merging pieces into a linked instance.
     out : array_like or str or os.PathLike, optional
-        None (a numpy array), an array to fill, or a zarr folder path (written chunk-wise).
+        None (a numpy array), an array to fill, or a zarr folder path (written chunk-wise); a path
+        ending in ``.ome.zarr`` is written as OME-Zarr labels (a pyramid with the input's voxel sizes).
     overwrite : bool
         Replace an existing zarr folder ``out``.
     chunks : sequence of int, optional
@@ -611,7 +613,7 @@ def segment_ortho(
         are written beside it as ``labels_xy.zarr``, ``labels_xz.zarr``, ``labels_yz.zarr`` (same
         ``overwrite`` rule, renamed into place only when the run succeeds).
     out : array_like or str or os.PathLike, optional
-        None (numpy), an array, or a zarr folder path.
+        None (numpy), an array, or a zarr folder path (``.ome.zarr``: OME-Zarr labels, as in ``segment_stack``).
     overwrite : bool
         Replace an existing zarr folder ``out``.
     chunks : sequence of int, optional

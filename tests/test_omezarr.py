@@ -311,6 +311,20 @@ def test_convert_cli_on_real_tiff(real_crop, tmp_path, capsys, monkeypatch):
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_segment_cli_writes_ome_zarr_labels_with_the_tiff_voxel_size(tmp_path, capsys, monkeypatch, rng):
+    monkeypatch.setattr(cli, "COMMANDS", ["segment"])
+    torch.manual_seed(0)
+    model = enb.save_model(enb.build_model("PanopticDeepLab", "resnet18"), tmp_path / "m.pth")
+    vol = rng.integers(0, 255, (3, 32, 32), dtype=np.uint8)
+    meta = {"spacing": 0.05, "unit": "micron"}
+    tifffile.imwrite(tmp_path / "v.tif", vol, imagej=True, resolution=(200, 200), metadata=meta)
+    rc = cli.main(["segment", str(model), str(tmp_path / "v.tif"), "--out", str(tmp_path / "s.ome.zarr"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    p = open_pyramid(tmp_path / "s.ome.zarr")
+    assert p.voxel_size == pytest.approx((0.05, 0.005, 0.005)) and p.unit == "micrometer"
+    assert p.shape == (3, 32, 32) and np.dtype(p.dtype).kind in "iu"
+
+
 def _convert_child(src: str, out: str) -> None:
     """Body of the killed process: a slow convert (one-slice chunks)."""
     enb.convert_to_ome_zarr(src, out, chunks=(1, 16, 16), progress=False)

@@ -189,20 +189,40 @@ def atomic_dir(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        _publish(tmp)
-        if path.exists():
-            claim(path, overwrite)
-            # move the old one aside under a temporary name first: a kill between the two
-            # renames leaves a complete old or new output plus a temporary, never half of one
-            old = temp_name(path)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, path)
+        publish_dir(tmp, path, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def publish_dir(tmp: PathLike, path: PathLike, overwrite: bool = False) -> None:
+    """Rename the finished folder ``tmp`` onto ``path`` (the last step of `atomic_dir`).
+
+    An existing ``path`` is replaced only under the rule of `claim`. Writers whose folder outlives
+    one call (``partial_name``: block-wise writers that resume after a crash) finish with this.
+    """
+    tmp, path = Path(tmp), Path(path)
+    _publish(tmp)
+    if path.exists():
+        claim(path, overwrite)
+        # move the old one aside under a temporary name first: a kill between the two
+        # renames leaves a complete old or new output plus a temporary, never half of one
+        old = temp_name(path)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        os.replace(tmp, path)
+
+
+def partial_name(path: PathLike) -> Path:
+    """Where an unfinished ``path`` is built when the work may span processes and restarts.
+
+    Unlike `temp_name` it has no process id: it survives the writer's death (so that a restart
+    resumes it) and `clean_stale` leaves it alone. `publish_dir` renames it onto ``path`` when done.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.~enb-partial")
 
 
 # ------------------------------------------------------------------------------- overwrite rule

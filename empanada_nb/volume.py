@@ -26,7 +26,7 @@ from .geometry import AXES, axis_dim, check_axis
 from .inference import Predictor, as_image2d, check_divisor, engine, label_dtype, model_norms
 from .models.blocks import semantic_channels
 from .progress import Progress, ProgressBar
-from .reader import open_volume
+from .reader import Pyramid, is_zarr_group, open_pyramid, open_volume
 from .tracking import LabelStats, SliceLinker, apply_map, thing_mask
 
 #: slices per output slab when the output has no chunking of its own (numpy)
@@ -50,8 +50,8 @@ __all__ = [
 
 def as_volume(volume, what: str = "volume"):
     """``volume`` (array-like or path) as a 3D array-like, or a one-line ValueError."""
-    if isinstance(volume, (str, os.PathLike)):
-        volume = open_volume(volume)
+    if isinstance(volume, (str, os.PathLike, Pyramid)) or is_zarr_group(volume):
+        volume = open_volume(volume)  # a path, an OME-Zarr pyramid or group: its full resolution
     if isinstance(volume, torch.Tensor):
         volume = volume.detach().cpu().numpy()
     if not hasattr(volume, "shape") or not hasattr(volume, "__getitem__"):
@@ -98,9 +98,18 @@ class AxisIO:
 
     def thickness(self, cap: int = 64) -> int:
         """Slab thickness that writes whole chunks (numpy: ``SLAB``)."""
-        chunks = getattr(self.array, "chunks", None)
-        t = chunks[self.axis] if chunks and not isinstance(self.array, np.ndarray) else SLAB
+        t = chunk_len(self.array, self.axis) or SLAB
         return int(max(1, min(t, cap, self.n)))
+
+
+def chunk_len(array, axis: int) -> int | None:
+    """Chunk length of ``array`` along ``axis``: zarr's int, dask's largest block (its chunks are
+    tuples of block sizes per axis), None for numpy and unchunked array-likes."""
+    chunks = getattr(array, "chunks", None)
+    if not chunks or isinstance(array, np.ndarray):
+        return None
+    c = chunks[axis]
+    return int(max(c)) if isinstance(c, tuple) else int(c)
 
 
 class BlockReader:
@@ -110,11 +119,10 @@ class BlockReader:
         self.io = AxisIO(volume, axis)
         slice_bytes = int(np.prod(self.io.plane)) * np.dtype(volume.dtype).itemsize
         budget = max(1, int(cache_mb * 2**20 // max(1, slice_bytes)))
-        chunks = getattr(volume, "chunks", None)
         if isinstance(volume, np.ndarray):  # in memory or memory-mapped: slicing is cheap
             want = batch_size
         elif axis == 0:
-            want = max(batch_size, chunks[0] if chunks else 1)
+            want = max(batch_size, chunk_len(volume, 0) or 1)
         else:  # each xz/yz slice touches every z chunk: read as many as the budget allows
             want = self.io.n
         self.block = int(max(1, min(self.io.n, max(batch_size, min(want, budget)))))
@@ -178,13 +186,32 @@ def default_chunks(shape: Sequence[int], axis: int) -> tuple[int, ...]:
     return tuple(min(s, SLAB if d == axis else 256) for d, s in enumerate(shape))
 
 
+def is_ome_zarr(path) -> bool:
+    """Whether an output path asks for OME-Zarr labels (its name ends in ``.ome.zarr``)."""
+    return isinstance(path, (str, os.PathLike)) and Path(path).name.lower().rstrip("/").endswith(".ome.zarr")
+
+
 @contextlib.contextmanager
-def output_array(out, shape: tuple[int, ...], dtype, axis: int = 0, chunks=None, overwrite: bool = False) -> Iterator:
+def output_array(
+    out, shape: tuple[int, ...], dtype, axis: int = 0, chunks=None, overwrite: bool = False, source=None
+) -> Iterator:
     """Yield a writable array for ``out``: None (new numpy), a numpy/zarr array, or a zarr folder path.
 
     A path is written through a temporary folder renamed on success, so a failed or cancelled
-    run never leaves a complete-looking store behind.
+    run never leaves a complete-looking store behind. A path ending in ``.ome.zarr`` becomes
+    OME-Zarr labels (``omezarr.py``: a pyramid, with the voxel size of ``source``, the input).
     """
+    if is_ome_zarr(out):
+        from . import omezarr
+
+        path = Path(out)
+        vs, unit = _voxel_size(source)
+        with atomic_dir(path, overwrite) as tmp:
+            chunks = tuple(chunks or default_chunks(shape, axis))
+            arr = omezarr._init_group(tmp, shape, dtype, chunks, vs, unit, path.name, "labels", overwrite)
+            yield arr
+            omezarr._build_levels(tmp, None, False)
+        return
     if out is None:
         yield np.zeros(shape, dtype)
         return
@@ -211,6 +238,17 @@ def output_array(out, shape: tuple[int, ...], dtype, axis: int = 0, chunks=None,
     if np.dtype(out.dtype).kind not in "iu" or np.dtype(out.dtype).itemsize < np.dtype(dtype).itemsize:
         raise ValueError(f"out has dtype {out.dtype}; labels need an integer type of at least {np.dtype(dtype).name}")
     yield out
+
+
+def _voxel_size(source) -> tuple:
+    """``(voxel_size, unit)`` of an input (a path, a Pyramid, an OME-Zarr level), or ``(None, None)``."""
+    if isinstance(source, (str, os.PathLike, Pyramid)) or type(source).__module__.startswith("zarr"):
+        try:
+            p = open_pyramid(source)
+            return p.voxel_size, p.unit
+        except (ValueError, OSError):
+            pass
+    return None, None
 
 
 def _finish(out, arr):
@@ -297,7 +335,8 @@ def segment_stack(
     model : torch.nn.Module
         A model from ``build_model``, ``load_model`` or ``train``.
     volume : array_like or str or os.PathLike
-        A ``(Z, Y, X)`` array-like (numpy, memmap, zarr) or a TIFF/zarr path, read lazily.
+        A ``(Z, Y, X)`` array-like (numpy, memmap, zarr, dask), a TIFF/zarr/OME-Zarr path or a
+        ``Pyramid`` (its level 0), read lazily.
     axis : {"xy", "xz", "yz"}
         The plane of the slices.
     median_slices : int
@@ -311,7 +350,8 @@ def segment_stack(
     ioa_thr : float
         Intersection over area for merging pieces into a linked instance.
     out : array_like or str or os.PathLike, optional
-        None (a numpy array), an array to fill, or a zarr folder path (written chunk-wise).
+        None (a numpy array), an array to fill, or a zarr folder path (written chunk-wise); a path
+        ending in ``.ome.zarr`` is written as OME-Zarr labels (a pyramid with the input's voxel sizes).
     overwrite : bool
         Replace an existing zarr folder ``out``.
     chunks : sequence of int, optional
@@ -399,7 +439,7 @@ def segment_stack(
         split_fragments=split_fragments,
     )
     irange = irange if irange is not None else volume_irange(vol)
-    with output_array(out, tuple(vol.shape), dtype, a, chunks, overwrite) as arr:
+    with output_array(out, tuple(vol.shape), dtype, a, chunks, overwrite, source=volume) as arr:
         _stack_into(
             pred,
             post,
@@ -573,7 +613,7 @@ def segment_ortho(
         are written beside it as ``labels_xy.zarr``, ``labels_xz.zarr``, ``labels_yz.zarr`` (same
         ``overwrite`` rule, renamed into place only when the run succeeds).
     out : array_like or str or os.PathLike, optional
-        None (numpy), an array, or a zarr folder path.
+        None (numpy), an array, or a zarr folder path (``.ome.zarr``: OME-Zarr labels, as in ``segment_stack``).
     overwrite : bool
         Replace an existing zarr folder ``out``.
     chunks : sequence of int, optional
@@ -633,7 +673,7 @@ def segment_ortho(
     for p in (planes or {}).values():
         claim(p, overwrite)  # before any work: replaced only with overwrite=True and only if ours
     with (
-        output_array(out, shape, dtype, 0, chunks, overwrite) as arr,
+        output_array(out, shape, dtype, 0, chunks, overwrite, source=volume) as arr,
         _view_stores(out, shape, dtype, planes, overwrite) as stores,
     ):
         views = []
@@ -677,6 +717,8 @@ def segment_ortho(
 def _plane_paths(out: PathLike) -> dict[str, Path]:
     """``labels.zarr`` -> ``{"xy": labels_xy.zarr, ...}``: where ``keep_planes`` writes the views."""
     out = Path(out)
+    if is_ome_zarr(out):  # seg.ome.zarr -> seg_xy.zarr, ...: the planes are plain zarr arrays
+        return {a: out.with_name(f"{out.name[: -len('.ome.zarr')]}_{a}.zarr") for a in AXES}
     return {a: out.with_name(f"{out.stem}_{a}{out.suffix}") for a in AXES}
 
 

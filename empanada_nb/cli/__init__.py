@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: subcommand modules inside this package, in the order ``--help`` lists them
-COMMANDS = ["demo", "train", "finetune", "segment", "evaluate", "models"]
+COMMANDS = ["demo", "train", "finetune", "segment", "evaluate", "models", "convert"]
 
 
 class CLIError(Exception):

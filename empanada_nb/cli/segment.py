@@ -47,7 +47,16 @@ def run(args) -> int:
     from ..data.io import write_tiff
     from ..inference import segment_batch, segment_image
     from ..model_io import load_model
-    from ..volume import mark_zarr, output_kind, segment_ortho, segment_stack, volume_irange, write_volume_tiff
+    from ..reader import open_pyramid
+    from ..volume import (
+        is_ome_zarr,
+        mark_zarr,
+        output_kind,
+        segment_ortho,
+        segment_stack,
+        volume_irange,
+        write_volume_tiff,
+    )
 
     src, out = Path(args.input), Path(args.out)
     if not src.exists():
@@ -100,9 +109,11 @@ def run(args) -> int:
             raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it")
 
     def segment(dst):
+        # an .ome.zarr output carries the input's voxel sizes: pass the pyramid (its level 0 is vol)
+        inp = open_pyramid(src) if is_ome_zarr(dst) else vol
         if mode == "stack":
-            return segment_stack(model, vol, **dict(kw, out=dst))
-        result = segment_ortho(model, vol, **dict(kw, out=dst))
+            return segment_stack(model, inp, **dict(kw, out=dst))
+        result = segment_ortho(model, inp, **dict(kw, out=dst))
         if not opts.keep_planes:
             return result
         labels, views = result  # zarr out: the API wrote OUT_xy.zarr, ... beside it

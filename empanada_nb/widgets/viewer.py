@@ -160,9 +160,11 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
     flipbook = t.Int(0, help="flipbook depth: consecutive slices saved per pick (0: off; empanada-napari uses 5)").tag(
         sync=True
     )
-    level = t.Int(0, help="the pyramid level shown, of a multiscale image (picks are in its coordinates)").tag(
-        sync=True
-    )
+    level = t.Int(
+        0,
+        help="the pyramid level shown: the one the browser's zoom needs (coordinates stay level 0's), "
+        "or the one fixed by level= (picks are then in its coordinates)",
+    ).tag(sync=True)
     n_levels = t.Int(1, help="levels of the multiscale image").tag(sync=True)
     level_scales = t.List(
         t.List(t.Float()),

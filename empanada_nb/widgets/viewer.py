@@ -171,6 +171,9 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
         help="(z, y, x) factors of each level to level 0 when the level follows the zoom ([]: one level shown)",
     ).tag(sync=True)
     voxel_size = t.List(t.Float(), default_value=[1.0, 1.0, 1.0], help="(z, y, x) voxel size").tag(sync=True)
+    max_slice_mpix = t.Float(
+        64.0, help="largest slice (megapixels) read at once: zoomed in further, a multiscale image stays coarser"
+    ).tag(sync=True)
     dataset_dir = t.Unicode("").tag(sync=True)
     dataset_name = t.Unicode("").tag(sync=True)
 

@@ -71,6 +71,11 @@ def test_zoom_out_shows_a_coarser_level_and_clicks_stay_level0(nb):
     pick = wait_py(nb, "v.picks")[0]
     tol = 1 / scale + 1  # one CSS pixel of the zoomed-out view
     assert pick["z"] == 2 and abs(pick["y"] - 300) <= tol and abs(pick["x"] - 200) <= tol  # level 0's, not level 2's
+    page.mouse.wheel(0, -900)  # back in: full resolution again
+    assert wait_py(nb, "v.level == 0 and 'zoomed in'")
+    nb.py("v.max_slice_mpix = 0.1")  # level 0's 512 x 512 slice is over the budget, level 1's is not
+    page.wait_for_function("() => document.querySelector('.enb-viewer').dataset.shown === 'xy:2@1'")
+    assert wait_py(nb, "v.level == 1 and 'capped'")
     assert not nb.errors, nb.errors
 
 

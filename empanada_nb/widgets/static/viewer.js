@@ -114,6 +114,7 @@ class ViewerView {
     on("change:patch_size", () => { P.updateToolbar(); this.tools.drawOverlay(); });
     on("change:flipbook", () => { P.updateToolbar(); P.renderPicks(); this.requestDraw(); });
     on("change:level", () => P.updateToolbar());
+    on("change:max_slice_mpix", () => { this.zoomed(); this.requestDraw(); });
     on("change:voxel_size", () => { this.fit(); this.requestDraw(); });
     on("change:can_undo", () => P.updateToolbar());
     on("change:can_redo", () => P.updateToolbar());
@@ -210,6 +211,9 @@ class ViewerView {
     scales.forEach((f, l) => {
       if ([f[rd], f[cd]].every((g, i) => g <= 1 || g * px[i] <= 1.0001)) best = l;
     });
+    // slices are read whole: never one larger than max_slice_mpix while a coarser level exists
+    const [ph, pw] = this.planeShape(), limit = (this.model.get("max_slice_mpix") || Infinity) * 1e6;
+    while (best < scales.length - 1 && (ph / scales[best][rd]) * (pw / scales[best][cd]) > limit) best++;
     return best;
   }
   // after a zoom: ask for the level it needs (the one shown stays until it arrives)

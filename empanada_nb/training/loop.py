@@ -318,7 +318,7 @@ def run_training(
     hard_stop = False  # a second Ctrl-C: the other processes may be inside a collective, so no more of them
     try:
         for it_idx, batch in zip(range(start, cfg.iterations), loader):
-            if handle.stopping:
+            if handle.stopping and not ddp.active:  # under torchrun all ranks stop together, below
                 stopped = True
                 break
             x = (batch["image"].to(device, non_blocking=True) - mean) / std

@@ -56,6 +56,15 @@ from .registry import registry_dir
 from .registry import remove as remove_model
 from .segment_options import SegmentOptions
 from .tiles import create_tiles, merge_tiles, read_tiles, write_tile_masks
-from .training import TrainConfig, TrainingHandle, config_from_empanada_yaml, finetune, read_train_config, train
+from .training import (
+    TrainConfig,
+    TrainingHandle,
+    config_from_empanada_yaml,
+    events_path,
+    finetune,
+    follow_events,
+    read_train_config,
+    train,
+)
 from .volume import open_volume, segment_ortho, segment_stack
 from .widgets import InferencePanel, TrainingDashboard, Viewer

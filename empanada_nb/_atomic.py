@@ -9,7 +9,8 @@ would hide models and results from colleagues on a shared JupyterHub).
 The overwrite rule (`claim`): an existing target is replaced only with ``overwrite=True``
 and only when it is recognisably ours (`is_ours`): a zarr store whose attributes hold the
 `MARKER` key, a TIFF whose Software tag is `MARKER`, a ``.pth`` written by
-`empanada_nb.save_model` or the training loop, or a folder holding only outputs of ours
+`empanada_nb.save_model` or the training loop, a training events log (``.jsonl`` whose first line
+names the `empanada_nb-events` format), or a folder holding only outputs of ours
 (TIFF slices, a generated dataset).
 Anything else (a folder of the user's files, their raw data) is refused.
 """
@@ -270,6 +271,12 @@ def is_ours(path: PathLike) -> bool:
         return _tiff_is_ours(path)
     if suffix in (".pth", ".pt"):
         return _pth_is_ours(path)
+    if suffix == ".jsonl":  # a training events log: its first line names our format (training/distributed.py)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return '"empanada_nb-events/' in f.readline(200)
+        except (OSError, UnicodeDecodeError):
+            return False
     if suffix == ".yaml":  # a model card: ours when the model beside it is
         return any(_pth_is_ours(path.with_suffix(s)) for s in (".pth", ".pt"))
     return False

@@ -30,6 +30,10 @@ def progress_callback(total: int) -> Callable[[dict], None]:
 
 
 def print_summary(handle) -> None:
+    from ..training.distributed import env_rank
+
+    if env_rank() != 0:  # under torchrun rank 0 speaks for the run
+        return
     s = handle.summary()
     end = handle.events("end")[-1] if handle.events("end") else {}
     print(

@@ -19,7 +19,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-dir", help="validation dataset folder (same layout)")
     p.add_argument("--iterations", type=int, help="training iterations (default: config or 1000)")
     p.add_argument("--patch-size", type=int, help="square patch size (16x for PanopticDeepLab, 128x for PanopticBiFPN)")
-    p.add_argument("--batch-size", type=int, help="batch size (default 16)")
+    p.add_argument(
+        "--batch-size", type=int, help="global batch size (default 16; split among the processes under torchrun)"
+    )
     p.add_argument("--lr", type=float, help="maximum learning rate (OneCycle)")
     p.add_argument(
         "--config",

@@ -2,6 +2,7 @@
 
 from .checkpoint import checkpoint_path, load_checkpoint
 from .config import TrainConfig, classes_from_text, classes_to_text
+from .distributed import events_path, follow_events
 from .empanada_yaml import config_from_empanada_yaml, read_train_config
 from .handle import TrainingHandle
 from .loop import finetune, make_optimizer, train, train_dirs

@@ -55,7 +55,8 @@ class TrainConfig:
     iterations : int
         Training steps (one batch each; no epochs).
     batch_size : int
-        Patches per step.
+        Patches per step: the global batch. Under ``torchrun`` each of the N processes trains on
+        ``batch_size / N`` of them (it must divide), so a config means the same run on any number of GPUs.
     patch_size : int
         Square patch side; a multiple of the model's padding factor (16 or 128).
     lr : float
@@ -149,7 +150,7 @@ class TrainConfig:
     additional_train_dirs: list[str] = dataclasses.field(default_factory=list)  #: more dataset folders to train on
     # optimisation
     iterations: int = 1000
-    batch_size: int = 16
+    batch_size: int = 16  #: the global batch: split among the processes under torchrun
     patch_size: int = 256
     lr: float = 3e-3  #: OneCycle maximum
     weight_decay: float = 0.1

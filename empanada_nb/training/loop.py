@@ -33,6 +33,7 @@ from ..models import build_model, check_patch_size, load_encoder_weights, resolv
 from .checkpoint import checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
 from .checks import check_classes
 from .config import TrainConfig
+from .distributed import EventsLog, env_rank, events_path, launched, setup
 from .handle import TrainingHandle
 from .rules import batch_size_warning, check_finetune_classes, pairs_of, patch_size_warning
 from .validate import load_validation_set, validate
@@ -156,7 +157,7 @@ def run_training(
     (per-image mean and std averaged, as empanada-napari's ``train.py`` does). ``lineage``: where
     the model comes from (pretrained weights, parent model), stored on the card with the data.
     """
-    device = _device(cfg)
+    ddp, device = setup(_device(cfg))  # under torchrun: this rank's device and the process group
     out = handle.out
     ckpt_file = checkpoint_path(out)
     state = load_checkpoint(resume) if resume else None
@@ -202,7 +203,7 @@ def run_training(
     dataset = PanopticDataset(
         pairs,
         patch_size=cfg.patch_size,
-        batch_size=cfg.batch_size,
+        batch_size=ddp.local_batch(cfg.batch_size),
         iterations=cfg.iterations,
         label_divisor=cfg.label_divisor,
         thing_list=card.thing_list,
@@ -226,12 +227,13 @@ def run_training(
             "val_dir": str(Path(val_dir).resolve()) if val_dir else None,
             "norms_from": "training images" if data_norms else "pretrained weights or parent model",
         }
-    val_set = load_validation_set(val_pairs, cfg, card) if val_pairs else None
+    val_set = load_validation_set(val_pairs, cfg, card) if val_pairs and ddp.is_main else None  # rank 0 validates
 
     model.to(device)
     cuda = device.type == "cuda"
     if cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    net = ddp.wrap(model, device)  # DistributedDataParallel under torchrun, else model itself
     criterion = PanopticLoss(cfg.ce_weight, cfg.mse_weight, cfg.l1_weight, cfg.pr_weight, cfg.top_k_percent)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=cfg.pct_start)
@@ -256,6 +258,8 @@ def run_training(
     last_good: list = [None]  # the iteration of the last checkpoint written
 
     def checkpoint(it: int) -> None:
+        if not ddp.is_main:
+            return
         try:
             _save(it)
         except OSError as e:
@@ -285,7 +289,11 @@ def run_training(
 
     loader = iter(
         torch.utils.data.DataLoader(
-            dataset, batch_size=None, sampler=range(start, cfg.iterations), num_workers=cfg.num_workers, pin_memory=cuda
+            dataset,
+            batch_size=None,
+            sampler=ddp.indices(start, cfg.iterations),  # this process's share (all of it outside torchrun)
+            num_workers=cfg.num_workers,
+            pin_memory=cuda,
         )
     )
     if state is not None:
@@ -307,9 +315,10 @@ def run_training(
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             old_handler = signal.signal(signal.SIGINT, on_sigint)
     set_train_mode(model, freeze_bn)
+    hard_stop = False  # a second Ctrl-C: the other processes may be inside a collective, so no more of them
     try:
         for it_idx, batch in zip(range(start, cfg.iterations), loader):
-            if handle.stopping:
+            if handle.stopping and not ddp.active:  # under torchrun all ranks stop together, below
                 stopped = True
                 break
             x = (batch["image"].to(device, non_blocking=True) - mean) / std
@@ -317,11 +326,12 @@ def run_training(
                 x = x.contiguous(memory_format=torch.channels_last)
             target = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "image"}
             with torch.autocast(device.type, enabled=use_amp):
-                output = model(x)
+                output = net(x)
             loss, terms = criterion(output, target)
-            if not torch.isfinite(loss):
+            loss_value, terms = ddp.average(loss, terms)  # over all processes: all of them stop on a bad loss
+            if not np.isfinite(loss_value):
                 raise FloatingPointError(
-                    f"loss became {float(loss)} at iteration {it_idx + 1}: training diverged (lower lr) or the "
+                    f"loss became {loss_value} at iteration {it_idx + 1}: training diverged (lower lr) or the "
                     f"targets are broken (check the masks); the checkpoint {ckpt_file} holds iteration {it_idx}"
                 )
             opt.zero_grad(set_to_none=True)
@@ -339,7 +349,7 @@ def run_training(
                     "type": "step",
                     "iteration": it,
                     "iterations": cfg.iterations,
-                    "loss": float(loss.detach()),
+                    "loss": loss_value,
                     "terms": terms,
                     "lr": opt.param_groups[0]["lr"],
                     "images_per_s": cfg.batch_size / max(now - t_last, 1e-9),
@@ -355,13 +365,13 @@ def run_training(
             if it % cfg.checkpoint_every == 0 and it < cfg.iterations:
                 checkpoint(it)
                 handle.emit({"type": "checkpoint", "iteration": it, "path": str(ckpt_file)})
-            if sigint[0] or (handle.stopping and it < cfg.iterations):
+            if ddp.any(sigint[0] or (handle.stopping and it < cfg.iterations)):
                 stopped = True
                 break
         else:
             stopped = handle.stopping and it < cfg.iterations
     except KeyboardInterrupt:
-        stopped = True
+        stopped = hard_stop = True
         warnings.warn(f"interrupted at iteration {it}: saving the model and a checkpoint to resume from", stacklevel=3)
     except BaseException as e:
         if not dirty:
@@ -378,16 +388,21 @@ def run_training(
     if dirty:  # interrupted inside an optimizer step: keep the last consistent checkpoint
         warnings.warn(f"interrupted inside a step: the checkpoint of iteration {last_good[0]} is kept", stacklevel=3)
     else:
+        if not hard_stop:
+            ddp.sync_buffers(model)  # every rank ends holding the saved model (BatchNorm statistics included)
         checkpoint(it)
-    model.to("cpu")
-    try:
-        save_model(model, out, card, overwrite=True)  # _launch applied the overwrite rule to out
-    except OSError as e:
-        raise OSError(
-            f"could not save the model to {out} ({e.strerror or e}); the checkpoint {ckpt_file} holds "
-            f"iteration {last_good[0]}: resume from it with resume=True once the folder is writable"
-        ) from None
-    model.to(device)
+    if ddp.is_main:  # the only writer under torchrun
+        model.to("cpu")
+        try:
+            save_model(model, out, card, overwrite=True)  # _launch applied the overwrite rule to out
+        except OSError as e:
+            raise OSError(
+                f"could not save the model to {out} ({e.strerror or e}); the checkpoint {ckpt_file} holds "
+                f"iteration {last_good[0]}: resume from it with resume=True once the folder is writable"
+            ) from None
+        model.to(device)
+    if not hard_stop:
+        ddp.barrier()  # a next run on any rank (a resume) finds rank 0's files
     handle.emit({"type": "end", "iteration": it, "path": str(out), "stopped": stopped, "checkpoint": str(ckpt_file)})
     return handle
 
@@ -453,8 +468,11 @@ def _launch(
     if resume:
         cfg = resume_config(load_checkpoint(resume), requested or {})
     handle = TrainingHandle(model, out)
-    for cb in callbacks or []:
-        handle.add_callback(cb)
+    if env_rank() == 0:  # under torchrun only rank 0 reports, and logs the events for a notebook to follow
+        for cb in callbacks or []:
+            handle.add_callback(cb)
+        if launched():
+            handle.add_callback(EventsLog(events_path(out)))
 
     def target():
         try:

@@ -1,7 +1,8 @@
 """The viewer's browser messages: one ``_msg_<type>`` handler per message, each a call of public API.
 
 Messages, browser -> Python (``content["type"]``):
-    ``get`` {rid, axis, index, image: bool, layers: [uid]}: send these parts of a slice;
+    ``get`` {rid, axis, index, level, image: bool, layers: [uid]}: send these parts of a slice (at pyramid
+      ``level``, labels downsampled to it);
     ``pick`` {axis, index, row, col}; ``delete_pick`` {i}; ``clear_picks``; ``random_picks`` {n};
     ``region`` {shape, axis, index, points}; ``update_region`` {i, name?, all_slices?}; ``delete_region`` {i};
     ``stroke`` {stroke, layer, axis, index, points, size, label, erase}; ``fill`` {layer, axis, index, row, col, label};
@@ -59,7 +60,12 @@ class ViewerMessages:
 
     def _msg_get(self, c):
         self._send_slice(
-            c["axis"], c["index"], image=bool(c.get("image", True)), layers=c.get("layers") or [], rid=c.get("rid")
+            c["axis"],
+            c["index"],
+            image=bool(c.get("image", True)),
+            layers=c.get("layers") or [],
+            rid=c.get("rid"),
+            level=int(c.get("level") or 0),
         )
 
     def _msg_pick(self, c):

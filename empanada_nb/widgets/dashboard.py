@@ -384,6 +384,8 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
         if self.handle is not None and not self.handle.done:
             self.handle.stop()
             self.status = "stopping after this step…"
+        elif getattr(self, "_follow_stop", None) is not None:
+            self._follow_stop.set()  # stops watching the log; the job itself goes on
 
     def wait(self, timeout: float | None = None):
         """Block until the run ends, then send the browser the last events.
@@ -421,6 +423,62 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
             return self.handle.wait(timeout)
         finally:
             self._flush()
+
+    def follow(self, events_file: str | Path, poll: float = 0.5) -> threading.Thread:
+        """Show live the events of a run started elsewhere: a ``torchrun`` job's ``<out>.events.jsonl``.
+
+        Under ``torchrun`` rank 0 appends every event to the log beside the model (``events_path``);
+        the dashboard plots them as if the run were its own (loss, learning rate, validation), from
+        the start of the log, until the run's ``end`` event or ``stop``.
+
+        Parameters
+        ----------
+        events_file : str or pathlib.Path
+            The log (it may not exist yet while the job starts).
+        poll : float
+            Seconds between looks at the file.
+
+        Returns
+        -------
+        threading.Thread
+            The background thread reading the log.
+
+        Raises
+        ------
+        RuntimeError
+            When a run is already shown.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> log = Path(tempfile.mkdtemp()) / "m.events.jsonl"
+        >>> _ = log.write_text('{"type": "step", "iteration": 1, "loss": 1.0}\\n{"type": "end", "iteration": 1}\\n')
+        >>> d = TrainingDashboard()
+        >>> d.follow(log, poll=0.05).join(timeout=10)
+        >>> [e["type"] for e in d.history], d.running
+        (['step', 'end'], False)
+        """
+        from ..training.distributed import follow_events
+
+        if self.running:
+            raise RuntimeError("training is already running; stop it first")
+        self.handle = None
+        self._events, self._pending = [], []
+        self._follow_stop = threading.Event()
+        self._emit({"type": "events", "events": [], "reset": True})
+        self.running = True
+        self.status = f"following {events_file}"
+
+        def run():
+            try:
+                for e in follow_events(events_file, stop=self._follow_stop.is_set, poll=poll):
+                    self._on_event(e)
+            finally:
+                self.running = False
+
+        thread = threading.Thread(target=run, name="empanada_nb-follow", daemon=True)
+        thread.start()
+        return thread
 
     def _on_event(self, event: dict) -> None:
         """Training callback (runs in the training thread)."""

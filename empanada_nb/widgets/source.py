@@ -124,6 +124,87 @@ class VolumeSource:
         return percentiles(self.sample(), (0.1, 99.9))
 
 
+def open_levels(data: Any) -> tuple[list, list[tuple[float, float, float]], tuple[float, float, float] | None] | None:
+    """The levels of a multiscale image, full resolution first, with their scales and voxel size.
+
+    The one place the Viewer learns about pyramids (``patches.pyramid_levels`` today; the opener's
+    ``open_pyramid`` when it exists). A list of arrays of different shapes, a zarr group with several
+    levels (OME-Zarr ``multiscales`` metadata, else arrays ``"0"``, ``"1"``, ...) or the path of one.
+
+    Parameters
+    ----------
+    data : Any
+        What the Viewer was given.
+
+    Returns
+    -------
+    tuple or None
+        ``(levels, scales, voxel_size)``: the levels' array-likes; per level, the ``(z, y, x)`` factors
+        of level 0's shape over its own; level 0's ``(z, y, x)`` voxel size from OME-Zarr metadata (None
+        without). None when ``data`` is a single array (or a group of one level).
+
+    Examples
+    --------
+    >>> levels, scales, voxel = open_levels([np.zeros((4, 64, 64)), np.zeros((4, 32, 32))])
+    >>> scales, voxel
+    ([(1.0, 1.0, 1.0), (1.0, 2.0, 2.0)], None)
+    >>> open_levels(np.zeros((4, 8, 8))) is None
+    True
+    """
+    from ..patches import pyramid_level, pyramid_levels
+
+    group = None
+    if isinstance(data, (list, tuple)):
+        if not (data and all(hasattr(a, "shape") for a in data)) or len({tuple(a.shape) for a in data}) < 2:
+            return None
+    elif isinstance(data, (str, os.PathLike)):
+        if Path(data).suffix.lower() not in (".zarr", "") or not Path(data).is_dir():
+            return None
+        import zarr
+
+        try:
+            group = zarr.open(str(data), mode="r")
+        except Exception:  # not a zarr store: the opener reports it
+            return None
+        if not hasattr(group, "arrays"):
+            return None
+        data = group
+    elif hasattr(data, "arrays") and hasattr(data, "attrs"):
+        group = data
+    else:
+        return None
+    try:
+        levels = pyramid_levels(data)
+    except ValueError:
+        return None
+    if len(levels) < 2:
+        return None
+    scales = [(1.0,) * (3 - len(lv.shape)) + pyramid_level(levels, i)[1] for i, lv in enumerate(levels)]
+    return levels, [tuple(float(f) for f in s[-3:]) for s in scales], _ome_voxel_size(group)
+
+
+def _ome_voxel_size(group) -> tuple[float, float, float] | None:
+    """Level 0's ``(z, y, x)`` voxel size from OME-Zarr (NGFF 0.4/0.5) ``multiscales`` metadata."""
+    if group is None:
+        return None
+    attrs = dict(group.attrs)
+    meta = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    try:
+        scale = None
+        for tr in meta[0]["datasets"][0].get("coordinateTransformations", []):
+            if tr.get("type") == "scale":
+                scale = [float(v) for v in tr["scale"]]
+        for tr in meta[0].get("coordinateTransformations", []):  # a scale for all levels multiplies in
+            if tr.get("type") == "scale" and scale is not None:
+                scale = [a * float(b) for a, b in zip(scale, tr["scale"])]
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    if not scale:
+        return None
+    zyx = ([1.0] * 3 + scale)[-3:] if len(scale) < 3 else scale[-3:]
+    return tuple(zyx) if all(v > 0 for v in zyx) else None
+
+
 def percentiles(values: np.ndarray, q: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
     """Percentiles ``q`` of the finite ``values`` (``(0, 1)`` if none; ``hi > lo`` always).
 

@@ -19,7 +19,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from ..geometry import check_axis, n_slices, plane_shape
+from ..geometry import AXIS_DIMS, check_axis, n_slices, plane_shape
 from . import _serialization as S
 from ._edits import LabelEdits
 from ._esm import DebugFlag, assemble
@@ -30,7 +30,7 @@ from ._serialization import decode_labels, encode_labels, label_color
 from .editing import History, LabelLayer
 from .proofread import OPS as PROOFREAD_OPS
 from .proofread import ProofreadTools
-from .source import VolumeSource
+from .source import VolumeSource, open_levels
 from .source import percentiles as _percentiles
 
 __all__ = ["Viewer", "decode_labels", "encode_labels", "label_color"]
@@ -58,7 +58,8 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
         A 2D image or a 3D ``(Z, Y, X)`` volume: numpy array, TIFF path (read lazily page by page,
         or memory-mapped when uncompressed), zarr array or path, dask array, or a ``VolumeSource``;
         or a multiscale image: a list of levels (full resolution first; levels of different shapes),
-        a zarr multiscale group or its path, of which ``level`` is shown.
+        an OME-Zarr multiscale group or its path. A multiscale image is never loaded: the browser asks
+        for the level that its zoom needs (coarser when zoomed out), and only the slices shown are read.
     labels : array-like or dict or list, optional
         Label layers to add: an array of the image's shape, a dict ``{name: array}`` or a list of
         arrays. Writable numpy arrays are edited in place by the tools; other inputs are copied once.
@@ -75,8 +76,14 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
     name : str, optional
         Dataset name used by ``save_patches`` (by default the file's stem, or ``"patches"``).
     level : int, optional
-        The pyramid level of a multiscale ``data`` to show (0: full resolution). Picks, points files
-        and saved patches are in that level's coordinates (``pyramid_scale`` maps them to level 0).
+        Show only this pyramid level of a multiscale ``data`` (0: full resolution), as if it were the
+        image: picks, points files and saved patches are then in that level's coordinates
+        (``pyramid_scale`` maps them to level 0). By default (None) the level follows the zoom and every
+        coordinate (picks, regions, labels, edits) is level 0's; label layers are level 0 arrays, shown
+        downsampled when a coarser level is.
+    voxel_size : tuple of float, optional
+        ``(z, y, x)`` voxel size: xz and yz slices are drawn stretched by ``z / x`` and ``z / y`` (click
+        coordinates stay in voxels). By default the OME-Zarr metadata's, else isotropic.
     **kwargs
         Initial values of other traits (``tool``, ``brush_size``, ``dataset_dir``, ...).
 
@@ -153,10 +160,20 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
     flipbook = t.Int(0, help="flipbook depth: consecutive slices saved per pick (0: off; empanada-napari uses 5)").tag(
         sync=True
     )
-    level = t.Int(0, help="the pyramid level shown, of a multiscale image (picks are in its coordinates)").tag(
-        sync=True
-    )
+    level = t.Int(
+        0,
+        help="the pyramid level shown: the one the browser's zoom needs (coordinates stay level 0's), "
+        "or the one fixed by level= (picks are then in its coordinates)",
+    ).tag(sync=True)
     n_levels = t.Int(1, help="levels of the multiscale image").tag(sync=True)
+    level_scales = t.List(
+        t.List(t.Float()),
+        help="(z, y, x) factors of each level to level 0 when the level follows the zoom ([]: one level shown)",
+    ).tag(sync=True)
+    voxel_size = t.List(t.Float(), default_value=[1.0, 1.0, 1.0], help="(z, y, x) voxel size").tag(sync=True)
+    max_slice_mpix = t.Float(
+        64.0, help="largest slice (megapixels) read at once: zoomed in further, a multiscale image stays coarser"
+    ).tag(sync=True)
     dataset_dir = t.Unicode("").tag(sync=True)
     dataset_name = t.Unicode("").tag(sync=True)
 
@@ -172,10 +189,21 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
         max_undo: int = 50,
         name: str | None = None,
         level: int | None = None,
+        voxel_size=None,
         **kwargs,
     ):
         n_levels, self.pyramid_scale = 1, (1.0, 1.0, 1.0)
-        if _is_pyramid(data, level):
+        #: the levels of a multiscale image whose shown level follows the zoom (None: one level)
+        self.levels: list[VolumeSource] | None = None
+        pyramid = open_levels(data) if level is None else None
+        if pyramid is not None:
+            levels, scales, meta_voxel = pyramid
+            self.levels = [VolumeSource(a) for a in levels]
+            data = self.levels[0]
+            kwargs.update(level=0, n_levels=len(levels), level_scales=[list(s) for s in scales])
+            if voxel_size is None and meta_voxel is not None:
+                voxel_size = meta_voxel
+        elif _is_pyramid(data, level):
             from ..patches import pyramid_level, pyramid_levels
 
             n_levels = len(pyramid_levels(data))
@@ -191,9 +219,15 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
         self.history = History(max_steps=max_undo)
         self.model = None  #: model used for ``save_patches`` and previews when none is passed
         self._lock = threading.RLock()
-        drange = source.data_range()
+        stats = self.levels[-1] if self.levels else source  # never a whole level-0 slice of a large pyramid
+        drange = stats.data_range()
         if contrast_limits is None:
-            contrast_limits = source.initial_contrast()
+            contrast_limits = stats.initial_contrast()
+        if voxel_size is not None:
+            vs = [float(v) for v in voxel_size]
+            if len(vs) != 3 or not all(v > 0 for v in vs):
+                raise ValueError(f"voxel_size={voxel_size!r}: give three positive sizes (z, y, x)")
+            kwargs["voxel_size"] = [v * f for v, f in zip(vs, self.pyramid_scale)]
         super().__init__(
             shape=list(source.shape),
             ndim=source.ndim,
@@ -345,21 +379,39 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
         return layer.data if layer is not None else None
 
     def _send_slice(
-        self, axis: str, index: int, image: bool = True, layers: Iterable[int] | None = None, rid: int | None = None
+        self,
+        axis: str,
+        index: int,
+        image: bool = True,
+        layers: Iterable[int] | None = None,
+        rid: int | None = None,
+        level: int = 0,
     ) -> None:
         axis = check_axis(axis)
         index = int(index)
+        level = min(max(0, int(level)), len(self.levels) - 1) if self.levels else 0
         shape = plane_shape(self.source.shape, axis)
+        step = (1, 1)
         parts: list[S.Part] = []
         with self._lock:
+            if level:  # a coarser level: its slice nearest to level 0's `index`, labels downsampled to it
+                fixed, (rd, cd) = AXIS_DIMS[axis]
+                f = self.level_scales[level]
+                src = self.levels[level]
+                step = (max(1, round(f[rd])), max(1, round(f[cd])))
+                shape = (-(-shape[0] // step[0]), -(-shape[1] // step[1]))
             if image:
-                parts += S.image_parts(self.source.plane(axis, index))
+                plane = src.plane(axis, min(int(index / f[fixed]), n_slices(src.shape, axis) - 1)) if level else None
+                parts += S.image_parts(self.source.plane(axis, index) if plane is None else plane)
             uids = [l.uid for l in self.label_layers] if layers is None else list(layers)
             for layer in filter(None, map(self._layer_by_uid, uids)):
-                parts += S.label_parts(layer.plane_view(axis, index), shape, layer.uid, layer.version)
+                view = layer.plane_view(axis, index)
+                if level and view is not None:
+                    view = np.ascontiguousarray(view[:: step[0], :: step[1]])
+                parts += S.label_parts(view, shape, layer.uid, layer.version)
         groups = S.group_parts(parts)
         for gi, group in enumerate(groups):
-            content = {"type": "data", "rid": rid, "axis": axis, "index": index}
+            content = {"type": "data", "rid": rid, "axis": axis, "index": index, "level": level}
             content.update(parts=[m for m, _ in group], last=gi == len(groups) - 1)
             self.send(content, buffers=[b for _, b in group if b is not None])
 

@@ -291,7 +291,7 @@ window.__enbHelpers = {
   // client (CSS px) coordinates of image point (row, col) on the current slice
   toClient(row, col, i = 0) {
     const v = window.__enb.views[i], ov = v.overlay, r = ov.getBoundingClientRect();
-    const px = col * v.view.scale + v.view.tx, py = row * v.view.scale + v.view.ty;
+    const px = col * v.view.scale + v.view.tx, py = row * v.view.scale * (v.view.aspect || 1) + v.view.ty;
     return [r.left + px * ov.clientWidth / ov.width, r.top + py * ov.clientHeight / ov.height];
   },
 };

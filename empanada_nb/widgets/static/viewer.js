@@ -29,7 +29,8 @@ class ViewerView {
       wanted: (axis, index) => this.layers().filter((l) => this.layerWanted(l, axis, index)),
     });
     this.renderer = new SliceRenderer();
-    this.view = { scale: 1, tx: 0, ty: 0 };
+    this.view = { scale: 1, tx: 0, ty: 0, aspect: 1 }; // canvas px per voxel: cols `scale`, rows `scale * aspect`
+    this.level = 0; // the pyramid level the zoom asks for (level_scales); all coordinates stay level 0's
     this.fitted = null;
     // timing of slice switches (debug only): read by the browser tests and benchmarks/slice_switch.py
     this.stats = this.debug ? { switches: [], hits: 0, misses: 0, rtts: [], renders: [] } : null;
@@ -112,6 +113,9 @@ class ViewerView {
     on("change:current_label", () => P.updateToolbar());
     on("change:patch_size", () => { P.updateToolbar(); this.tools.drawOverlay(); });
     on("change:flipbook", () => { P.updateToolbar(); P.renderPicks(); this.requestDraw(); });
+    on("change:level", () => P.updateToolbar());
+    on("change:max_slice_mpix", () => { this.zoomed(); this.requestDraw(); });
+    on("change:voxel_size", () => { this.fit(); this.requestDraw(); });
     on("change:can_undo", () => P.updateToolbar());
     on("change:can_redo", () => P.updateToolbar());
     on("change:picks", () => { P.renderPicks(); this.requestDraw(); });
@@ -168,9 +172,64 @@ class ViewerView {
 
   planeShape(axis = this.axis) { return planeShape(this.shape3(), axis); }
   nSlices(axis = this.axis) { return this.shape3()[AXIS_DIMS[axis][0]]; }
-  currentEntry() { return this.slices.get(sliceKey(this.axis, this.index)); }
+  currentEntry() { return this.slices.get(sliceKey(this.axis, this.index, this.level)); }
+  // the entry drawn: the current level's once loaded, else the nearest level of the same slice that is
+  shownEntry() {
+    const ready = (e) => e && e.image && !e.image.left;
+    const cur = this.currentEntry();
+    if (ready(cur)) return cur;
+    const n = (this.model.get("level_scales") || []).length;
+    for (let d = 1; d < n; d++) {
+      for (const l of [this.level - d, this.level + d]) {
+        const e = l >= 0 && l < n ? this.slices.get(sliceKey(this.axis, this.index, l)) : null;
+        if (ready(e)) return e;
+      }
+    }
+    return cur;
+  }
   // label id of layer `uid` at image point p = {row, col} of the shown slice (null: not loaded or outside)
-  labelAt(uid, p) { return this.slices.labelAt(sliceKey(this.axis, this.index), uid, p.row, p.col); }
+  labelAt(uid, p) {
+    const e = this.shownEntry();
+    return e ? this.slices.labelAt(e.key, uid, p.row, p.col, this.planeShape()) : null;
+  }
+  // the raw image value at p (level 0 coordinates) of the shown slice, at the level shown (null: none)
+  imageValueAt(p) {
+    const e = this.shownEntry();
+    if (!e || !e.image || e.image.left) return null;
+    const [ph, pw] = this.planeShape(), [hh, ww] = e.image.shape;
+    const r = Math.floor(p.row * hh / ph), c = Math.floor(p.col * ww / pw);
+    return r >= 0 && c >= 0 && r < hh && c < ww ? e.image.arr[r * ww + c] : null;
+  }
+
+  // ------------------------------------------------------------------- pyramid levels, voxel size
+  // the coarsest level whose pixels are not larger than a canvas pixel, along each downsampled dimension
+  chooseLevel() {
+    const scales = this.model.get("level_scales") || [];
+    const [, [rd, cd]] = AXIS_DIMS[this.axis];
+    const px = [this.view.scale * (this.view.aspect || 1), this.view.scale]; // canvas px per voxel: rows, cols
+    let best = 0;
+    scales.forEach((f, l) => {
+      if ([f[rd], f[cd]].every((g, i) => g <= 1 || g * px[i] <= 1.0001)) best = l;
+    });
+    // slices are read whole: never one larger than max_slice_mpix while a coarser level exists
+    const [ph, pw] = this.planeShape(), limit = (this.model.get("max_slice_mpix") || Infinity) * 1e6;
+    while (best < scales.length - 1 && (ph / scales[best][rd]) * (pw / scales[best][cd]) > limit) best++;
+    return best;
+  }
+  // after a zoom: ask for the level it needs (the one shown stays until it arrives)
+  zoomed() {
+    const l = this.chooseLevel();
+    if (l === this.level) return;
+    this.level = l;
+    this.slices.ensure(this.axis, this.index, true, l);
+    this.prefetch();
+  }
+  // rows over cols of one voxel on the screen: voxel_size of the row dimension over the column's
+  aspectOf(axis) {
+    const vs = this.model.get("voxel_size") || [1, 1, 1], [, [rd, cd]] = AXIS_DIMS[axis];
+    const a = vs[rd] / vs[cd];
+    return a > 0 && isFinite(a) ? a : 1;
+  }
 
   // ------------------------------------------------------------------------------ contrast
   rangeStep() {
@@ -228,7 +287,7 @@ class ViewerView {
     this.axis = axis;
     this.index = index;
     if (axisChanged || !this.fitted) { this.tools.polygon = null; this.fit(); }
-    const key = sliceKey(axis, index);
+    const key = sliceKey(axis, index, this.level);
     const entry = this.slices.get(key);
     const hit = !!(entry && entry.image && !entry.image.left);
     if (e && this.stats) {
@@ -237,7 +296,7 @@ class ViewerView {
       hit ? this.stats.hits++ : this.stats.misses++;
     }
     this.panels.showSlice(axis, index, n);
-    this.slices.ensure(axis, index, true);
+    this.slices.ensure(axis, index, true, this.level);
     this.prefetch();
     if (hit) this.drawNow();
     else this.requestDraw();
@@ -245,7 +304,7 @@ class ViewerView {
   }
 
   prefetch() {
-    this.slices.prefetch(this.axis, this.index, this.nSlices(this.axis), this.model.get("prefetch") ?? 4, this.lastDir);
+    this.slices.prefetch(this.axis, this.index, this.nSlices(this.axis), this.model.get("prefetch") ?? 4, this.lastDir, this.level);
   }
 
   // ---------------------------------------------------------------------------- messages
@@ -254,7 +313,7 @@ class ViewerView {
     else if (msg.type === "labels_update") await this.onLabelsUpdate(msg, buffers);
     else if (msg.type === "invalidate") {
       if (msg.image) { this.slices.clear(); this.renderer.rendered.image = null; }
-      this.slices.ensure(this.axis, this.index, true);
+      this.slices.ensure(this.axis, this.index, true, this.level);
       this.requestDraw();
     } else if (msg.type === "goto") {
       this.goto(msg.axis, msg.index, null);
@@ -269,13 +328,13 @@ class ViewerView {
       this.stats.rtts.push(rtt);
       if (this.stats.rtts.length > 1000) this.stats.rtts.shift();
     }
-    S.evict((this.model.get("cache_mb") || 512) * 1048576, sliceKey(this.axis, this.index));
+    S.evict((this.model.get("cache_mb") || 512) * 1048576, sliceKey(this.axis, this.index, this.level));
     if (this.trace && this.trace.rid === msg.rid) this.trace.decoded = performance.now();
     const current = msg.axis === this.axis && msg.index === this.index;
     if (current) this.drawNow();
     if (msg.last && (S.wantCurrent || current)) {
       S.wantCurrent = false;
-      S.ensure(this.axis, this.index, true);
+      S.ensure(this.axis, this.index, true, this.level);
     }
     S.expireInflight();
     this.prefetch();
@@ -285,7 +344,7 @@ class ViewerView {
     await this.slices.applyLabelsUpdate(msg, buffers);
     // drop the stroke previews that this update answers
     if (msg.stroke != null) this.tools.answered(msg.stroke);
-    if (msg.noop || msg.stale || (msg.axis === this.axis && msg.index === this.index)) this.slices.ensure(this.axis, this.index, true);
+    if (msg.noop || msg.stale || (msg.axis === this.axis && msg.index === this.index)) this.slices.ensure(this.axis, this.index, true, this.level);
     this.requestDraw();
     this.tools.drawOverlay();
   }
@@ -294,7 +353,7 @@ class ViewerView {
     // a layer whose version moved on: its cached slices are stale (kept for display until refreshed)
     this.panels.renderLayersList();
     this.renderer.keepLayers(this.layers().map((l) => l.uid));
-    this.slices.ensure(this.axis, this.index, true);
+    this.slices.ensure(this.axis, this.index, true, this.level);
     this.requestDraw();
   }
 
@@ -314,17 +373,18 @@ class ViewerView {
   }
 
   fit() {
-    const [ph, pw] = this.planeShape();
+    const [ph, pw] = this.planeShape(), a = this.aspectOf(this.axis);
     const W = this.canvas.width, H = this.canvas.height;
-    const s = Math.min(W / pw, H / ph);
-    this.view = { scale: s, tx: (W - pw * s) / 2, ty: (H - ph * s) / 2 };
+    const s = Math.min(W / pw, H / (ph * a));
+    this.view = { scale: s, tx: (W - pw * s) / 2, ty: (H - ph * s * a) / 2, aspect: a };
     this.fitted = W > 1;
+    this.level = this.chooseLevel();
   }
 
   centerOn(row, col) {
     const W = this.canvas.width, H = this.canvas.height, s = this.view.scale;
     this.view.tx = W / 2 - (col + 0.5) * s;
-    this.view.ty = H / 2 - (row + 0.5) * s;
+    this.view.ty = H / 2 - (row + 0.5) * s * this.view.aspect;
     this.requestDraw();
   }
 
@@ -341,26 +401,28 @@ class ViewerView {
 
   draw() {
     const t0 = performance.now();
-    const e = this.currentEntry();
+    const e = this.shownEntry();
     const ctx = this.ctx, W = this.canvas.width, H = this.canvas.height;
     const ready = e && e.image && !e.image.left;
     this.loading.style.display = ready ? "none" : "";
     if (!ready && !this.renderer.rendered.image) { ctx.fillStyle = "#111"; ctx.fillRect(0, 0, W, H); return; }
-    this.renderer.paint(ctx, W, H, this.view, ready ? e : null, this.contrast, this.layers(), this.axis, this.index);
+    this.renderer.paint(ctx, W, H, this.view, ready ? e : null, this.contrast, this.layers(), this.axis, this.index, this.planeShape());
     drawShapes(ctx, this.view.scale, this.axis, this.index, this.shape3(), this.model.get("picks") || [], this.model.get("regions") || [], this.model.get("markers") || [], this.model.get("flipbook") || 0);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     this.reportViewBox();
     if (this.stats) this.recordTiming(t0, ready ? e : null);
     this.root.dataset.shown = ready ? e.key : "";
+    // the level on screen, for Python (`level`) when the level follows the zoom
+    if (ready && (this.model.get("level_scales") || []).length && e.level !== this.model.get("level")) this.setTrait("level", e.level);
   }
 
   // tell Python which part of the slice is drawn (InferencePanel's "confine to visible area"), when it changes
   reportViewBox() {
-    const [ph, pw] = this.planeShape(), s = this.view.scale, W = this.canvas.width, H = this.canvas.height;
+    const [ph, pw] = this.planeShape(), s = this.view.scale, sr = s * this.view.aspect, W = this.canvas.width, H = this.canvas.height;
     const clamp = (v, n) => Math.max(0, Math.min(n, v));
     const box = [AXES.indexOf(this.axis), this.index,
-      clamp(Math.floor(-this.view.ty / s), ph), clamp(Math.floor(-this.view.tx / s), pw),
-      clamp(Math.ceil((H - this.view.ty) / s), ph), clamp(Math.ceil((W - this.view.tx) / s), pw)];
+      clamp(Math.floor(-this.view.ty / sr), ph), clamp(Math.floor(-this.view.tx / s), pw),
+      clamp(Math.ceil((H - this.view.ty) / sr), ph), clamp(Math.ceil((W - this.view.tx) / s), pw)];
     const key = box.join(",");
     if (key === this.viewBoxKey || !this.fitted) return;
     this.viewBoxKey = key;

@@ -1,7 +1,8 @@
 // The browser's slice cache: an LRU map of decoded slices (image + label layers), the requests in flight,
 // and the decoding of the "data" and "labels_update" messages into it. No drawing, no DOM.
 //
-// An entry is {axis, index, key, image, labels: Map(uid -> part), bytes}; a part is
+// An entry is {axis, index, level, key, image, labels: Map(uid -> part), bytes}: slice `index` (level 0's
+// numbering) at pyramid `level` (its image from that level, its labels level 0's, downsampled); a part is
 // {dtype, shape, arr, left, version, empty, stamp}: `left` counts row chunks still to come, `version`
 // follows the layer's version in the `layers` trait (-1: stale, re-request when shown), `stamp` changes
 // whenever the pixels do (the renderer redraws a label canvas on a new stamp).
@@ -10,7 +11,7 @@ import { TYPED, decodePart } from "./codec.js";
 
 const PREFETCH_INFLIGHT = 1;
 
-export function sliceKey(axis, index) { return axis + ":" + index; }
+export function sliceKey(axis, index, level = 0) { return axis + ":" + index + (level ? "@" + level : ""); }
 
 export class SliceCache {
   // send(content): a message to Python; nextId(): a fresh request id; wanted(axis, index): the layers to fetch
@@ -34,11 +35,11 @@ export class SliceCache {
     if (e) { this.entries.delete(key); this.entries.set(key, e); }
     return e;
   }
-  entry(axis, index) {
-    const key = sliceKey(axis, index);
+  entry(axis, index, level = 0) {
+    const key = sliceKey(axis, index, level);
     let e = this.touch(key);
     if (!e) {
-      e = { axis, index, key, image: null, labels: new Map(), bytes: 0 };
+      e = { axis, index, level, key, image: null, labels: new Map(), bytes: 0 };
       this.entries.set(key, e);
     }
     return e;
@@ -54,21 +55,24 @@ export class SliceCache {
   }
   account(e, bytes) { e.bytes += bytes; this.bytes += bytes; }
 
-  // label id at pixel (row, col) of layer `uid` on slice `key`: null when unknown, 0 for an empty slice
-  labelAt(key, uid, row, col) {
+  // label id at pixel (row, col) of layer `uid` on slice `key`: null when unknown, 0 for an empty slice;
+  // `plane`: level 0's slice shape, when the entry holds a coarser level (its pixels cover several)
+  labelAt(key, uid, row, col, plane = null) {
     const e = this.entries.get(key);
     const c = e && e.labels.get(uid);
     if (!c || c.left) return null;
     if (!c.arr) return 0;
-    const r = Math.floor(row), cc = Math.floor(col), [hh, ww] = c.shape;
+    const [hh, ww] = c.shape;
+    if (plane && (plane[0] !== hh || plane[1] !== ww)) { row = row * hh / plane[0]; col = col * ww / plane[1]; }
+    const r = Math.floor(row), cc = Math.floor(col);
     if (r < 0 || cc < 0 || r >= hh || cc >= ww) return null;
     return c.arr[r * ww + cc];
   }
 
   // --------------------------------------------------------------------------- requests
   // which parts of (axis, index) are missing or stale and not already requested
-  missing(axis, index) {
-    const key = sliceKey(axis, index), e = this.entries.get(key), fl = this.inflightKeys.get(key);
+  missing(axis, index, level = 0) {
+    const key = sliceKey(axis, index, level), e = this.entries.get(key), fl = this.inflightKeys.get(key);
     const image = !(e && e.image) && !(fl && fl.image);
     const layers = [];
     for (const l of this.wanted(axis, index)) {
@@ -80,8 +84,8 @@ export class SliceCache {
     return { image, layers };
   }
 
-  ensure(axis, index, priority) {
-    const { image, layers } = this.missing(axis, index);
+  ensure(axis, index, priority, level = 0) {
+    const { image, layers } = this.missing(axis, index, level);
     if (!image && !layers.length) return false;
     const busy = this.priorityRid != null && this.inflight.has(this.priorityRid);
     if (priority && busy) {
@@ -91,7 +95,7 @@ export class SliceCache {
       return true;
     }
     if (!priority && (busy || this.inflight.size >= PREFETCH_INFLIGHT)) return true;
-    const rid = this.nextId(), key = sliceKey(axis, index);
+    const rid = this.nextId(), key = sliceKey(axis, index, level);
     if (priority) this.priorityRid = rid;
     this.inflight.set(rid, { key, t: performance.now() });
     let fl = this.inflightKeys.get(key);
@@ -99,19 +103,19 @@ export class SliceCache {
     fl.n++;
     if (image) fl.image = true;
     for (const l of layers) fl.layers.add(l.uid + ":" + l.version);
-    this.send({ type: "get", rid, axis, index, image, layers: layers.map((l) => l.uid) });
+    this.send({ type: "get", rid, axis, index, level, image, layers: layers.map((l) => l.uid) });
     return true;
   }
 
   // neighbours of `index` along `axis`: `ahead` slices in direction `dir`, half as many behind
-  prefetch(axis, index, n, ahead, dir) {
+  prefetch(axis, index, n, ahead, dir, level = 0) {
     const order = [];
     for (let k = 1; k <= ahead; k++) order.push(index + dir * k);
     for (let k = 1; k <= Math.ceil(ahead / 2); k++) order.push(index - dir * k);
     for (const i of order) {
       if (i < 0 || i >= n) continue;
       if (this.inflight.size >= PREFETCH_INFLIGHT) break;
-      this.ensure(axis, i, false);
+      this.ensure(axis, i, false, level);
     }
   }
 
@@ -126,7 +130,7 @@ export class SliceCache {
   // "data": row chunks of a slice's image and label layers; returns the round trip in ms when this
   // message completes a request in flight, else null
   async applyData(msg, buffers) {
-    const e = this.entry(msg.axis, msg.index);
+    const e = this.entry(msg.axis, msg.index, msg.level || 0);
     let bi = 0;
     for (const p of msg.parts) {
       const buf = p.empty ? null : buffers[bi++];
@@ -186,6 +190,8 @@ export class SliceCache {
       const c = e.labels.get(uid);
       if (!c || c.left) continue;
       if (msg.scope === "slice" && e.axis === msg.axis && e.index !== msg.index && c.version === v - 1) c.version = v;
+      // coarser levels of the edited slice hold downsampled labels: stale, re-requested when shown
+      else if (e.level && e.axis === msg.axis && e.index === msg.index) c.version = -1;
     }
     const e = this.entry(msg.axis, msg.index);
     const c = e.labels.get(uid);

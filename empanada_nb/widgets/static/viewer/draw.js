@@ -10,7 +10,7 @@ export class SliceRenderer {
     this.imgCtx = this.imgCanvas.getContext("2d", { willReadFrequently: false });
     this.imageData = null;
     this.lut = null;
-    this.rendered = { image: null, contrast: null }; // what imgCanvas holds
+    this.rendered = { image: null, contrast: null, plane: null }; // what imgCanvas holds, and its level-0 size
     this.labelCanvases = new Map(); // layer uid -> {canvas, ctx, data, stamp, key}
   }
 
@@ -82,16 +82,20 @@ export class SliceRenderer {
     return lc;
   }
 
-  // the slice entry `e` (null while it loads: the last image stays) and its visible label layers
-  paint(ctx, W, H, view, e, contrast, layers, axis, index) {
+  // the slice entry `e` (null while it loads: the last image stays) and its visible label layers, in level 0's
+  // coordinates: `plane` is level 0's slice shape, which a coarser level's pixels are stretched over; rows
+  // are stretched by `view.aspect` (anisotropic voxels)
+  paint(ctx, W, H, view, e, contrast, layers, axis, index, plane) {
     if (e && (this.rendered.image !== e.image || this.rendered.contrast !== contrast)) this.renderImage(e, contrast);
+    if (e) this.rendered.plane = plane;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.fillStyle = "#111";
     ctx.fillRect(0, 0, W, H);
     const { scale, tx, ty } = view;
     ctx.imageSmoothingEnabled = scale < 1;
-    ctx.setTransform(scale, 0, 0, scale, tx, ty);
-    ctx.drawImage(this.imgCanvas, 0, 0);
+    ctx.setTransform(scale, 0, 0, scale * (view.aspect || 1), tx, ty);
+    const [ph, pw] = this.rendered.plane || [this.imgCanvas.height, this.imgCanvas.width];
+    ctx.drawImage(this.imgCanvas, 0, 0, pw, ph);
     if (!e) return;
     for (const l of layers) {
       if (!l.visible || l.opacity <= 0) continue;
@@ -102,7 +106,7 @@ export class SliceRenderer {
       if (!lc || lc.key !== c || lc.stamp !== c.stamp) lc = this.renderLabels(l.uid, c);
       ctx.imageSmoothingEnabled = false;
       ctx.globalAlpha = l.opacity;
-      ctx.drawImage(lc.canvas, 0, 0);
+      ctx.drawImage(lc.canvas, 0, 0, plane[1], plane[0]);
       ctx.globalAlpha = 1;
     }
   }

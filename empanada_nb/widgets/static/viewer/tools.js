@@ -44,8 +44,8 @@ export class PointerTools {
     const ov = this.v.overlay, rect = ov.getBoundingClientRect();
     const px = (e.clientX - rect.left) * (ov.width / ov.clientWidth);
     const py = (e.clientY - rect.top) * (ov.height / ov.clientHeight);
-    const { scale, tx, ty } = this.v.view;
-    return { col: (px - tx) / scale, row: (py - ty) / scale, px, py };
+    const { scale, tx, ty, aspect } = this.v.view;
+    return { col: (px - tx) / scale, row: (py - ty) / (scale * (aspect || 1)), px, py };
   }
   inside(p) {
     const [ph, pw] = this.v.planeShape();
@@ -197,11 +197,8 @@ export class PointerTools {
       const fixed = AXIS_DIMS[v.axis][0], [, [rd, cd]] = AXIS_DIMS[v.axis];
       const pos = [0, 0, 0]; pos[fixed] = v.index; pos[rd] = r; pos[cd] = c;
       let txt = v.model.get("ndim") === 2 ? `y ${pos[1]}  x ${pos[2]}` : `z ${pos[0]}  y ${pos[1]}  x ${pos[2]}`;
-      const e = v.currentEntry();
-      if (e && e.image && !e.image.left) {
-        const val = e.image.arr[r * e.image.shape[1] + c];
-        txt += `  value ${Number.isInteger(val) ? val : val.toPrecision(4)}`;
-      }
+      const val = v.imageValueAt(q);
+      if (val != null) txt += `  value ${Number.isInteger(val) ? val : val.toPrecision(4)}`;
       for (const l of v.layers()) {
         const id = v.labelAt(l.uid, q);
         if (id != null) txt += `  ${l.name}: ${id}`;
@@ -226,6 +223,7 @@ export class PointerTools {
     v.view.tx = p.px - (p.px - v.view.tx) * k;
     v.view.ty = p.py - (p.py - v.view.ty) * k;
     v.view.scale = s;
+    v.zoomed();
     v.requestDraw();
     this.drawOverlay();
   }
@@ -277,7 +275,7 @@ export class PointerTools {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, W, H);
     const { scale, tx, ty } = v.view;
-    ctx.setTransform(scale, 0, 0, scale, tx, ty);
+    ctx.setTransform(scale, 0, 0, scale * (v.view.aspect || 1), tx, ty);
     const lw = 1.5 / scale, tool = v.tool();
     ctx.lineWidth = lw;
     const strokes = this.pendingStrokes.filter((s) => s.axis === v.axis && s.index === v.index);

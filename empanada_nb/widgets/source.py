@@ -127,8 +127,9 @@ class VolumeSource:
 def open_levels(data: Any) -> tuple[list, list[tuple[float, float, float]], tuple[float, float, float] | None] | None:
     """The levels of a multiscale image, full resolution first, with their scales and voxel size.
 
-    The one place the Viewer learns about pyramids (``patches.pyramid_levels`` today; the opener's
-    ``open_pyramid`` when it exists). A list of arrays of different shapes, a zarr group with several
+    The one place the Viewer learns about pyramids: the opener's ``open_pyramid`` (``reader.py``) for
+    zarr groups and their paths, ``patches.pyramid_levels`` for a list of arrays.
+    A list of arrays of different shapes, a zarr group with several
     levels (OME-Zarr ``multiscales`` metadata, else arrays ``"0"``, ``"1"``, ...) or the path of one.
 
     Parameters
@@ -151,58 +152,30 @@ def open_levels(data: Any) -> tuple[list, list[tuple[float, float, float]], tupl
     >>> open_levels(np.zeros((4, 8, 8))) is None
     True
     """
-    from ..patches import pyramid_level, pyramid_levels
-
-    group = None
     if isinstance(data, (list, tuple)):
+        from ..patches import pyramid_level, pyramid_levels
+
         if not (data and all(hasattr(a, "shape") for a in data)) or len({tuple(a.shape) for a in data}) < 2:
             return None
-    elif isinstance(data, (str, os.PathLike)):
+        levels = pyramid_levels(data)
+        scales = [(1.0,) * (3 - len(lv.shape)) + pyramid_level(levels, i)[1] for i, lv in enumerate(levels)]
+        return levels, [tuple(float(f) for f in s[-3:]) for s in scales], None
+    if isinstance(data, (str, os.PathLike)):
         if Path(data).suffix.lower() not in (".zarr", "") or not Path(data).is_dir():
             return None
-        import zarr
-
-        try:
-            group = zarr.open(str(data), mode="r")
-        except Exception:  # not a zarr store: the opener reports it
-            return None
-        if not hasattr(group, "arrays"):
-            return None
-        data = group
-    elif hasattr(data, "arrays") and hasattr(data, "attrs"):
-        group = data
-    else:
+    elif not (hasattr(data, "arrays") and hasattr(data, "attrs")):
         return None
+    from ..reader import open_pyramid
+
     try:
-        levels = pyramid_levels(data)
-    except ValueError:
+        p = open_pyramid(data)
+    except ValueError:  # not a zarr store, or not a pyramid the opener reads: the opener reports it
         return None
-    if len(levels) < 2:
+    if len(p.levels) < 2:
         return None
-    scales = [(1.0,) * (3 - len(lv.shape)) + pyramid_level(levels, i)[1] for i, lv in enumerate(levels)]
-    return levels, [tuple(float(f) for f in s[-3:]) for s in scales], _ome_voxel_size(group)
-
-
-def _ome_voxel_size(group) -> tuple[float, float, float] | None:
-    """Level 0's ``(z, y, x)`` voxel size from OME-Zarr (NGFF 0.4/0.5) ``multiscales`` metadata."""
-    if group is None:
-        return None
-    attrs = dict(group.attrs)
-    meta = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    try:
-        scale = None
-        for tr in meta[0]["datasets"][0].get("coordinateTransformations", []):
-            if tr.get("type") == "scale":
-                scale = [float(v) for v in tr["scale"]]
-        for tr in meta[0].get("coordinateTransformations", []):  # a scale for all levels multiplies in
-            if tr.get("type") == "scale" and scale is not None:
-                scale = [a * float(b) for a, b in zip(scale, tr["scale"])]
-    except (TypeError, KeyError, IndexError, ValueError):
-        return None
-    if not scale:
-        return None
-    zyx = ([1.0] * 3 + scale)[-3:] if len(scale) < 3 else scale[-3:]
-    return tuple(zyx) if all(v > 0 for v in zyx) else None
+    scales = [tuple(float(f) for f in ((1.0,) * 3 + tuple(s))[-3:]) for s in p.scales]
+    voxel = None if p.voxel_size is None else tuple(float(v) for v in ((1.0,) * 3 + tuple(p.voxel_size))[-3:])
+    return p.levels, scales, voxel
 
 
 def percentiles(values: np.ndarray, q: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:

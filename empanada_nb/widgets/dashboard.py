@@ -138,6 +138,9 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
     overwrite = t.Bool(False).tag(sync=True)
     layers = t.Enum(list(FINETUNABLE_LAYERS), FORM["layers"]).tag(sync=True)
     iterations = t.Int(FORM["iterations"]).tag(sync=True)
+    max_minutes = t.Float(
+        FORM["max_minutes"], help="wall-clock budget in minutes instead of the iterations (0: no budget)"
+    ).tag(sync=True)
     patch_size = t.Int(FORM["patch_size"]).tag(sync=True)
     batch_size = t.Int(FORM["batch_size"]).tag(sync=True)
     lr = t.Float(FORM["lr"]).tag(sync=True)
@@ -220,6 +223,7 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
         "architecture",
         "patch_size",
         "iterations",
+        "max_minutes",
         "batch_size",
         "lr",
         "model_source",

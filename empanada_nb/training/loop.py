@@ -611,7 +611,9 @@ def train(
     overwrite : bool
         Replace an existing ``out``.
     **overrides
-        ``TrainConfig`` fields (``iterations=500, patch_size=256, ...``) applied over ``config``.
+        ``TrainConfig`` fields (``iterations=500, patch_size=256, ...``) applied over ``config``;
+        ``max_minutes=15`` trains for a wall-clock budget instead of ``iterations`` (the count and
+        the learning-rate schedule are fitted to it after the first steps).
 
     Returns
     -------
@@ -758,7 +760,7 @@ def finetune(
     overwrite : bool
         Replace an existing ``out``.
     **overrides
-        ``TrainConfig`` fields applied over ``config``.
+        ``TrainConfig`` fields applied over ``config`` (``max_minutes`` for a time budget).
 
     Returns
     -------

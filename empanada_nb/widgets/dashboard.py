@@ -90,6 +90,7 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
         library's layout or empanada's ``custom_training.yaml`` / ``custom_finetuning.yaml``.
     **kwargs
         Preset form fields: ``dataset_dir``, ``mode``, ``architecture``, ``encoder``, ``iterations``,
+        ``max_minutes`` (a time budget; 0: the iterations),
         ``patch_size``, ``batch_size``, ``lr``, ``layers``, ``out``, ``preview_every``, ``classes``
         (``id,name,thing|stuff`` lines), ``label_divisor``, ``connected_components``, ``description``,
         ``val_fraction``, ``extra_dirs`` (more training folders, one a line), ...

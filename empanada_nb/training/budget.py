@@ -5,8 +5,9 @@ first step pays for allocations and lazy initialisation), then fixes the iterati
 the rest of the budget, keeping time for the validations, checkpoints and the final save that the run
 will make. The LR schedule is refitted to that count, so the cycle ends when the budget does. Where
 steps, a validation or a checkpoint turn out slower than expected, the count is refitted (fewer
-iterations at once; more only when they are worth 2 % of the budget, so noise does not keep moving the
-schedule), and a hard stop keeps the run inside the budget whatever happens.
+iterations when 2 or more would not fit, or near the end; more only when they are worth 2 % of the
+budget, so noise in the step time does not keep moving the schedule), and a hard stop keeps the run
+inside the budget whatever happens.
 """
 
 from __future__ import annotations

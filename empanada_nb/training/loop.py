@@ -328,9 +328,15 @@ def run_training(
             ckpt_s,
         )
         total = max(total, it, 1)
-        # fewer iterations: always (the deadline comes first); more: only when it is worth a change of schedule
+        # more iterations only when worth a change of schedule; fewer when 2 or more (one is step-time noise)
+        # or near the end, where the deadline comes first
         grown = (total - cfg.iterations) * (budget.step_s or 0.0)
-        if budget.fixed is not None and (total == cfg.iterations or 0 < grown <= REFIT_TOLERANCE * budget.seconds):
+        late = budget.remaining() < 0.1 * budget.seconds
+        if budget.fixed is not None and (
+            total == cfg.iterations
+            or 0 < grown <= REFIT_TOLERANCE * budget.seconds
+            or (total == cfg.iterations - 1 and not late)
+        ):
             return
         budget.fixed = total
         cfg = cfg.replace(iterations=total)

@@ -14,6 +14,8 @@ def progress_callback(total: int) -> Callable[[dict], None]:
         if not bars:
             bars.append(tqdm(total=total, unit="it", desc="training", dynamic_ncols=True))
         bar = bars[0]
+        if e["type"] in ("step", "budget"):
+            bar.total = e["iterations"]  # a time budget fixes the count after the first steps
         if e["type"] == "step":
             bar.n = e["iteration"]
             bar.set_postfix(loss=f"{e['loss']:.3f}", lr=f"{e['lr']:.1e}", refresh=False)

@@ -18,6 +18,16 @@ def add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--val-dir", help="validation dataset folder (same layout)")
     p.add_argument("--iterations", type=int, help="training iterations (default: config or 1000)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="train for this wall-clock budget instead of --iterations: the iteration count and the LR schedule "
+        "are fitted to the steps that fit (validation, checkpoints and saving included)",
+    )
+    p.add_argument(
+        "--num-workers",
+        help="worker processes preparing batches while the step runs: auto (default), or a count (0: main thread)",
+    )
     p.add_argument("--patch-size", type=int, help="square patch size (16x for PanopticDeepLab, 128x for PanopticBiFPN)")
     p.add_argument(
         "--batch-size", type=int, help="global batch size (default 16; split among the processes under torchrun)"
@@ -46,10 +56,15 @@ def config_from(args: argparse.Namespace, **extra) -> TrainConfig:
         raise FileNotFoundError(f"--config {args.config}: no such file (a TrainConfig YAML file)")
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     changes: dict = {k: v for k, v in extra.items() if v is not None}
-    for flag in ("iterations", "patch_size", "batch_size", "lr", "val_fraction", "device", "seed"):
+    for flag in ("iterations", "max_minutes", "patch_size", "batch_size", "lr", "val_fraction", "device", "seed"):
         v = getattr(args, flag)
         if v is not None:
             changes[flag] = v
+    if args.num_workers is not None:
+        w = args.num_workers.strip().lower()
+        if w != "auto" and not w.isdigit():
+            raise ValueError(f"--num-workers {args.num_workers}: give auto or a count (0: the main thread)")
+        changes["num_workers"] = w if w == "auto" else int(w)
     if args.connected_components:
         changes["connected_components"] = True
     return cfg.replace(**changes)

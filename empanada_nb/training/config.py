@@ -53,7 +53,11 @@ class TrainConfig:
         More dataset folders to train on, besides ``train``'s ``train_dir`` (empanada's
         ``additional_train_dirs``).
     iterations : int
-        Training steps (one batch each; no epochs).
+        Training steps (one batch each; no epochs). With ``max_minutes`` the run fixes its own count.
+    max_minutes : float, optional
+        Train for this wall-clock budget instead of ``iterations``: the first steps measure the step
+        time, then the iteration count and the OneCycle schedule are fitted to what fits the budget
+        (validation, checkpoints and saving included); see ``training/budget.py``.
     batch_size : int
         Patches per step: the global batch. Under ``torchrun`` each of the N processes trains on
         ``batch_size / N`` of them (it must divide), so a config means the same run on any number of GPUs.
@@ -98,8 +102,10 @@ class TrainConfig:
         Iterations between checkpoints; default ``iterations // 5`` (never 0).
     seed : int
         Seed of weights, sampling and augmentation.
-    num_workers : int
-        DataLoader worker processes.
+    num_workers : int or "auto"
+        DataLoader worker processes preparing batches (patches, augmentation, targets) while the
+        step runs; 0 prepares them in the main thread. ``"auto"``: on CPU one per core that torch's
+        threads leave free (none when torch uses every core), up to 4 on CUDA (``resolve_workers``).
     device : str, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; default CUDA when available.
     amp : bool
@@ -150,6 +156,7 @@ class TrainConfig:
     additional_train_dirs: list[str] = dataclasses.field(default_factory=list)  #: more dataset folders to train on
     # optimisation
     iterations: int = 1000
+    max_minutes: float | None = None  #: wall-clock budget; fits iterations and the LR schedule to it
     batch_size: int = 16  #: the global batch: split among the processes under torchrun
     patch_size: int = 256
     lr: float = 3e-3  #: OneCycle maximum
@@ -174,7 +181,7 @@ class TrainConfig:
     val_fraction: float = 0.0  #: hold out this fraction of the training pairs when no val_dir is given
     checkpoint_interval: int | None = None  #: default: iterations // 5, never 0
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int | str = "auto"  #: DataLoader worker processes, or "auto" (resolve_workers)
     device: str | None = None
     amp: bool = True  #: mixed precision on CUDA
     channels_last: bool = True  #: on CUDA
@@ -220,6 +227,15 @@ class TrainConfig:
             )
         if int(self.output_label_divisor) < 1:
             raise ValueError(f"output_label_divisor must be a positive integer, got {self.output_label_divisor}")
+        if self.max_minutes is not None and not float(self.max_minutes) > 0:
+            raise ValueError(
+                f"max_minutes must be a positive number of minutes (or None to train for iterations), "
+                f"got {self.max_minutes}"
+            )
+        if self.num_workers != "auto" and (isinstance(self.num_workers, str) or int(self.num_workers) < 0):
+            raise ValueError(
+                f"num_workers must be 'auto' or a count >= 0 (0: in the main thread), got {self.num_workers!r}"
+            )
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
         if not self.lr > 0:  # also refuses NaN

@@ -30,11 +30,13 @@ from ..data.dataset import PanopticDataset
 from ..losses import PanopticLoss
 from ..model_io import ModelCard, card_for, load_model, save_model
 from ..models import build_model, check_patch_size, load_encoder_weights, resolve_pretrained, set_finetunable
+from .budget import PROVISIONAL_ITERATIONS, REFIT_TOLERANCE, TimeBudget, estimate_validation_s, fit_one_cycle
 from .checkpoint import checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
 from .checks import check_classes
 from .config import TrainConfig
 from .distributed import EventsLog, env_rank, events_path, launched, setup
 from .handle import TrainingHandle
+from .loader import batch_loader, resolve_workers
 from .rules import batch_size_warning, check_finetune_classes, pairs_of, patch_size_warning
 from .validate import load_validation_set, validate
 
@@ -161,6 +163,13 @@ def run_training(
     out = handle.out
     ckpt_file = checkpoint_path(out)
     state = load_checkpoint(resume) if resume else None
+    # a time budget fixes the iteration count after the first steps (a resumed run keeps the count it fixed)
+    budget = TimeBudget(cfg.max_minutes) if cfg.max_minutes and state is None else None
+    if budget is not None and ddp.active:  # each process would fit its own count and the collectives would hang
+        raise ValueError("max_minutes does not work under torchrun yet: give iterations instead")
+    if budget is not None:  # provisional, until the step time is measured
+        cfg = cfg.replace(iterations=max(cfg.iterations, PROVISIONAL_ITERATIONS))
+    horizon = 2**62 if budget is not None else cfg.iterations  # the last batch the loader may prepare
     if state is not None:  # cfg is the checkpoint's, with the changes resume_config allowed
         model.load_state_dict(state["model"]["state_dict"])
     set_finetunable(model, cfg.finetunable_layers)
@@ -204,7 +213,7 @@ def run_training(
         pairs,
         patch_size=cfg.patch_size,
         batch_size=ddp.local_batch(cfg.batch_size),
-        iterations=cfg.iterations,
+        iterations=horizon,
         label_divisor=cfg.label_divisor,
         thing_list=card.thing_list,
         num_classes=model.num_classes,
@@ -287,19 +296,64 @@ def run_training(
             },
         )
 
-    loader = iter(
-        torch.utils.data.DataLoader(
-            dataset,
-            batch_size=None,
-            sampler=ddp.indices(start, cfg.iterations),  # this process's share (all of it outside torchrun)
-            num_workers=cfg.num_workers,
-            pin_memory=cuda,
-        )
+    # this process's share of the iterations (all of them outside torchrun)
+    loader = batch_loader(
+        dataset, ddp.indices(start, horizon), resolve_workers(cfg.num_workers, device), pin_memory=cuda
     )
     if state is not None:
         restore_rng(state)  # after creating the loader iterator, which draws from the global RNG
         last_good[0] = start
     it, stopped, t0, t_last = start, False, time.time(), time.time()
+    val_pixels = sum(img.size for img, _ in val_set) if val_set is not None else 0
+    state_bytes = 3 * sum(p.numel() * p.element_size() for p in model.parameters())  # weights + AdamW moments
+
+    def iterations():  # cfg.iterations may be refitted to a time budget while the run goes
+        i = start
+        while i < cfg.iterations:
+            yield i
+            i += 1
+
+    def fit_budget(it: int) -> None:
+        """Fix (or refit) the iteration count and the schedule to the time budget left."""
+        nonlocal cfg
+        assert budget is not None
+        vals, ckpts = budget.overheads["validation"], budget.overheads["checkpoint"]
+        val_s = max(vals) if vals else estimate_validation_s(val_pixels, budget.step_s or 1.0, batch_pixels)
+        ckpt_s = max(ckpts) if ckpts else state_bytes / 2e8  # ~200 MB/s until one is timed
+        total = budget.fit(
+            it,
+            (lambda n: cfg.replace(iterations=n).val_every) if val_set is not None else None,
+            lambda n: cfg.replace(iterations=n).checkpoint_every,
+            val_s,
+            ckpt_s,
+        )
+        total = max(total, it, 1)
+        # more iterations only when worth a change of schedule; fewer when 2 or more (one is step-time noise)
+        # or near the end, where the deadline comes first
+        grown = (total - cfg.iterations) * (budget.step_s or 0.0)
+        late = budget.remaining() < 0.1 * budget.seconds
+        if budget.fixed is not None and (
+            total == cfg.iterations
+            or 0 < grown <= REFIT_TOLERANCE * budget.seconds
+            or (total == cfg.iterations - 1 and not late)
+        ):
+            return
+        budget.fixed = total
+        cfg = cfg.replace(iterations=total)
+        fit_one_cycle(sched, total)
+        handle.emit(
+            {
+                "type": "budget",
+                "iteration": it,
+                "iterations": total,
+                "step_s": budget.step_s,
+                "max_minutes": cfg.max_minutes,
+                "eta": max(0.0, budget.remaining()),
+            }
+        )
+
+    batch_pixels = cfg.batch_size * cfg.patch_size**2
+    t_mark = time.monotonic()  # the end of the previous iteration: a step's time includes waiting for its batch
     # Ctrl-C is taken at the end of an iteration, so that the checkpoint holds exactly `it`
     # optimizer steps; a second Ctrl-C interrupts at once (the checkpoint before it is kept)
     sigint, dirty = [False], False
@@ -317,7 +371,7 @@ def run_training(
     set_train_mode(model, freeze_bn)
     hard_stop = False  # a second Ctrl-C: the other processes may be inside a collective, so no more of them
     try:
-        for it_idx, batch in zip(range(start, cfg.iterations), loader):
+        for it_idx, batch in zip(iterations(), loader):
             if handle.stopping and not ddp.active:  # under torchrun all ranks stop together, below
                 stopped = True
                 break
@@ -342,6 +396,10 @@ def run_training(
             sched.step()
             it = it_idx + 1
             dirty = False
+            if budget is not None:
+                budget.step(time.monotonic() - t_mark, it, first=it == start + 1)
+                if budget.fixed is None and budget.ready():
+                    fit_budget(it)
             now = time.time()
             done = it - start
             handle.emit(
@@ -354,20 +412,35 @@ def run_training(
                     "lr": opt.param_groups[0]["lr"],
                     "images_per_s": cfg.batch_size / max(now - t_last, 1e-9),
                     "elapsed": now - t0,
-                    "eta": (now - t0) / done * (cfg.iterations - it),
+                    "eta": max(0.0, budget.remaining()) if budget else (now - t0) / done * (cfg.iterations - it),
                 }
             )
             t_last = now
             if val_set is not None and (it % cfg.val_every == 0 or it == cfg.iterations):
+                t_val = time.monotonic()
                 metrics = validate(model, val_set, cfg, card, device)
                 set_train_mode(model, freeze_bn)
                 handle.emit({"type": "validation", "iteration": it, **metrics})
+                if budget is not None:
+                    budget.overhead("validation", time.monotonic() - t_val)
             if it % cfg.checkpoint_every == 0 and it < cfg.iterations:
+                t_ckpt = time.monotonic()
                 checkpoint(it)
                 handle.emit({"type": "checkpoint", "iteration": it, "path": str(ckpt_file)})
+                if budget is not None:
+                    budget.overhead("checkpoint", time.monotonic() - t_ckpt)
+            if budget is not None and budget.fixed is not None and it < cfg.iterations:
+                fit_budget(it)  # when steps, validations or checkpoints cost more (or less) than expected
+                if budget.past_deadline(margin=budget.save_estimate(max(budget.overheads["checkpoint"] or [0.0]))):
+                    warnings.warn(  # a last resort: the fit keeps the run inside the budget
+                        f"the time budget of {cfg.max_minutes} minutes ran out at iteration {it} of {cfg.iterations}",
+                        stacklevel=3,
+                    )
+                    break
             if ddp.any(sigint[0] or (handle.stopping and it < cfg.iterations)):
                 stopped = True
                 break
+            t_mark = time.monotonic()
         else:
             stopped = handle.stopping and it < cfg.iterations
     except KeyboardInterrupt:
@@ -544,7 +617,9 @@ def train(
     overwrite : bool
         Replace an existing ``out``.
     **overrides
-        ``TrainConfig`` fields (``iterations=500, patch_size=256, ...``) applied over ``config``.
+        ``TrainConfig`` fields (``iterations=500, patch_size=256, ...``) applied over ``config``;
+        ``max_minutes=15`` trains for a wall-clock budget instead of ``iterations`` (the count and
+        the learning-rate schedule are fitted to it after the first steps).
 
     Returns
     -------
@@ -691,7 +766,7 @@ def finetune(
     overwrite : bool
         Replace an existing ``out``.
     **overrides
-        ``TrainConfig`` fields applied over ``config``.
+        ``TrainConfig`` fields applied over ``config`` (``max_minutes`` for a time budget).
 
     Returns
     -------

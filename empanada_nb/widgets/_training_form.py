@@ -40,6 +40,7 @@ def form_defaults(cfg: TrainConfig = DEFAULTS) -> dict[str, Any]:
         "pretrained": cfg.pretrained or "",
         "layers": cfg.finetunable_layers,
         "iterations": cfg.iterations,
+        "max_minutes": cfg.max_minutes or 0.0,
         "patch_size": cfg.patch_size,
         "batch_size": cfg.batch_size,
         "lr": cfg.lr,
@@ -99,6 +100,7 @@ class TrainingForm:
             label_divisor=int(self.label_divisor) or None,
             connected_components=bool(self.connected_components),
             finetunable_layers=self.layers,
+            max_minutes=float(self.max_minutes) or None,  # 0: train for the iterations
             additional_train_dirs=[],  # the form's folders are all passed as train_dir
         )
         if self.mode == "train":
@@ -224,6 +226,8 @@ class TrainingForm:
                 check_patch_size(int(self.patch_size), target)
             except ValueError as e:
                 errs["patch_size"] = str(e)
+        if not self.max_minutes >= 0:  # also NaN
+            errs["max_minutes"] = "time budget must be 0 (train for the iterations) or a positive number of minutes"
         if self.preview_every < 1:
             errs["preview_every"] = "preview interval must be at least 1"
         if int(self.label_divisor) < 0:

@@ -90,6 +90,7 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
         library's layout or empanada's ``custom_training.yaml`` / ``custom_finetuning.yaml``.
     **kwargs
         Preset form fields: ``dataset_dir``, ``mode``, ``architecture``, ``encoder``, ``iterations``,
+        ``max_minutes`` (a time budget; 0: the iterations),
         ``patch_size``, ``batch_size``, ``lr``, ``layers``, ``out``, ``preview_every``, ``classes``
         (``id,name,thing|stuff`` lines), ``label_divisor``, ``connected_components``, ``description``,
         ``val_fraction``, ``extra_dirs`` (more training folders, one a line), ...
@@ -138,6 +139,9 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
     overwrite = t.Bool(False).tag(sync=True)
     layers = t.Enum(list(FINETUNABLE_LAYERS), FORM["layers"]).tag(sync=True)
     iterations = t.Int(FORM["iterations"]).tag(sync=True)
+    max_minutes = t.Float(
+        FORM["max_minutes"], help="wall-clock budget in minutes instead of the iterations (0: no budget)"
+    ).tag(sync=True)
     patch_size = t.Int(FORM["patch_size"]).tag(sync=True)
     batch_size = t.Int(FORM["batch_size"]).tag(sync=True)
     lr = t.Float(FORM["lr"]).tag(sync=True)
@@ -220,6 +224,7 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
         "architecture",
         "patch_size",
         "iterations",
+        "max_minutes",
         "batch_size",
         "lr",
         "model_source",

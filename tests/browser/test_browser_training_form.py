@@ -85,8 +85,11 @@ def test_classes_masks_folders_validation_description(nb):
     f.locator("textarea[data-field=extra_dirs]").fill(f"{tmp}/mc2")
     f.locator("input[data-field=val_fraction]").fill("0.25")
     f.locator("textarea[data-field=description]").fill("mitochondria and ER, HeLa FIB-SEM")
+    f.locator("input[data-field=max_minutes]").fill("2.5")
     wait_py(nb, "d.description.startswith('mitochondria') and d.val_fraction == 0.25 and d.label_divisor == 1000")
+    wait_py(nb, "d.max_minutes == 2.5")
     cfg = nb.py_json("d.train_config().to_dict()")
+    assert cfg["max_minutes"] == 2.5
     assert cfg["num_classes"] == 2 and cfg["class_names"] == {"1": "mito", "2": "er"} and cfg["thing_list"] == [1]
     assert cfg["label_divisor"] == 1000 and cfg["val_fraction"] == 0.25
     assert cfg["description"] == "mitochondria and ER, HeLa FIB-SEM"

@@ -139,6 +139,8 @@ class Dashboard {
       overwrite: this.field("overwrite", "checkbox", { label: "overwrite" }),
       layers: this.field("layers", "select", { label: "finetunable layers", choices: () => o().layers || [] }),
       iterations: this.field("iterations", "number", { label: "iterations", step: "1" }),
+      max_minutes: this.field("max_minutes", "number", { label: "time budget (minutes)", float: true,
+        title: "train for this many minutes instead of the iterations (0: train for the iterations)" }),
       patch_size: this.field("patch_size", "number", { label: "patch size", step: "16" }),
       batch_size: this.field("batch_size", "number", { label: "batch size", step: "1" }),
       lr: this.field("lr", "number", { label: "learning rate", float: true }),
@@ -193,7 +195,7 @@ class Dashboard {
     const F = this.f;
     const form = h("div", { class: "enb-d-form" }, F.mode, F.config, F.architecture, F.encoder, F.pretrained, F.model_source, this.givenModel,
       F.dataset_dir, F.extra_dirs, F.val_dir, F.val_fraction, F.classes, F.label_divisor, F.connected_components,
-      F.out, F.overwrite, F.layers, F.iterations, F.patch_size, F.batch_size, F.lr, F.description);
+      F.out, F.overwrite, F.layers, F.iterations, F.max_minutes, F.patch_size, F.batch_size, F.lr, F.description);
     this.root.append(
       dl,
       h("div", { class: "enb-d-grid" },

@@ -146,6 +146,12 @@ def face_pairs(
     return pairs[0][keep], pairs[1][keep]
 
 
+def _small_parts(path: Path) -> dict[str, np.ndarray]:
+    """A record without its core labels (closed again: a run may have many thousands of blocks)."""
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files if k != "core"}
+
+
 def merge(
     blocks: list[Block],
     work: Path,
@@ -161,7 +167,7 @@ def merge(
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    recs = {b.index: np.load(record_path(work, b)) for b in blocks}
+    recs = {b.index: _small_parts(record_path(work, b)) for b in blocks}
     offset, base = {}, 0
     for b in blocks:
         offset[b.index] = base

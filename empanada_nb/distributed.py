@@ -33,8 +33,6 @@ __all__ = ["default_halo", "is_unfinished", "segment_distributed"]
 
 #: the run's scratch folder inside the output group (records, model, settings); removed when done
 WORK = ".enb_work"
-#: keywords that segment_distributed sets itself
-_OWN = {"out", "overwrite", "chunks", "progress", "cancel", "keep_planes", "axis_", "min_size", "min_extent"}
 
 
 def default_halo(model: nn.Module, mode: str = "stack", axis: str = "xy", **options) -> tuple[int, int, int]:
@@ -211,9 +209,9 @@ def segment_distributed(
 
     if mode not in ("stack", "ortho"):
         raise ValueError(f"mode must be 'stack' or 'ortho', got {mode!r}")
-    bad = sorted(set(options) & (_OWN - {"min_size", "min_extent"}))
-    if bad:
-        raise ValueError(f"segment_distributed does not take {', '.join(bad)}")
+    if options.get("keep_planes"):
+        raise ValueError("segment_distributed does not keep the xy/xz/yz stacks; drop keep_planes")
+    options.pop("keep_planes", None)
     if mode == "ortho" and "axis" in options:
         raise ValueError("mode='ortho' runs every axis; axis is for mode='stack'")
     source = str(volume) if isinstance(volume, (str, os.PathLike)) else None

@@ -134,6 +134,28 @@ class SegmentOptions:
         _ORTHO,
         "ortho",
     )
+    # where it runs: block-wise on a dask cluster (``segment_distributed``; the CLI's flags)
+    cluster: str | None = _opt(
+        "cluster",
+        "text?",
+        "cluster",
+        "segment block-wise on a dask cluster: 'local' (a LocalCluster) or a scheduler address",
+        _3D,
+        "run",
+        faces=("cli",),
+    )
+    workers: int | None = _opt(
+        "workers", "int?", "workers", "worker processes of --cluster local", _3D, "run", faces=("cli",), min=1
+    )
+    block: tuple | None = _opt(
+        "block",
+        "ints?",
+        "block",
+        "Z,Y,X core size of a block with --cluster (default: automatic)",
+        _3D,
+        "run",
+        faces=("cli",),
+    )
     # output (the CLI has its own positional --out)
     out: str | None = _opt(
         "out",
@@ -218,6 +240,9 @@ class SegmentOptions:
             need("tile_size", _int(self.tile_size) and self.tile_size >= 16, "tile_size must be at least 16 (or empty)")
         if self.label_divisor is not None:
             need("label_divisor", _int(self.label_divisor) and self.label_divisor >= 2, "label_divisor must be >= 2")
+        if self.block is not None:
+            ok = len(self.block) == 3 and all(_int(c) and c >= 1 for c in self.block)
+            need("block", ok, f"block must be three positive integers Z,Y,X, got {self.block!r}")
         if self.chunks is not None:
             ok = len(self.chunks) == 3 and all(_int(c) and c >= 1 for c in self.chunks)
             need("chunks", ok, f"chunks must be three positive integers Z,Y,X, got {self.chunks!r}")

@@ -64,7 +64,15 @@ def test_cli_flags_are_the_cli_settings_with_the_api_defaults():
         assert hasattr(args, spec["name"])
         if spec["name"] != "mode":  # the CLI picks the mode from the input
             assert getattr(args, spec["name"]) == spec["default"], spec["name"]
-    assert {s["name"] for s in SegmentOptions.form("widget")} >= {s["name"] for s in cli}
+    # the cluster settings are the CLI's only: in a notebook, segment_distributed takes a Client
+    cluster = {"cluster", "workers", "block"}
+    assert {s["name"] for s in SegmentOptions.form("widget")} >= {s["name"] for s in cli} - cluster
+    assert cluster <= {s["name"] for s in cli} and not cluster & set(SegmentOptions().kwargs("stack"))
+    args = p.parse_args(["--cluster", "tcp://10.0.0.1:8786", "--workers", "3", "--block", "8,64,64"])
+    opts = _segment_args.options_from(args, "stack")
+    assert (opts.cluster, opts.workers, opts.block) == ("tcp://10.0.0.1:8786", 3, (8, 64, 64))
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        _segment_args.options_from(p.parse_args(["--workers", "0"]), "stack")
     args = p.parse_args(["--erode", "2", "--no-split-fragments", "--chunks", "1,16,16", "--keep-planes"])
     opts = _segment_args.options_from(args, "ortho")
     assert (opts.erode, opts.split_fragments, opts.chunks, opts.keep_planes) == (2, False, (1, 16, 16), True)

@@ -45,6 +45,7 @@ def _open_input(path: Path):
 def run(args) -> int:
     from .._atomic import atomic_dir, check_writable, claim, temp_dir
     from ..data.io import write_tiff
+    from ..distributed import is_unfinished, segment_distributed
     from ..inference import segment_batch, segment_image
     from ..model_io import load_model
     from ..reader import open_pyramid
@@ -65,12 +66,16 @@ def run(args) -> int:
     if out.resolve() == src.resolve():
         raise CLIError("--out must differ from INPUT")
     # before any work: an existing OUT is replaced only with --overwrite and only when it is ours
-    claim(out, args.overwrite, hint="pass --overwrite to replace it")
+    # (an unfinished --cluster run in OUT is resumed instead)
+    if not (args.cluster and is_unfinished(out)):
+        claim(out, args.overwrite, hint="pass --overwrite to replace it")
     check_writable(out.parent)
     vol = _open_input(src)
     mode = args.mode or ("2d" if vol.ndim == 2 else "stack")
     if vol.ndim == 2 and mode != "2d":
         raise CLIError(f"{src} is a 2D image; --mode {mode} needs a 3D volume (use --mode 2d)")
+    if args.cluster and mode == "2d":
+        raise CLIError("--cluster segments 3D volumes block-wise; use --mode stack or --mode ortho")
     model = load_model(args.model, device=args.device or "cpu")
     opts = options_from(args, mode)
     progress = not args.quiet
@@ -109,6 +114,13 @@ def run(args) -> int:
             raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it")
 
     def segment(dst):
+        if opts.cluster:  # block-wise on a dask cluster; workers open INPUT themselves
+            dist = {k: v for k, v in kw.items() if k not in ("out", "keep_planes")}
+            if opts.keep_planes:
+                raise CLIError("--keep-planes is not available with --cluster")
+            return segment_distributed(
+                model, src, dst, opts.cluster, mode=mode, workers=opts.workers, block=opts.block, **dist
+            )
         # an .ome.zarr output carries the input's voxel sizes: pass the pyramid (its level 0 is vol)
         inp = open_pyramid(src) if is_ome_zarr(dst) else vol
         if mode == "stack":

@@ -133,7 +133,7 @@ def segment_distributed(
     cancel: threading.Event | None = None,
     **options,
 ):
-    """Segment a volume block by block on a dask.distributed cluster into a zarr, resumably.
+    """Segment a volume block by block on a dask.distributed cluster into OME-Zarr labels, resumably.
 
     Each block is segmented with its halo in memory by ``segment_stack`` (``mode="stack"``) or
     ``segment_ortho`` and only its core is kept; objects cut by block faces are joined where the two
@@ -150,7 +150,9 @@ def segment_distributed(
         A ``(Z, Y, X)`` zarr/OME-Zarr/TIFF path (workers open it themselves; it must be on a file system
         they share) or an array-like (sent to the workers once).
     out : str or os.PathLike
-        Output zarr group; labels are its array ``"0"``. Must be reachable by every worker.
+        Output folder (e.g. ``seg.ome.zarr``): OME-Zarr labels (NGFF 0.4 multiscales, the input's voxel
+        size when it has one, a pyramid written once every block is done), full resolution in array
+        ``"0"``. Must be reachable by every worker.
     client : dask.distributed.Client or str, optional
         A client, a scheduler address (``"tcp://host:8786"``) or None / ``"local"`` for a ``LocalCluster``
         of worker processes (one thread each; with GPUs, one worker per GPU, each on its own GPU).
@@ -180,7 +182,7 @@ def segment_distributed(
     Returns
     -------
     zarr.Array
-        The labels (array ``"0"`` of ``out``).
+        The full-resolution labels (array ``"0"`` of ``out``).
 
     Raises
     ------
@@ -205,7 +207,8 @@ def segment_distributed(
     from .inference import check_divisor, label_dtype
     from .model_io import card_for
     from .models.blocks import semantic_channels
-    from .volume import as_volume, volume_irange
+    from .omezarr import _build_levels
+    from .volume import _voxel_size, as_volume, volume_irange
 
     if mode not in ("stack", "ortho"):
         raise ValueError(f"mode must be 'stack' or 'ortho', got {mode!r}")
@@ -248,7 +251,7 @@ def segment_distributed(
     }
     out = Path(out)
     work = out / WORK
-    arr = _prepare(out, work, settings, chunks, overwrite, resume, model)
+    arr = _prepare(out, work, settings, chunks, overwrite, resume, model, _voxel_size(volume))
     blocks = grid(shape, block, halo)
     with _connect(client, workers) as (c, threads):
         src = source if source is not None else c.scatter(_Source(vol), broadcast=True)
@@ -262,7 +265,7 @@ def segment_distributed(
         ]
         _gather(c, futures, len(blocks), 0, "write", progress, cancel)
     arr.attrs[MARKER] = dict(arr.attrs[MARKER], complete=True)
-    _group_attrs(out, complete=True)
+    _build_levels(out, None, progress, f"{out.name}: pyramid")  # OME-Zarr levels + NGFF metadata, complete
     shutil.rmtree(work, ignore_errors=True)  # ours: records and the model copy, no longer needed
     return arr
 
@@ -272,33 +275,22 @@ def segment_distributed(
 # --------------------------------------------------------------------------------------------
 
 
-def _create_labels(path: Path, shape, dtype, chunks):
-    """Level 0 of the output: array ``"0"`` of a zarr group, marked as ours.
+def _create_labels(path: Path, shape, dtype, chunks, voxel_size, unit):
+    """Level 0 of the OME-Zarr labels output, written in place (the run's records make it resumable).
 
-    TODO(zarr10): replace with ``omezarr.create_labels(path, shape, dtype, chunks, ...)`` (NGFF
-    metadata, voxel sizes) and call ``omezarr.write_label_pyramid`` at the end, once it is on main.
+    ``omezarr.create_labels`` builds under a hidden folder renamed at the end; here the blocks' done
+    records carry the crash safety instead, and the group's marker says ``complete: false`` until the
+    pyramid and the NGFF metadata are written (``_build_levels``).
     """
-    import zarr
-
+    from .omezarr import _init_group
     from .volume import mark_zarr
 
-    group = zarr.open_group(str(path), mode="w")
-    make = getattr(group, "create_array", None) or group.zeros  # zarr 3 / zarr 2
-    arr = make("0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
+    arr = _init_group(path, shape, dtype, chunks, voxel_size, unit, name="labels", kind="labels")
     mark_zarr(arr)
     return arr
 
 
-def _group_attrs(out: Path, **extra) -> None:
-    import zarr
-
-    from . import __version__
-
-    g = zarr.open_group(str(out), mode="r+")
-    g.attrs[MARKER] = dict({"version": __version__, "kind": "labels"}, **extra)
-
-
-def _prepare(out: Path, work: Path, settings: dict, chunks, overwrite: bool, resume: bool, model):
+def _prepare(out: Path, work: Path, settings: dict, chunks, overwrite: bool, resume: bool, model, voxel=(None, None)):
     """The output array: a new one, or the unfinished run's when ``resume`` and its settings match."""
     import zarr
 
@@ -316,8 +308,7 @@ def _prepare(out: Path, work: Path, settings: dict, chunks, overwrite: bool, res
     claim(out, overwrite, hint="pass overwrite=True (CLI: --overwrite) to replace it")
     if out.exists():
         shutil.rmtree(out)  # claim checked it is ours
-    arr = _create_labels(out, settings["shape"], settings["dtype"], chunks)
-    _group_attrs(out, complete=False)
+    arr = _create_labels(out, settings["shape"], settings["dtype"], chunks, *voxel)
     save_model(model, work / "model.pth")
     with atomic_path(run) as tmp:  # last: a run folder without it is started afresh
         Path(tmp).write_text(text)

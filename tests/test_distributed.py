@@ -109,6 +109,10 @@ def test_distributed_equals_single_process(case, client):
     assert sorted(_computed(client)) == ["0_0_0", "1_0_0", "2_0_0"]
     group = zarr.open_group(str(out), mode="r")
     assert group.attrs["empanada_nb"]["complete"] is True and not (out / WORK).exists()
+    # OME-Zarr labels: NGFF multiscales + image-label, read back by the opener with every level
+    assert "image-label" in group.attrs and group.attrs["multiscales"][0]["datasets"][0]["path"] == "0"
+    pyr = enb.open_pyramid(out)
+    np.testing.assert_array_equal(np.asarray(pyr.levels[0][:]), labels[:])
     with pytest.raises(FileExistsError, match="exists"):
         _run(case, client, out)
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from .data.io import normalize_image
 from .geometry import AXES, AXIS_DIMS, check_axis, n_slices, plane_index, plane_shape, shape3
-from .patches import make_pick, pick_box, pick_plane
+from .patches import make_pick, pick_box
 
 PARTS = ("semantic", "center", "flips")
 _FLIPS = ((), (-1,), (-2,))  # as is, left-right, up-down: flips the network sees no differently
@@ -474,14 +474,3 @@ def suggest_patches(
         maps[i] = u
     ranked = rank_windows(maps, shape, n, patch_size, axis=axis, exclude=exclude, slice_gap=slice_gap, stride=stride)
     return ranked if return_scores else [p for p, _ in ranked]
-
-
-def same_place(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two picks are the same patch (axis, centre and size).
-
-    Examples
-    --------
-    >>> same_place({"axis": "xy", "z": 1, "y": 8, "x": 8, "size": 16}, {"axis": "xy", "z": 1, "y": 8, "x": 8, "size": 16})
-    True
-    """
-    return pick_plane(a) == pick_plane(b) and int(a["size"]) == int(b["size"])

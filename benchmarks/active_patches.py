@@ -118,7 +118,8 @@ def main(argv=None):
             for arm, kw in arms.items():
                 t = time.perf_counter()
                 if kw is None:
-                    new = P.random_patches(whole, train_img.shape, args.budget, args.patch, rng=seed, existing=seed_picks)
+                    shape = train_img.shape
+                    new = P.random_patches(whole, shape, args.budget, args.patch, rng=seed, existing=seed_picks)
                 else:
                     new = enb.suggest_patches(
                         seed_model,
@@ -140,8 +141,8 @@ def main(argv=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nLucchi++ {args.patch}^2 patches, seed {args.seed_patches} + budget {args.budget}, "
-          f"{args.seed_iters} + {args.iters} iterations, batch {args.batch}, validation slices {val_idx[0]}-{val_idx[-1]} "
-          f"every {args.val_step}, {args.threads} thread(s)")  # fmt: skip
+          f"{args.seed_iters} + {args.iters} iterations, batch {args.batch}, "
+          f"validation slices {val_idx[0]}-{val_idx[-1]} every {args.val_step}, {args.threads} thread(s)")  # fmt: skip
     print("| seed | patches | n | foreground in new patches | choosing s | val IoU | val F1@0.5 |")
     print("|---|---|---|---|---|---|---|")
     for seed, arm, n, fg, t, iou, f1 in rows:

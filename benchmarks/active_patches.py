@@ -94,10 +94,16 @@ def main(argv=None):
     ap.add_argument("--ortho-downsample", type=int, default=4)
     ap.add_argument("--val-step", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bin", type=int, default=1, help="bin the volume's xy by this factor first (2: 384x512 slices)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     image = tifffile.imread(DATA / "lucchipp_train_image.tif")
     mask = tifffile.imread(DATA / "lucchipp_train_mito_semantic.tif")
+    if args.bin > 1:  # block means of the image, every bin-th pixel of the mask
+        b = args.bin
+        z, y, x = image.shape[0], image.shape[1] // b * b, image.shape[2] // b * b
+        image = image[:, :y, :x].reshape(z, y // b, b, x // b, b).mean((2, 4)).round().astype(np.uint8)
+        mask = mask[:, :y:b, :x:b]
     labels = instance_labels(mask)
     train_img, train_lab = image[:TRAIN_SLICES], labels[:TRAIN_SLICES]
     val_idx = list(range(TRAIN_SLICES, image.shape[0], args.val_step))
@@ -140,7 +146,8 @@ def main(argv=None):
                 print(f"seed {seed} {arm}: {len(new)} patches, fg {fg:.3f}, IoU {iou:.3f}, F1 {f1:.3f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\nLucchi++ {args.patch}^2 patches, seed {args.seed_patches} + budget {args.budget}, "
+    print(f"\nLucchi++ binned {args.bin}x ({image.shape[1]}x{image.shape[2]} slices), {args.patch}^2 patches, "
+          f"seed {args.seed_patches} + budget {args.budget}, "
           f"{args.seed_iters} + {args.iters} iterations, batch {args.batch}, "
           f"validation slices {val_idx[0]}-{val_idx[-1]} every {args.val_step}, {args.threads} thread(s)")  # fmt: skip
     print("| seed | patches | n | foreground in new patches | choosing s | val IoU | val F1@0.5 |")

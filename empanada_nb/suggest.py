@@ -444,7 +444,7 @@ def suggest_patches(
     >>> import empanada_nb as enb
     >>> model = enb.build_model("PanopticDeepLab", "resnet18")
     >>> vol = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
-    >>> picks = enb.suggest_patches(model, vol, n=2, patch_size=32, flips=False)
+    >>> picks = enb.suggest_patches(model, vol, n=2, patch_size=16, flips=False)
     >>> len(picks), sorted(picks[0])
     (2, ['axis', 'size', 'x', 'y', 'z'])
     """

@@ -61,7 +61,7 @@ class SuggestionTools:
         >>> import empanada_nb as enb
         >>> v = enb.Viewer(np.zeros((2, 64, 64), np.uint8))
         >>> model = enb.build_model("PanopticDeepLab", "resnet18")
-        >>> len(v.suggest(model, n=2, size=32, flips=False)), len(v.suggestions)
+        >>> len(v.suggest(model, n=2, size=16, flips=False)), len(v.suggestions)
         (2, 2)
         """
         model = model if model is not None else self.model

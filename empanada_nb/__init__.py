@@ -56,6 +56,7 @@ from .registry import info as model_info
 from .registry import registry_dir
 from .registry import remove as remove_model
 from .segment_options import SegmentOptions
+from .suggest import ortho_disagreement, rank_windows, suggest_patches, uncertainty_map
 from .tiles import create_tiles, merge_tiles, read_tiles, write_tile_masks
 from .training import (
     TrainConfig,

@@ -4,6 +4,7 @@ Messages, browser -> Python (``content["type"]``):
     ``get`` {rid, axis, index, level, image: bool, layers: [uid]}: send these parts of a slice (at pyramid
       ``level``, labels downsampled to it);
     ``pick`` {axis, index, row, col}; ``delete_pick`` {i}; ``clear_picks``; ``random_picks`` {n};
+    ``suggest`` {n}; ``accept_suggestion`` {i}; ``reject_suggestion`` {i};
     ``region`` {shape, axis, index, points}; ``update_region`` {i, name?, all_slices?}; ``delete_region`` {i};
     ``stroke`` {stroke, layer, axis, index, points, size, label, erase}; ``fill`` {layer, axis, index, row, col, label};
     ``undo``; ``redo``; ``new_label``; ``new_layer``; ``layer`` {layer, opacity?, visible?};
@@ -80,6 +81,15 @@ class ViewerMessages:
     def _msg_random_picks(self, c):
         new = self.fill_random_picks(int(c.get("n", 8)))
         self.message = f"added {len(new)} random patch(es)"
+
+    def _msg_suggest(self, c):
+        self.suggest(n=int(c.get("n") or 8))
+
+    def _msg_accept_suggestion(self, c):
+        self.accept_suggestion(int(c["i"]))
+
+    def _msg_reject_suggestion(self, c):
+        self.reject_suggestion(int(c["i"]))
 
     def _msg_region(self, c):
         self.add_region(c["points"], shape=c.get("shape", "polygon"), axis=c["axis"], slice=c["index"])

@@ -27,6 +27,7 @@ from ._layers import LabelLayers
 from ._messages import ViewerMessages
 from ._picking import PicksAndRegions
 from ._serialization import decode_labels, encode_labels, label_color
+from ._suggestions import SuggestionTools
 from .editing import History, LabelLayer
 from .proofread import OPS as PROOFREAD_OPS
 from .proofread import ProofreadTools
@@ -46,7 +47,9 @@ def _is_pyramid(data, level) -> bool:
     return not hasattr(data, "shape") or hasattr(data, "arrays")
 
 
-class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, ProofreadTools, anywidget.AnyWidget):
+class Viewer(
+    ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, SuggestionTools, ProofreadTools, anywidget.AnyWidget
+):
     """Slices of an image or volume with label layers, patch picking, context regions and label editing.
 
     Python keeps the data and the state (plain Python values, synced with the browser as traits);
@@ -91,6 +94,10 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
     ----------
     picks : list of dict
         Picked patches, ``{"axis", "z", "y", "x", "size"}`` each (``z, y, x``: the patch centre).
+    suggestions : list of dict
+        Patches suggested by ``suggest`` (picks' keys plus ``"score"``), to accept or reject.
+    rejected_suggestions : list of dict
+        Suggestions rejected so far (excluded from later ones).
     regions : list of dict
         Context regions, ``{"name", "axis", "slice", "shape", "points", "all_slices"}`` each.
     slice_index : int
@@ -136,6 +143,10 @@ class Viewer(ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, Proofread
     patch_size = t.Int(256).tag(sync=True)
     picks = t.List(t.Dict()).tag(sync=True)
     regions = t.List(t.Dict()).tag(sync=True)
+    suggestions = t.List(
+        t.Dict(), help="suggested patches (``suggest``): picks' keys plus score, to accept or reject"
+    ).tag(sync=True)
+    rejected_suggestions = t.List(t.Dict(), help="rejected suggestions: never suggested again")
     selection = t.List(t.Dict(), help="labels selected for proofreading: {id, axis, index, row, col}").tag(sync=True)
     proofreading = t.List(t.Unicode(), help="proofreading operations available").tag(sync=True)
     markers = t.List(t.Dict(), help="split seeds placed with the marker tool: {axis, index, row, col}").tag(sync=True)

@@ -12,7 +12,7 @@
 import { debugRegistry, h, throttle } from "./dom.js";
 import { SliceCache, sliceKey } from "./viewer/cache.js";
 import { cssColor, decodePart, decodeRle, labelColor } from "./viewer/codec.js";
-import { SliceRenderer, drawShapes } from "./viewer/draw.js";
+import { SliceRenderer, drawShapes, drawSuggestions } from "./viewer/draw.js";
 import { AXES, AXIS_DIMS, clampCenter, patchStart, planeShape } from "./viewer/geometry.js";
 import { Panels } from "./viewer/panels.js";
 import { PointerTools } from "./viewer/tools.js";
@@ -36,6 +36,7 @@ class ViewerView {
     this.stats = this.debug ? { switches: [], hits: 0, misses: 0, rtts: [], renders: [] } : null;
     this.pendingTiming = null;
     this.selection = [];
+    this.selectedSuggestion = 0; // index in the suggestions trait that accept / reject act on
     this.lastDir = 1;
     this.axisIndex = {};
     this.msgChain = Promise.resolve();
@@ -119,6 +120,7 @@ class ViewerView {
     on("change:can_undo", () => P.updateToolbar());
     on("change:can_redo", () => P.updateToolbar());
     on("change:picks", () => { P.renderPicks(); this.requestDraw(); });
+    on("change:suggestions", () => { this.selectSuggestion(this.selectedSuggestion); });
     on("change:regions", () => { P.renderRegions(); this.requestDraw(); });
     on("change:message", () => { this.msg.textContent = m.get("message"); });
     on("change:height", () => this.resize());
@@ -139,6 +141,7 @@ class ViewerView {
     P.updateContrastInputs();
     this.onLayers();
     P.renderPicks();
+    P.renderSuggestions();
     P.renderRegions();
     P.renderProof();
     P.renderCounts();
@@ -388,6 +391,14 @@ class ViewerView {
     this.requestDraw();
   }
 
+  // the suggestion that the panel's accept / reject buttons act on (kept inside the list as it shrinks)
+  selectSuggestion(i) {
+    const n = (this.model.get("suggestions") || []).length;
+    this.selectedSuggestion = Math.max(0, Math.min(i, n - 1));
+    this.panels.renderSuggestions();
+    this.requestDraw();
+  }
+
   requestDraw() {
     if (this.drawQueued) return;
     this.drawQueued = requestAnimationFrame(() => { this.drawQueued = 0; this.draw(); });
@@ -408,6 +419,7 @@ class ViewerView {
     if (!ready && !this.renderer.rendered.image) { ctx.fillStyle = "#111"; ctx.fillRect(0, 0, W, H); return; }
     this.renderer.paint(ctx, W, H, this.view, ready ? e : null, this.contrast, this.layers(), this.axis, this.index, this.planeShape());
     drawShapes(ctx, this.view.scale, this.axis, this.index, this.shape3(), this.model.get("picks") || [], this.model.get("regions") || [], this.model.get("markers") || [], this.model.get("flipbook") || 0);
+    drawSuggestions(ctx, this.view.scale, this.axis, this.index, this.shape3(), this.model.get("suggestions") || [], this.selectedSuggestion);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     this.reportViewBox();
     if (this.stats) this.recordTiming(t0, ready ? e : null);

@@ -177,3 +177,30 @@ export function shapePath(ctx, kind, pts) {
     ctx.closePath();
   }
 }
+
+// suggested patches on slice `index` along `axis`: dashed magenta boxes "?k" (picks are solid yellow), the
+// selected one thicker over a light fill; `boxes` are their [r0, r1, c0, c1] on the slice (null: elsewhere)
+export function suggestionBoxes(axis, index, shape3, suggestions) {
+  const [fixed, [rd, cd]] = AXIS_DIMS[axis];
+  return suggestions.map((p) => {
+    const c = [p.z, p.y, p.x];
+    if (p.axis !== axis || c[fixed] !== index) return null;
+    const [r0, r1] = patchStart(c[rd], p.size, shape3[rd]), [c0, c1] = patchStart(c[cd], p.size, shape3[cd]);
+    return [r0, r1, c0, c1];
+  });
+}
+
+export function drawSuggestions(ctx, scale, axis, index, shape3, suggestions, selected) {
+  const lw = 1.5 / scale;
+  suggestionBoxes(axis, index, shape3, suggestions).forEach((b, i) => {
+    if (!b) return;
+    const [r0, r1, c0, c1] = b, sel = i === selected;
+    if (sel) { ctx.fillStyle = "rgba(255,60,255,0.15)"; ctx.fillRect(c0, r0, c1 - c0, r1 - r0); }
+    ctx.strokeStyle = "rgba(255,60,255,0.95)";
+    ctx.lineWidth = sel ? 3 * lw : lw;
+    ctx.setLineDash([6 * lw, 4 * lw]);
+    ctx.strokeRect(c0, r0, c1 - c0, r1 - r0);
+    ctx.setLineDash([]);
+    textLabel(ctx, scale, `?${i + 1}`, c0 + 3 * lw, r1 - 4 / scale, "rgba(255,60,255,1)");
+  });
+}

@@ -89,6 +89,14 @@ export class Panels {
     this.layersList = h("div", { class: "enb-list" });
     this.picksList = h("div", { class: "enb-list" });
     this.regionsList = h("div", { class: "enb-list" });
+    this.suggestList = h("div", { class: "enb-list enb-suggestions" });
+    this.nSuggest = h("input", { type: "number", min: "1", value: "8", class: "enb-num enb-n-suggest", title: "How many patches to suggest" });
+    const suggest = h("button", { class: "enb-btn", "data-op": "suggest", title: "Suggest patches where the viewer's model is least sure" }, "suggest");
+    suggest.addEventListener("click", () => v.send({ type: "suggest", n: parseInt(this.nSuggest.value) || 8 }));
+    this.acceptBtn = h("button", { class: "enb-btn", "data-op": "accept-suggestion", title: "Make the selected suggestion a pick" }, "accept");
+    this.acceptBtn.addEventListener("click", () => v.send({ type: "accept_suggestion", i: v.selectedSuggestion }));
+    this.rejectBtn = h("button", { class: "enb-btn", "data-op": "reject-suggestion", title: "Drop the selected suggestion (not suggested again)" }, "reject");
+    this.rejectBtn.addEventListener("click", () => v.send({ type: "reject_suggestion", i: v.selectedSuggestion }));
     this.patchInput = h("input", { type: "number", min: "8", step: "8", class: "enb-num", title: "Patch size" });
     this.patchInput.addEventListener("change", () => v.setTrait("patch_size", Math.max(1, parseInt(this.patchInput.value) || 256)));
     this.nRandom = h("input", { type: "number", min: "1", value: "8", class: "enb-num", title: "How many random patches" });
@@ -133,7 +141,9 @@ export class Panels {
         h("div", { class: "enb-row" }, h("label", {}, "size "), this.patchInput, this.nRandom, fill, clear),
         h("div", { class: "enb-row" }, h("label", {}, "flipbook "), this.flipbookInput, this.levelLabel),
         h("div", { class: "enb-row" }, this.pointsPath, loadPts, savePts, h("label", { title: this.fullRes.title }, this.fullRes, " full res")),
-        this.picksList),
+        this.picksList,
+        h("div", { class: "enb-row" }, h("label", {}, "suggest "), this.nSuggest, suggest, this.acceptBtn, this.rejectBtn),
+        this.suggestList),
       h("div", { class: "enb-section" },
         h("div", { class: "enb-head" }, "Context regions"),
         h("div", { class: "enb-row" }, h("label", {}, this.confine, " confine inference to regions")),
@@ -216,6 +226,25 @@ export class Panels {
       const depth = v.model.get("flipbook"), fb = depth > 0 && v.model.get("ndim") === 3 ? ` ×${depth}` : "";
       const where = (v.model.get("ndim") === 2 ? `y${p.y} x${p.x}` : `${p.axis} z${p.z} y${p.y} x${p.x}`) + fb;
       return h("div", { class: "enb-item" }, h("span", { class: "enb-name" }, `${i + 1}. ${where} s${p.size}`), go, del);
+    }));
+  }
+
+  // suggested patches: click one (here or its box) to select it for accept / reject
+  renderSuggestions() {
+    const v = this.v, items = v.model.get("suggestions") || [];
+    this.acceptBtn.disabled = this.rejectBtn.disabled = !items.length;
+    this.suggestList.replaceChildren(...items.map((p, i) => {
+      const go = h("button", { class: "enb-btn enb-small", title: "Go to" }, "→");
+      go.addEventListener("click", () => {
+        const c = [p.z, p.y, p.x], [fixed, [rd, cd]] = AXIS_DIMS[p.axis];
+        v.selectSuggestion(i);
+        v.goto(p.axis, c[fixed], null);
+        v.centerOn(c[rd], c[cd]);
+      });
+      const where = v.model.get("ndim") === 2 ? `y${p.y} x${p.x}` : `${p.axis} z${p.z} y${p.y} x${p.x}`;
+      const name = h("span", { class: "enb-name", title: `summed uncertainty ${p.score}` }, `?${i + 1}. ${where} s${p.size}`);
+      name.addEventListener("click", () => v.selectSuggestion(i));
+      return h("div", { class: "enb-item enb-suggestion" + (i === v.selectedSuggestion ? " enb-item-active" : "") }, name, go);
     }));
   }
 

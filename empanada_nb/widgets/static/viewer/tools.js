@@ -4,7 +4,7 @@
 
 import { cssColor } from "./codec.js";
 import { AXIS_DIMS, clampCenter, patchStart } from "./geometry.js";
-import { shapePath } from "./draw.js";
+import { shapePath, suggestionBoxes } from "./draw.js";
 
 const TOOL_KEYS = { v: "pan", b: "pick", r: "rect", g: "polygon", p: "paint", e: "erase", f: "fill", l: "picker", s: "select", k: "marker" };
 
@@ -110,6 +110,10 @@ export class PointerTools {
     this.drag = null;
     if (!d) return;
     const p = this.toImage(e);
+    if (d.mode === "pan" && e.button === 0 && Math.hypot(p.px - d.x, p.py - d.y) <= 5) {
+      this.selectSuggestionAt(p); // a click without a drag selects the suggestion under it
+      return;
+    }
     if (d.mode === "stroke" && this.stroke) {
       const s = this.stroke;
       this.stroke = null;
@@ -131,6 +135,16 @@ export class PointerTools {
     }
   }
 
+  // select the suggested patch under `p` on this slice; whether there was one
+  selectSuggestionAt(p) {
+    const v = this.v;
+    const boxes = suggestionBoxes(v.axis, v.index, v.shape3(), v.model.get("suggestions") || []);
+    const i = boxes.findIndex((b) => b && p.row >= b[0] && p.row < b[1] && p.col >= b[2] && p.col < b[3]);
+    if (i < 0) return false;
+    v.selectSuggestion(i);
+    return true;
+  }
+
   onClick(p, e) {
     const v = this.v;
     const tool = v.tool();
@@ -138,6 +152,7 @@ export class PointerTools {
     const row = round2(p.row), col = round2(p.col);
     const l = v.activeLayer();
     if (tool === "pick") {
+      if (this.selectSuggestionAt(p)) return; // inside a suggested box: select it instead of picking over it
       v.send({ type: "pick", axis: v.axis, index: v.index, row, col });
     } else if (tool === "marker") {
       v.send({ type: "marker", axis: v.axis, index: v.index, row, col });

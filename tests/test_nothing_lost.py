@@ -24,3 +24,45 @@ def test_patch_save_killed_20_times_leaves_nothing_half_written(tmp_path):
     records = fault_loop("patch_save", signal.SIGKILL, tmp_path / "out", data, kills=20, seed=11)
     assert len(records) == 20 and all(r["exitcode"] == -signal.SIGKILL for r in records)
     assert records[-1]["pairs"] >= records[0]["pairs"] > 0  # patches accumulate across the kills
+
+
+# ------------------------------------------------------------------------------------ lineage
+
+TINY = dict(encoder="resnet18", patch_size=64, batch_size=2, min_bn_batch=2, pretrained=None)
+
+
+def test_lineage_hashes_change_when_a_training_file_changes(tmp_path):
+    import warnings
+
+    import tifffile
+    import yaml
+
+    from empanada_nb.training.lineage import file_sha256
+
+    data = enb.make_synthetic_dataset(tmp_path / "data", n_images=2, size=64, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = enb.train(data, out=tmp_path / "a.pth", iterations=1, **TINY)
+    card = yaml.safe_load((tmp_path / "a.yaml").read_text())
+    files = card["lineage"]["dataset"]["files"]
+    assert [f["role"] for f in files] == ["train image", "train mask"] * 2
+    for f in files:
+        assert f["sha256"] == file_sha256(f["path"]) and len(f["sha256"]) == 64
+    assert card["lineage"]["settings"]["iterations"] == 1 and card["lineage"]["settings"]["encoder"] == "resnet18"
+    assert enb.model_info(tmp_path / "a.pth")["lineage"]["dataset"]["sha256"] == card["lineage"]["dataset"]["sha256"]
+    # one mask changes: its hash and the dataset's change, the others stay
+    mask = next(f["path"] for f in files if f["role"] == "train mask")
+    m = tifffile.imread(mask)
+    m[:4, :4] = 0
+    tifffile.imwrite(mask, m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuned = enb.finetune(tmp_path / "a.pth", data, out=tmp_path / "b.pth", iterations=1, **TINY)
+    card2 = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    files2 = card2["lineage"]["dataset"]["files"]
+    changed = [a["path"] for a, b in zip(files, files2) if a["sha256"] != b["sha256"]]
+    assert changed == [mask] and card2["lineage"]["dataset"]["sha256"] != card["lineage"]["dataset"]["sha256"]
+    parent = card2["lineage"]["parent"]
+    assert parent["sha256"] == file_sha256(tmp_path / "a.pth") and parent["name"] == str(tmp_path / "a.pth")
+    assert parent["weights_sha256"] != enb.training.lineage.weights_sha256(tuned.model)
+    assert first.model is not None

@@ -64,9 +64,11 @@ from .training import (
     TrainingHandle,
     config_from_empanada_yaml,
     events_path,
+    find_checkpoints,
     finetune,
     follow_events,
     read_train_config,
+    resume_training,
     train,
 )
 from .volume import open_volume, segment_ortho, segment_stack

@@ -41,8 +41,12 @@ def _print_info(info: dict) -> None:
     classes = ", ".join(f"{c}: {v['name']} ({v['kind']})" for c, v in sorted(info.get("classes", {}).items()))
     print(f"{'classes':15s}{classes}")
     for k in ("history", "lineage"):
-        if info.get(k):
-            print(f"{k:15s}{json.dumps(info[k], default=str)}")
+        val = info.get(k)
+        if val:
+            ds = val.get("dataset") if k == "lineage" else None
+            if isinstance(ds, dict) and isinstance(ds.get("files"), list):  # one line, not one per file
+                val = {**val, "dataset": {"sha256": ds.get("sha256"), "files": len(ds["files"])}}
+            print(f"{k:15s}{json.dumps(val, default=str)}")
     if info.get("description"):
         print(f"{'description':15s}{info['description']}")
 

@@ -198,54 +198,54 @@ class Autosave:
                     return self.autosave_path if self.autosave_path.exists() else None
                 if self._as_saved and not (self.autosave_path / "session.json").exists():
                     self._as_saved = {}  # the session was discarded or restored elsewhere: write it whole again
-                writes: dict[int, tuple[str, dict[int, np.ndarray]]] = {}
-                layers = []
+                # the plan under the lock; slices are copied one at a time below, so a full save of a
+                # large layer never holds a second copy of the volume nor blocks editing for long
+                plan = []
                 for l in self.label_layers:
-                    if l.plane is not None or not l.editable:
-                        continue
-                    vol = l.volume
-                    key = f"layer{l.uid}"
-                    if l.uid in self._as_full or l.uid not in self._as_saved:
-                        zs = set(range(vol.shape[0]))
-                        slices = {z: vol[z].copy() for z in zs if vol[z].any()}
-                        slices.update({z: np.zeros(0) for z in self._as_saved.get(l.uid, set()) - set(slices)})
-                    else:
-                        zs = self._as_dirty.get(l.uid, set())
-                        slices = {z: vol[z].copy() for z in zs}
-                    stored = set(self._as_saved.get(l.uid, set()))
-                    stored |= {z for z, a in slices.items() if a.size and a.any()}
-                    stored -= {z for z, a in slices.items() if not (a.size and a.any())}
-                    self._as_saved[l.uid] = stored
-                    writes[l.uid] = (key, slices)
-                    layers.append(
-                        {
-                            "key": key,
-                            "name": l.name,
-                            "dtype": str(vol.dtype),
-                            "shape": list(vol.shape),
-                            "slices": sorted(stored),
-                            "opacity": l.opacity,
-                            "visible": l.visible,
-                        }
-                    )
-                for u in [u for u in self._as_saved if u not in {l.uid for l in self.label_layers}]:
-                    del self._as_saved[u]
+                    if l.plane is None and l.editable:
+                        full = l.uid in self._as_full or l.uid not in self._as_saved
+                        zs = range(l.volume.shape[0]) if full else sorted(self._as_dirty.get(l.uid, ()))
+                        prev = set(self._as_saved.get(l.uid, set()))
+                        plan.append((l, f"layer{l.uid}", l.volume, list(zs), prev, full))
                 meta = {
                     "source": self._as_source,
                     "fingerprint": self._as_fp,
                     "shape": list(self.source.shape),
                     "picks": [dict(p) for p in self.picks],
                     "regions": [dict(r) for r in self.regions],
-                    "layers": layers,
                 }
                 self._as_dirty, self._as_full, self._as_changed = {}, set(), False
             session = self.autosave_path
-            for key, slices in writes.values():
-                A.write_slices(session, key, {z: a for z, a in slices.items() if a.size and a.any()})
-            A.write_meta(session, meta)
-            for key, slices in writes.values():  # emptied slices go after the listing without them
-                A.write_slices(session, key, {z: np.zeros(1) for z, a in slices.items() if not (a.size and a.any())})
-            kept = {w[0] for w in writes.values()}
+            layers, emptied, saved = [], [], {}
+            for l, key, vol, zs, prev, full in plan:
+                stored = set() if full else set(prev)
+                for z in zs:
+                    with self._lock:
+                        arr = vol[z].copy() if vol[z].any() else None
+                    if arr is None:
+                        stored.discard(z)
+                    else:
+                        A.write_slices(session, key, {z: arr})
+                        stored.add(z)
+                emptied += [(key, z) for z in prev - stored]
+                saved[l.uid] = stored
+                layers.append(
+                    {
+                        "key": key,
+                        "name": l.name,
+                        "dtype": str(vol.dtype),
+                        "shape": list(vol.shape),
+                        "slices": sorted(stored),
+                        "opacity": l.opacity,
+                        "visible": l.visible,
+                    }
+                )
+            A.write_meta(session, {**meta, "layers": layers})
+            for key, z in emptied:  # emptied slices go after the listing without them
+                A.write_slices(session, key, {z: np.zeros(1)})
+            with self._lock:
+                self._as_saved = saved
+            kept = {p[1] for p in plan}
             layers_dir = session / "layers"
             if layers_dir.is_dir():  # the folders of removed layers
                 for d in layers_dir.iterdir():

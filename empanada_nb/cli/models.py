@@ -41,12 +41,8 @@ def _print_info(info: dict) -> None:
     classes = ", ".join(f"{c}: {v['name']} ({v['kind']})" for c, v in sorted(info.get("classes", {}).items()))
     print(f"{'classes':15s}{classes}")
     for k in ("history", "lineage"):
-        val = info.get(k)
-        if val:
-            ds = val.get("dataset") if k == "lineage" else None
-            if isinstance(ds, dict) and isinstance(ds.get("files"), list):  # one line, not one per file
-                val = {**val, "dataset": {"sha256": ds.get("sha256"), "files": len(ds["files"])}}
-            print(f"{k:15s}{json.dumps(val, default=str)}")
+        if info.get(k):  # the dataset's files are a count here (registry summary); the card lists them
+            print(f"{k:15s}{json.dumps(info[k], default=str)}")
     if info.get("description"):
         print(f"{'description':15s}{info['description']}")
 

@@ -134,6 +134,36 @@ def weights_sha256(model) -> str:
     return h.hexdigest()
 
 
+def compact(lineage: dict) -> dict:
+    """A lineage with each dataset's file list replaced by its count (the digest stays), nested ones too.
+
+    A finetuned model's card keeps its parent's lineage this way: the parent's own card has the list.
+
+    Parameters
+    ----------
+    lineage : dict
+        A card's ``lineage``.
+
+    Returns
+    -------
+    dict
+        A copy.
+
+    Examples
+    --------
+    >>> compact({"dataset": {"sha256": "ab", "files": [{}, {}]}, "parent_lineage": {}})
+    {'dataset': {'sha256': 'ab', 'files': 2}, 'parent_lineage': {}}
+    """
+    out = {}
+    for k, v in (lineage or {}).items():
+        if k == "dataset" and isinstance(v, dict) and isinstance(v.get("files"), list):
+            v = {**v, "files": len(v["files"])}
+        elif isinstance(v, dict):
+            v = compact(v)
+        out[k] = v
+    return out
+
+
 def parent_lineage(source: Any) -> dict[str, Any] | None:
     """The parent model (finetuned from) or pretrained weights: its name and, for a local file, its sha256.
 

@@ -36,7 +36,7 @@ from .checks import check_classes
 from .config import TrainConfig
 from .distributed import EventsLog, env_rank, events_path, launched, setup
 from .handle import TrainingHandle
-from .lineage import HashJob, weights_sha256
+from .lineage import HashJob, compact, weights_sha256
 from .loader import batch_loader, resolve_workers
 from .rules import batch_size_warning, check_finetune_classes, pairs_of, patch_size_warning
 from .validate import load_validation_set, validate
@@ -841,7 +841,7 @@ def finetune(
     lineage = {
         "finetuned_from": parent,
         "parent": {"name": parent or card.description or card.architecture, "weights_sha256": weights_sha256(model)},
-        "parent_lineage": dict(card.lineage or {}),
+        "parent_lineage": compact(card.lineage or {}),
     }
     requested = explicit_settings(config, overrides)
     if layers is not None:

@@ -143,3 +143,17 @@ def test_arrays_autosave_when_asked_and_close_writes_pending(tmp_path):
     v.close()  # before the debounce: close writes it
     assert json.loads((v.autosave_path / "session.json").read_text())["layers"][0]["slices"] == [0]
     assert v.autosave_path.parent.name == f"array-{A.fingerprint(image)[:16]}"
+
+
+def test_a_folder_of_our_outputs_stays_ours_with_an_autosave_beside_a_file(tmp_path, monkeypatch):
+    from empanada_nb._atomic import is_ours
+
+    monkeypatch.delenv(A.ENV_AUTOSAVE)
+    out = tmp_path / "results"
+    out.mkdir()
+    write_tiff(out / "seg.tif", np.zeros((2, 16, 16), np.uint32))
+    assert is_ours(out)
+    v = Viewer(out / "seg.tif")
+    v.add_pick("xy", 1, 8, 8, size=8)
+    assert v.flush_autosave().parent.parent == out / A.BESIDE
+    assert is_ours(out)

@@ -27,7 +27,7 @@ def vol_file(tmp_path):
 
 
 def session_files(v):
-    return sorted(p.relative_to(v.autosave_path).as_posix() for p in v.autosave_path.rglob("*.npz"))
+    return sorted(p.relative_to(v.autosave_path).as_posix() for p in v.autosave_path.rglob("*" + A.SLICE_SUFFIX))
 
 
 def test_edits_picks_regions_restore_in_a_new_viewer(vol_file):
@@ -59,15 +59,15 @@ def test_only_changed_slices_are_rewritten(vol_file):
     v = Viewer(vol_file, labels=np.zeros((6, 48, 48), np.uint32))
     v.paint([[10, 10]], size=3, label=1, index=1)
     v.flush_autosave()
-    first = v.autosave_path / "layers" / f"layer{v.label_layers[0].uid}" / "z000001.npz"
+    first = v.autosave_path / "layers" / f"layer{v.label_layers[0].uid}" / "z000001.npy.z"
     ino = first.stat().st_ino
     v.paint([[10, 10]], size=3, label=1, index=4)
     v.flush_autosave()
     assert first.stat().st_ino == ino  # slice 1 was not written again (atomic writes make new inodes)
-    assert [f.rsplit("/", 1)[1] for f in session_files(v)] == ["z000001.npz", "z000004.npz"]
+    assert [f.rsplit("/", 1)[1] for f in session_files(v)] == ["z000001.npy.z", "z000004.npy.z"]
     v.undo()
     v.flush_autosave()  # slice 4 is empty again: its file goes, the listing says so
-    assert [f.rsplit("/", 1)[1] for f in session_files(v)] == ["z000001.npz"]
+    assert [f.rsplit("/", 1)[1] for f in session_files(v)] == ["z000001.npy.z"]
     assert json.loads((v.autosave_path / "session.json").read_text())["layers"][0]["slices"] == [1]
 
 

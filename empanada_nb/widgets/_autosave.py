@@ -250,7 +250,7 @@ class Autosave:
             if layers_dir.is_dir():  # the folders of removed layers
                 for d in layers_dir.iterdir():
                     if d.name not in kept and d.name.startswith("layer"):
-                        for f in d.glob("z*.npz"):
+                        for f in d.glob("z*" + A.SLICE_SUFFIX):
                             f.unlink(missing_ok=True)
                         try:
                             d.rmdir()

@@ -239,7 +239,8 @@ def run_training(
         }
     # the files' hashes in a thread: the first iteration does not wait for a large dataset
     parent = card.lineage.get("finetuned_from") or card.lineage.get("pretrained")
-    hashes = HashJob(pairs, val_pairs, parent) if ddp.is_main and (state is None or "dataset" not in card.lineage) else None
+    todo = ddp.is_main and (state is None or "dataset" not in card.lineage)
+    hashes = HashJob(pairs, val_pairs, parent) if todo else None
     val_set = load_validation_set(val_pairs, cfg, card) if val_pairs and ddp.is_main else None  # rank 0 validates
 
     model.to(device)

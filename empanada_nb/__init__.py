@@ -6,6 +6,7 @@ it: anywidget widgets for notebooks and the ``empanada-nb`` CLI.
 
 __version__ = "0.1.0"
 
+from .autosave import clear_autosave, list_autosaves
 from .bioimageio import export_bioimageio, load_bioimageio
 from .data import find_pairs, make_synthetic_dataset, normalize_image, read_image, synthetic_image, synthetic_volume
 from .demo import run_demo
@@ -63,9 +64,11 @@ from .training import (
     TrainingHandle,
     config_from_empanada_yaml,
     events_path,
+    find_checkpoints,
     finetune,
     follow_events,
     read_train_config,
+    resume_training,
     train,
 )
 from .volume import open_volume, segment_ortho, segment_stack

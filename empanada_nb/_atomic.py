@@ -264,7 +264,8 @@ def is_ours(path: PathLike) -> bool:
         if _zarr_is_ours(path):
             return True
         # a folder of our outputs (TIFF slices, a generated dataset): every entry in it is ours
-        entries = [p for p in path.iterdir() if not _TMP_RE.match(p.name)]
+        # (autosaves of a Viewer opened on one of those files do not make the folder the user's)
+        entries = [p for p in path.iterdir() if not _TMP_RE.match(p.name) and p.name != ".empanada_nb-autosave"]
         return bool(entries) and all(is_ours(p) for p in entries)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):

@@ -166,7 +166,10 @@ def _readme(card: Any, name: str, description: str, factor: int, kwargs: dict) -
         f"{c}: {card.class_names.get(c, f'class{c}')} ({'thing' if c in card.thing_list else 'stuff'})"
         for c in range(1, card.num_classes + 1)
     )
-    history = {**(card.history_summary or {}), **({"lineage": card.lineage} if getattr(card, "lineage", None) else {})}
+    from .training.lineage import compact  # the dataset's files as a count: the model's card lists them
+
+    lineage = compact(getattr(card, "lineage", None) or {})
+    history = {**(card.history_summary or {}), **({"lineage": lineage} if lineage else {})}
     return f"""# {name}
 
 {description}

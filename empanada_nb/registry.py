@@ -148,6 +148,9 @@ def _card_summary(card) -> dict[str, Any]:
     cfg = card.config or {}
     settings = {k: cfg[k] for k in ("iterations", "patch_size", "batch_size", "lr", "finetunable_layers") if k in cfg}
     lineage = dict(getattr(card, "lineage", {}) or {})
+    ds = lineage.get("dataset")
+    if isinstance(ds, dict) and isinstance(ds.get("files"), list):  # the card keeps the list; the index a count
+        lineage["dataset"] = {"sha256": ds.get("sha256"), "files": len(ds["files"])}
     if settings:
         lineage.setdefault("settings", settings)
     return {

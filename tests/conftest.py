@@ -57,7 +57,7 @@ def rng():
 
 @pytest.fixture(autouse=True)
 def _isolated_registry(tmp_path_factory, monkeypatch):
-    """Each test gets its own model registry and no network: nothing touches ~/.cache or zenodo.
+    """Each test gets its own model registry, autosave folder and no network: nothing touches ~/.cache or zenodo.
 
     EMPANADA_NB_OFFLINE makes every download (CEM weights, published models) fail at once with the
     offline message instead of waiting on a timeout; tests of downloads unset it and use 127.0.0.1.
@@ -65,8 +65,12 @@ def _isolated_registry(tmp_path_factory, monkeypatch):
     registry = tmp_path_factory.mktemp("registry")
     monkeypatch.setenv("EMPANADA_NB_MODELS", str(registry))
     monkeypatch.setenv("EMPANADA_NB_OFFLINE", "1")
+    # Viewers opened on files autosave there, never beside the real data or into ~/.cache
+    autosave = tmp_path_factory.mktemp("autosave")
+    monkeypatch.setenv("EMPANADA_NB_AUTOSAVE", str(autosave))
     yield
     shutil.rmtree(registry, ignore_errors=True)
+    shutil.rmtree(autosave, ignore_errors=True)
 
 
 @pytest.fixture

@@ -158,6 +158,8 @@ def check(op: str, folder: Path, data: Path, sig: int, exitcode: int | None) -> 
             tifffile.imread(root / "images" / name)
             tifffile.imread(root / "masks" / name)
         seen["pairs"], seen["half_pairs"] = len(imgs), len(msks - imgs)
+        if (root / "p_picks.json").exists():  # rewritten by every save: never half-written
+            json.loads((root / "p_picks.json").read_text())
     elif op == "segment":
         if (folder / "seg.zarr").exists():
             ref = np.load(data / "seg_ref.npy")
@@ -165,6 +167,18 @@ def check(op: str, folder: Path, data: Path, sig: int, exitcode: int | None) -> 
             assert np.array_equal(got, ref), "the zarr store under the final name differs from a whole run"
             seen["store"] = True
     return seen
+
+
+def pair_digests(root: Path) -> dict[str, str]:
+    """sha256 of each complete image/mask pair under a dataset folder, by file name."""
+    import hashlib
+
+    out = {}
+    for img in sorted((root / "images").glob("*.tif")) if root.exists() else []:
+        msk = root / "masks" / img.name
+        if msk.exists():
+            out[img.name] = hashlib.sha256(img.read_bytes() + msk.read_bytes()).hexdigest()
+    return out
 
 
 def repair(op: str, folder: Path, data: Path) -> None:
@@ -208,7 +222,8 @@ def fault_loop(op: str, sig: int, folder: Path, data: Path, kills: int, seed: in
     ctx = context()
     rng = np.random.default_rng([seed, OPS.index(op), int(sig)])
     folder.mkdir(parents=True, exist_ok=True)
-    records = []
+    records: list[dict] = []
+    complete: dict[str, str] = {}
     for k in range(kills):
         started = folder.parent / f".started-{op}-{k}"
         p = ctx.Process(target=writer, args=(op, str(folder), str(data), str(started)))
@@ -231,6 +246,11 @@ def fault_loop(op: str, sig: int, folder: Path, data: Path, kills: int, seed: in
             p.join()
             raise AssertionError(f"{op} writer ignored {signal.Signals(sig).name} for 120 s")
         rec = check(op, folder, data, sig, p.exitcode)
+        if op == "patch_save":  # every pair complete before this kill is still there, byte for byte
+            now = pair_digests(folder / "p")
+            changed = sorted(n for n, d in complete.items() if now.get(n) != d)
+            assert not changed, f"kill {k} changed or removed earlier patches: {changed}"
+            complete = now
         rec.update(kill=k, signal=signal.Signals(sig).name, delay_s=round(delay, 3))
         records.append(rec)
     repair(op, folder, data)

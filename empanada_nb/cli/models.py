@@ -41,7 +41,7 @@ def _print_info(info: dict) -> None:
     classes = ", ".join(f"{c}: {v['name']} ({v['kind']})" for c, v in sorted(info.get("classes", {}).items()))
     print(f"{'classes':15s}{classes}")
     for k in ("history", "lineage"):
-        if info.get(k):
+        if info.get(k):  # the dataset's files are a count here (registry summary); the card lists them
             print(f"{k:15s}{json.dumps(info[k], default=str)}")
     if info.get("description"):
         print(f"{'description':15s}{info['description']}")

@@ -7,6 +7,7 @@ from .empanada_yaml import config_from_empanada_yaml, read_train_config
 from .handle import TrainingHandle
 from .loop import finetune, make_optimizer, train, train_dirs
 from .plot import plot_history
+from .resume import find_checkpoints, resume_training
 from .rules import (
     ARCHITECTURE_HINTS,
     BN_SAFE_BATCH,

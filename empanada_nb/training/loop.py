@@ -36,6 +36,7 @@ from .checks import check_classes
 from .config import TrainConfig
 from .distributed import EventsLog, env_rank, events_path, launched, setup
 from .handle import TrainingHandle
+from .lineage import HashJob, compact, weights_sha256
 from .loader import batch_loader, resolve_workers
 from .rules import batch_size_warning, check_finetune_classes, pairs_of, patch_size_warning
 from .validate import load_validation_set, validate
@@ -236,6 +237,10 @@ def run_training(
             "val_dir": str(Path(val_dir).resolve()) if val_dir else None,
             "norms_from": "training images" if data_norms else "pretrained weights or parent model",
         }
+    # the files' hashes in a thread: the first iteration does not wait for a large dataset
+    parent = card.lineage.get("finetuned_from") or card.lineage.get("pretrained")
+    todo = ddp.is_main and (state is None or "dataset" not in card.lineage)
+    hashes = HashJob(pairs, val_pairs, parent) if todo else None
     val_set = load_validation_set(val_pairs, cfg, card) if val_pairs and ddp.is_main else None  # rank 0 validates
 
     model.to(device)
@@ -278,7 +283,16 @@ def run_training(
             ) from None
         last_good[0] = it
 
+    def take_hashes(wait: bool) -> None:
+        if hashes is not None and (wait or hashes.ready()):
+            res = hashes.result()
+            card.lineage["dataset"] = res["dataset"]
+            if "parent" in res:
+                card.lineage["parent"] = {**(card.lineage.get("parent") or {}), **res["parent"]}
+        card.lineage["settings"] = cfg.to_dict()
+
     def _save(it: int) -> None:
+        take_hashes(wait=False)
         save_checkpoint(
             ckpt_file,
             {
@@ -458,6 +472,7 @@ def run_training(
     handle.interrupted = sigint[0] or (stopped and not handle.stopping)
     card.history_summary = handle.summary()
     card.config = cfg.to_dict()
+    take_hashes(wait=True)  # the model's card names the files that trained it
     if dirty:  # interrupted inside an optimizer step: keep the last consistent checkpoint
         warnings.warn(f"interrupted inside a step: the checkpoint of iteration {last_good[0]} is kept", stacklevel=3)
     else:
@@ -824,7 +839,11 @@ def finetune(
         changes["finetunable_layers"] = "none"
     cfg = cfg.replace(**changes)
     check_patch_size(cfg.patch_size, model)
-    lineage = {"finetuned_from": parent, "parent_lineage": dict(card.lineage or {})}
+    lineage = {
+        "finetuned_from": parent,
+        "parent": {"name": parent or card.description or card.architecture, "weights_sha256": weights_sha256(model)},
+        "parent_lineage": compact(card.lineage or {}),
+    }
     requested = explicit_settings(config, overrides)
     if layers is not None:
         requested["finetunable_layers"] = layers

@@ -32,6 +32,7 @@ class LabelEdits:
         """Send the browser what ``edit`` changed, then bump the layer version."""
         layer = edit.layer
         layer.version += 1
+        self._autosave_edit(edit)
         if edit.where:
             patch = edit.after if values == "after" else edit.before
             content, buf = S.patch_update(layer.uid, layer.version, edit.where, patch, stroke)

@@ -287,5 +287,6 @@ class LabelLayers:
     def _sync_layers(self) -> None:
         self.layers = [l.meta() for l in self.label_layers]
         self.can_undo, self.can_redo = self.history.can_undo, self.history.can_redo
+        self._autosave_layers()
 
     # ---------------------------------------------------------------------------------- sending

@@ -11,7 +11,8 @@ Messages, browser -> Python (``content["type"]``):
     ``save_patches`` {dataset_dir, name}; ``proofread`` {op, selection, axis, index, scope, ...}; ``ready``;
     ``marker`` {axis, index, row, col}; ``clear_markers``; ``jump`` {label}; ``new_label`` {class_id?};
     ``count_labels`` {per_slice}; ``export_counts`` {path}; ``save_points`` {path}; ``load_points`` {path,
-    full_resolution}; ``create_tiles`` {dir, tile_size, overlap}; ``merge_tiles`` {dir}.
+    full_resolution}; ``create_tiles`` {dir, tile_size, overlap}; ``merge_tiles`` {dir}; ``autosave_restore``;
+    ``autosave_discard``.
 Messages, Python -> browser (built in ``_serialization``):
     ``data`` {rid, axis, index, parts: [{kind: image|labels, dtype, shape, row0, rows, nchunks, encoding, layer,
     version, empty}], last} with one buffer per non-empty part; ``labels_update`` {layer, version, axis, index,
@@ -58,6 +59,12 @@ class ViewerMessages:
 
     def _msg_ready(self, c):
         pass
+
+    def _msg_autosave_restore(self, c):
+        self.restore_autosave()
+
+    def _msg_autosave_discard(self, c):
+        self.discard_autosave()
 
     def _msg_get(self, c):
         self._send_slice(

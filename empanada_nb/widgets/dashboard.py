@@ -9,8 +9,8 @@ The form's logic (TrainConfig from the fields, checks, the guides' hints, config
 ``_training_form.py``.
 
 Messages, browser -> Python: ``start``, ``stop``, ``history`` (send every event so far), ``config_upload``
-{name} with the file's bytes as the one buffer. Python -> browser: ``events`` {events: [...], reset: bool}.
-Everything else is traits.
+{name} with the file's bytes as the one buffer, ``list_checkpoints``, ``resume`` {path} (``_resume.py``).
+Python -> browser: ``events`` {events: [...], reset: bool}. Everything else is traits.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ipywidgets import widget_serialization
 from ..model_io import list_models
 from ..models import ARCHITECTURES, CEM_URLS, ENCODERS, FINETUNABLE_LAYERS
 from ._esm import DebugFlag, assemble
+from ._resume import ResumeRuns
 from ._training_form import DEFAULTS, TrainingForm, form_defaults
 from .inference_panel import InferencePanel
 from .viewer import STATIC, Viewer
@@ -70,7 +71,7 @@ def _thin(events: list[dict], max_points: int | None = None) -> list[dict]:
     return [e for e in events if e.get("type") != "step" or id(e) in keep]
 
 
-class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
+class TrainingDashboard(TrainingForm, ResumeRuns, anywidget.AnyWidget):
     """A training form with live progress, loss plot, preview and inference.
 
     The form's defaults are ``TrainConfig``'s, so the notebook, the CLI and the API train alike;
@@ -168,6 +169,7 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
     inference = t.Instance(InferencePanel, allow_none=True).tag(sync=True, **widget_serialization)
     has_model = t.Bool(False).tag(sync=True)
     given_model = t.Unicode("").tag(sync=True)
+    checkpoints = t.List(t.Dict(), help="training checkpoints beside out (list_checkpoints)").tag(sync=True)
 
     def __init__(self, viewer: Viewer | None = None, model: Any = None, config: Any = None, **kwargs):
         self.viewer = viewer
@@ -214,6 +216,8 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
             self._take_model_classes()
         self._check_form()
         self._update_has_model()
+        self.observe(lambda _change: self._refresh_checkpoints(), names="out")
+        self._refresh_checkpoints()
         if viewer is not None:
             self.inference = InferencePanel(viewer, model=self._model_for_inference)
             t.dlink((self, "has_model"), (self.inference, "has_model"))
@@ -245,6 +249,12 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
         self._check_form()
         if change["name"] in ("mode", "model_source"):
             self._update_has_model()
+
+    def _refresh_checkpoints(self) -> None:
+        try:
+            self.list_checkpoints()
+        except Exception as e:  # a listing must not stop the form
+            log.warning("listing checkpoints failed: %s", e)
 
     def _viewer_patch_size(self, change) -> None:
         if not self.running:
@@ -495,6 +505,7 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
         if kind == "end":
             self._flush()
             self.running = False
+            self._refresh_checkpoints()
             err = self.handle.error if self.handle is not None else None
             self.status = (
                 (
@@ -656,6 +667,10 @@ class TrainingDashboard(TrainingForm, anywidget.AnyWidget):
                 self.stop()
             elif kind == "history":
                 self._emit({"type": "events", "events": _thin(self._events), "reset": True})
+            elif kind == "list_checkpoints":
+                self.list_checkpoints()
+            elif kind == "resume":
+                self.resume(content.get("path") or None)
             elif kind == "config_upload":
                 if not buffers:
                     raise ValueError("the upload carried no file")

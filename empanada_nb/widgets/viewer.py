@@ -21,6 +21,7 @@ import traitlets as t
 
 from ..geometry import AXIS_DIMS, check_axis, n_slices, plane_shape
 from . import _serialization as S
+from ._autosave import Autosave
 from ._edits import LabelEdits
 from ._esm import DebugFlag, assemble
 from ._layers import LabelLayers
@@ -48,7 +49,14 @@ def _is_pyramid(data, level) -> bool:
 
 
 class Viewer(
-    ViewerMessages, LabelLayers, LabelEdits, PicksAndRegions, SuggestionTools, ProofreadTools, anywidget.AnyWidget
+    ViewerMessages,
+    LabelLayers,
+    LabelEdits,
+    PicksAndRegions,
+    SuggestionTools,
+    ProofreadTools,
+    Autosave,
+    anywidget.AnyWidget,
 ):
     """Slices of an image or volume with label layers, patch picking, context regions and label editing.
 
@@ -89,6 +97,12 @@ class Viewer(
         coordinates stay in voxels). By default the OME-Zarr metadata's, else isotropic.
     **kwargs
         Initial values of other traits (``tool``, ``brush_size``, ``dataset_dir``, ...).
+    autosave : bool or str or os.PathLike, optional
+        Keep label edits, picks and regions on disk as they are made (``empanada_nb.autosave``): None
+        (default) autosaves a Viewer opened on a file (beside it when the user owns it and can write
+        there, else in the user's cache), True also one opened on an array (in the cache), a folder
+        puts the sessions there, False turns it off. Sessions of an earlier kernel are offered for
+        ``restore_autosave`` (``autosave_offer``).
 
     Attributes
     ----------
@@ -187,6 +201,9 @@ class Viewer(
     ).tag(sync=True)
     dataset_dir = t.Unicode("").tag(sync=True)
     dataset_name = t.Unicode("").tag(sync=True)
+    autosave_offer = t.Unicode("", help="autosaved work of an earlier session to restore or discard ('': none)").tag(
+        sync=True
+    )
 
     def __init__(
         self,
@@ -201,8 +218,10 @@ class Viewer(
         name: str | None = None,
         level: int | None = None,
         voxel_size=None,
+        autosave: bool | str | Path | None = None,
         **kwargs,
     ):
+        source_arg = data
         n_levels, self.pyramid_scale = 1, (1.0, 1.0, 1.0)
         #: the levels of a multiscale image whose shown level follows the zoom (None: one level)
         self.levels: list[VolumeSource] | None = None
@@ -264,6 +283,8 @@ class Viewer(
                     self.add_labels(v, name=f"labels {i}" if i else "labels")
             else:
                 self.add_labels(labels, name="labels")
+        self._autosave_init(source_arg, autosave)
+        self.observe(self._autosave_meta, names=["picks", "regions"])
 
     # ------------------------------------------------------------------------------ contrast
     def auto_contrast(self, percentiles=(0.5, 99.5), scope: str = "slice") -> tuple[float, float]:

@@ -93,3 +93,35 @@ def test_training_run_progress_plot_preview(nb):
         DOCS_IMAGE.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, DOCS_IMAGE)
     assert not nb.errors, nb.errors
+
+
+def test_runs_beside_the_output_resume_with_the_history(nb):
+    """A run that ended at iteration 2 of 4 (as a dead kernel leaves it) is listed and resumed from the page."""
+    page = nb.page
+    nb.py(
+        "import empanada_nb as enb\n"
+        "def _die_at_2(e):\n"
+        "    if e['type'] == 'step' and e['iteration'] == 2: _run.stop()\n"
+        "_run = enb.train(dataset, out=tmp / 'mito.pth', iterations=4, patch_size=64, batch_size=2, encoder='resnet18',"
+        " pretrained=None, min_bn_batch=2, background=True, callbacks=[_die_at_2])\n"
+        "_run.wait(600)\n"
+        "_before = [s['loss'] for s in _run.events('step')]\n"
+    )
+    page.click("button[data-action=list_checkpoints]")
+    row = page.locator(".enb-d-run[data-run='mito.pth']")
+    row.wait_for(timeout=30_000)
+    assert "train · iteration 2 of 4" in row.inner_text()
+    finished = page.locator(".enb-d-run[data-run='model.pth'] button[data-action=resume]")
+    assert finished.is_disabled()  # the dashboard's own run finished: nothing to resume
+    row.locator("button[data-action=resume]").click()
+    wait_py(nb, "d.handle is not None and d.handle.out.name == 'mito.pth' and d.handle.done", timeout=240)
+    wait_py(nb, "not d.running", timeout=60)
+    page.wait_for_function("() => document.querySelector('.enb-dashboard').dataset.iteration === '4'", timeout=30_000)
+    # the live plot holds the history from iteration 1, not only the steps after the restart
+    assert page.evaluate("() => window.__enb.dashboards[0].steps.it") == [1, 2, 3, 4]
+    assert nb.py_json("[s['loss'] for s in d.handle.events('step')][:2] == _before")
+    page.wait_for_function(
+        "() => document.querySelector(\".enb-d-run[data-run='mito.pth']\").textContent.includes('(finished)')",
+        timeout=30_000,
+    )
+    assert not nb.errors, nb.errors

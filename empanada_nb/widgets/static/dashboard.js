@@ -196,11 +196,17 @@ class Dashboard {
     const form = h("div", { class: "enb-d-form" }, F.mode, F.config, F.architecture, F.encoder, F.pretrained, F.model_source, this.givenModel,
       F.dataset_dir, F.extra_dirs, F.val_dir, F.val_fraction, F.classes, F.label_divisor, F.connected_components,
       F.out, F.overwrite, F.layers, F.iterations, F.max_minutes, F.patch_size, F.batch_size, F.lr, F.description);
+    // runs beside the output (checkpoints of runs whose kernel died, or stopped): Resume
+    this.runsList = h("div", { class: "enb-d-runs" });
+    const refresh = h("button", { class: "enb-d-btn", "data-action": "list_checkpoints", title: "look for checkpoints beside the output again" }, "↻");
+    refresh.addEventListener("click", () => this.send({ type: "list_checkpoints" }));
+    this.runsPanel = h("div", { class: "enb-d-runs-panel" },
+      h("div", { class: "enb-d-row2" }, h("span", { class: "enb-d-head" }, "Runs beside the output"), refresh), this.runsList);
     this.root.append(
       dl,
       h("div", { class: "enb-d-grid" },
         h("div", { class: "enb-d-section enb-d-left" }, h("div", { class: "enb-d-head" }, "Training"), form,
-          h("div", { class: "enb-d-row2" }, this.startBtn, this.stopBtn)),
+          h("div", { class: "enb-d-row2" }, this.startBtn, this.stopBtn), this.runsPanel),
         h("div", { class: "enb-d-right" },
           h("div", { class: "enb-d-section" }, bar, this.status, this.canvas, plotBar),
           this.previewPanel, this.inferPanel)));
@@ -214,6 +220,8 @@ class Dashboard {
     const m = this.model;
     const on = (ev, fn) => { m.on(ev, fn); this.disposers.push(() => m.off(ev, fn)); };
     on("msg:custom", (msg) => { if (msg.type === "events") this.onEvents(msg); });
+    on("change:checkpoints", () => this.renderRuns());
+    this.renderRuns();
     for (const k of ["errors", "hints", "config_note", "running", "status", "mode", "has_viewer", "has_model", "given_model", "options"]) {
       on("change:" + k, () => this.update());
     }
@@ -245,6 +253,22 @@ class Dashboard {
     for (const fill of this.refills || []) fill();
     this.modelsList.replaceChildren(...((m.get("options") || {}).models || []).map((n) => h("option", { value: n })));
     this.root.dataset.running = running ? "1" : "0";
+    if (this.runsList) this.renderRuns();
+  }
+
+  // one row per checkpoint beside the output: name, iteration of iterations, when; Resume when unfinished
+  renderRuns() {
+    const runs = this.model.get("checkpoints") || [], running = this.model.get("running");
+    this.runsList.replaceChildren(...runs.map((c) => {
+      if (c.error) return h("div", { class: "enb-d-run enb-d-hint", "data-run": c.name }, c.name + ": unreadable (" + c.error + ")");
+      const when = (c.modified || "").replace("T", " ").slice(0, 16);
+      const btn = h("button", { class: "enb-d-btn", "data-action": "resume", title: "continue this run: " + c.path }, "Resume");
+      btn.disabled = running || c.finished;
+      btn.addEventListener("click", () => this.send({ type: "resume", path: c.path }));
+      const text = c.name + " · " + c.mode + " · iteration " + c.iteration + " of " + c.iterations + (c.finished ? " (finished)" : "") + " · " + when;
+      return h("div", { class: "enb-d-run enb-d-row2", "data-run": c.name }, h("span", { class: "enb-d-run-text" }, text), btn);
+    }));
+    if (!runs.length) this.runsList.append(h("div", { class: "enb-d-hint" }, "no checkpoints beside the output"));
   }
 
   // render the dashboard's InferencePanel inside it (anywidget >= 0.11 passes `host`; else display it alone)

@@ -76,7 +76,12 @@ class ViewerView {
     this.msg = h("span", { class: "enb-msg" });
     this.status = h("div", { class: "enb-status" }, this.hover, this.msg);
     this.main = h("div", { class: "enb-main" }, h("div", { class: "enb-left" }, this.wrap, this.panels.sliceBar), this.panels.side);
-    this.root.append(this.panels.toolbar, this.main, this.status);
+    // the offer of an earlier session's autosaved work (Viewer.autosave_offer): Restore / Discard
+    this.offerText = h("span", { class: "enb-autosave-text" });
+    this.offer = h("div", { class: "enb-autosave", role: "alert" }, this.offerText,
+      h("button", { class: "enb-btn enb-autosave-restore", title: "Restore the autosaved labels, picks and regions", onclick: () => this.send({ type: "autosave_restore" }) }, "Restore"),
+      h("button", { class: "enb-btn enb-autosave-discard", title: "Delete the autosave (files you saved are kept)", onclick: () => this.send({ type: "autosave_discard" }) }, "Discard"));
+    this.root.append(this.offer, this.panels.toolbar, this.main, this.status);
     this.el.append(this.root);
 
     const on = (t, ev, fn, opt) => { t.addEventListener(ev, fn, opt); this.disposers.push(() => t.removeEventListener(ev, fn, opt)); };
@@ -123,6 +128,7 @@ class ViewerView {
     on("change:suggestions", () => { this.selectSuggestion(this.selectedSuggestion); });
     on("change:regions", () => { P.renderRegions(); this.requestDraw(); });
     on("change:message", () => { this.msg.textContent = m.get("message"); });
+    on("change:autosave_offer", () => this.showOffer());
     on("change:height", () => this.resize());
     on("change:proofreading", () => P.renderProof());
     on("change:selection", () => { this.selection = m.get("selection").slice(); P.renderProof(); });
@@ -136,6 +142,7 @@ class ViewerView {
     P.nameInput.value = m.get("dataset_name");
     P.confine.checked = m.get("confine_to_regions");
     this.msg.textContent = m.get("message");
+    this.showOffer();
     this.selection = (m.get("selection") || []).slice();
     P.updateToolbar();
     P.updateContrastInputs();
@@ -154,6 +161,12 @@ class ViewerView {
     if (reg) reg.views = reg.views.filter((v) => v !== this);
     this.slices.clear();
     this.root.remove();
+  }
+
+  showOffer() {
+    const text = this.model.get("autosave_offer") || "";
+    this.offerText.textContent = text;
+    this.offer.style.display = text ? "" : "none";
   }
 
   send(content, buffers) { this.model.send(content, undefined, buffers); }

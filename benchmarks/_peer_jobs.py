@@ -70,10 +70,21 @@ def job_setup(a: dict) -> dict:
     model.eval()
     state = model.state_dict()
     torch.save({k: v.clone() for k, v in state.items()}, os.path.join(a["out"], "state.pt"))
-    model.fuse_model()
-    fp32 = os.path.join(a["out"], "fp32.pth")
-    torch.jit.save(torch.jit.script(model), fp32)
+    if a["pointrend"]:  # what empanada-napari runs: MitoNet models are PointRend ones, fused and scripted
+        model.fuse_model()
+        fp32 = os.path.join(a["out"], "fp32.pth")
+        torch.jit.save(torch.jit.script(model), fp32)
+    else:  # the quantizable non-PointRend models return 1/4-resolution outputs: run the eager model
+        from empanada import models
+
+        eager = models.__dict__[name](**cfg).eval()
+        eager.load_state_dict(state)
+        fp32 = os.path.join(a["out"], "fp32_eager.pt")
+        torch.save(eager, fp32)
     res = {"fp32": fp32, "int8": None}
+    if not hasattr(model, "prepare_quantization"):
+        res["int8_error"] = f"empanada-dl 0.1.7 has no int8 export of {name}"
+        return res
     try:
         torch.backends.quantized.engine = "fbgemm"
         q = qm.__dict__["Quantizable" + name](**cfg, quantize=True)
@@ -93,6 +104,8 @@ def job_setup(a: dict) -> dict:
 
 
 def _load(pth: str):
+    if pth.endswith(".pt"):
+        return torch.load(pth, map_location="cpu", weights_only=False).eval()
     return torch.jit.load(pth, map_location="cpu").eval()
 
 
@@ -181,7 +194,7 @@ def job_train_step(a: dict) -> dict:
     n, s = a["batch_size"], a["size"]
     x = torch.randn(n, 1, s, s)
     tgt = {
-        "sem": (torch.rand(n, 1, s, s) > 0.8).float(),
+        "sem": (torch.rand(n, s, s) > 0.8).float(),
         "ctr_hmp": torch.rand(n, 1, s, s),
         "offsets": torch.randn(n, 2, s, s),
     }

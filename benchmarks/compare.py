@@ -76,7 +76,8 @@ def job_forward(a: dict) -> dict:
     pred = Predictor(model, precision=a["precision"])
     res["precision"] = pred.precision.name
     net = pred.network()
-    xin = x.contiguous(memory_format=torch.channels_last) if net is not model else x
+    cl = net is not model and pred.precision.channels_last
+    xin = x.contiguous(memory_format=torch.channels_last) if cl else x
     times = []
     with torch.inference_mode():
         for i in range(a["repeats"] + 1):

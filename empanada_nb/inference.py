@@ -178,14 +178,17 @@ class Predictor:
         self.precision = resolve_precision(precision if self.eager else "fp32", self.device)
 
     def network(self) -> nn.Module:
-        """What runs: the BatchNorm-folded eval copy of the model (``fuse_for_inference``), channels-last.
+        """What runs: the BatchNorm-folded eval copy of the model (``fuse_for_inference``).
 
-        Channels-last lets oneDNN (CPU) and cuDNN use their NHWC kernels: on CPU it turns the 1x1 and
-        dilated convolutions that PyTorch otherwise runs through its slow im2col path into oneDNN ones.
+        Its memory layout follows the precision: channels-last for bf16/fp16 and on CUDA (oneDNN's AMX
+        and cuDNN's tensor-core kernels are NHWC), the default NCHW for fp32 on the CPU.
         """
-        net = fuse_for_inference(self.model)
-        if net is not self.model and self.precision.channels_last:
-            net.to(memory_format=torch.channels_last)  # no copy once it is channels-last
+        # normal tensors even when called under inference_mode: the cached copy outlives this call
+        with torch.inference_mode(False):
+            net = fuse_for_inference(self.model)
+            if net is not self.model:  # no copy when the layout is already the one asked for
+                fmt = torch.channels_last if self.precision.channels_last else torch.contiguous_format
+                net.to(memory_format=fmt)
         return net
 
     # ---- geometry ----

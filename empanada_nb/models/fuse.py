@@ -133,7 +133,8 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     if not is_eager(model) or not any(type(m) is nn.BatchNorm2d for m in model.modules()):
         return model
     version = _version(model)
-    with _LOCK:
+    # inference_mode(False): the copy's weights must be normal tensors even when called under inference_mode
+    with _LOCK, torch.inference_mode(False):
         hit = _CACHE.get(model)
         if hit is not None and hit[0] == version:
             return hit[1]

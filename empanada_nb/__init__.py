@@ -37,6 +37,7 @@ from .models import (
     build_model,
     check_patch_size,
     count_parameters,
+    fuse_for_inference,
     set_finetunable,
 )
 from .omezarr import convert_to_ome_zarr, create_labels, write_label_pyramid, write_ome_zarr_labels
@@ -50,6 +51,7 @@ from .patches import (
     save_points,
 )
 from .postprocess import panoptic_postprocess, panoptic_postprocess_batch, split_fragments
+from .precision import PRECISIONS, resolve_precision
 from .reader import Pyramid, open_pyramid, volume_info
 from .registry import export as export_registered_model
 from .registry import import_archive as import_model

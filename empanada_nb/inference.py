@@ -25,6 +25,8 @@ from ._device import resolve_device
 from .data.io import intensity_range, normalize_image
 from .model_io import card_for
 from .models.blocks import semantic_channels
+from .models.fuse import fuse_for_inference, is_eager
+from .precision import resolve_precision
 
 #: images whose downsampled sides are all at most this run as one tile when ``tile_size`` is None
 AUTO_WHOLE = 2048
@@ -152,6 +154,7 @@ class Predictor:
         tile_overlap: int = 128,
         batch_size: int = 4,
         device=None,
+        precision: str = "fp32",
     ):
         self.model = model
         self.device = resolve_device(device) if device is not None else model_device(model)
@@ -170,8 +173,23 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.n_sem = semantic_channels(int(getattr(model, "num_classes", 1)))
         self.cuda = self.device.type == "cuda"
-        if self.cuda:  # NHWC convolutions under autocast use tensor cores best
-            model.to(memory_format=torch.channels_last)
+        self.eager = is_eager(model)
+        # TorchScript and quantized models run as they are, in fp32
+        self.precision = resolve_precision(precision if self.eager else "fp32", self.device)
+
+    def network(self) -> nn.Module:
+        """What runs: the BatchNorm-folded eval copy of the model (``fuse_for_inference``).
+
+        Its memory layout follows the precision: channels-last for bf16/fp16 and on CUDA (oneDNN's AMX
+        and cuDNN's tensor-core kernels are NHWC), the default NCHW for fp32 on the CPU.
+        """
+        # normal tensors even when called under inference_mode: the cached copy outlives this call
+        with torch.inference_mode(False):
+            net = fuse_for_inference(self.model)
+            if net is not self.model:  # no copy when the layout is already the one asked for
+                fmt = torch.channels_last if self.precision.channels_last else torch.contiguous_format
+                net.to(memory_format=fmt)
+        return net
 
     # ---- geometry ----
     def small_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
@@ -197,18 +215,18 @@ class Predictor:
 
     # ---- network ----
     @torch.inference_mode()
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         """(N, 1, h, w) normalized -> (N, S + 3, h, w) float32 on CPU: probs, heatmap, offsets."""
+        net = net if net is not None else self.network()
         x = x.to(self.device, non_blocking=True)
-        if self.cuda:
+        if self.precision.channels_last and net is not self.model:
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.float16):
-                out = self.model(x)
-        else:
-            out = self.model(x)
+        with self.precision.autocast(self.device):
+            out = net(x)
         logits = out["sem_logits"].float()
         sem = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
-        return torch.cat([sem, out["ctr_hmp"].float(), out["offsets"].float()], dim=1).cpu()
+        # one contiguous (N, C, H, W) block: the stitching below reads it row by row
+        return torch.cat([sem, out["ctr_hmp"].float(), out["offsets"].float()], dim=1).contiguous().cpu()
 
     def _empty(self, shape: tuple[int, int]) -> torch.Tensor:
         maps = torch.zeros((self.n_sem + 3,) + tuple(shape), dtype=torch.float32)
@@ -218,14 +236,17 @@ class Predictor:
 
     def maps(self, images: Sequence[np.ndarray], rois: Sequence[np.ndarray | None] | None = None) -> list[torch.Tensor]:
         """Stitched full-resolution maps for normalized float32 2D ``images`` (any sizes)."""
+        net = self.network()
+        if net is not self.model:  # an eval copy: the user's model keeps its mode
+            return self._maps(images, rois, net)
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._maps(images, rois)
+            return self._maps(images, rois, net)
         finally:
             self.model.train(was_training)
 
-    def _maps(self, images, rois) -> list[torch.Tensor]:
+    def _maps(self, images, rois, net: nn.Module) -> list[torch.Tensor]:
         d = self.downsample
         smalls, canvases, jobs = [], [], []
         for i, img in enumerate(images):
@@ -250,21 +271,21 @@ class Predictor:
         # batch tiles of the same padded size together
         jobs.sort(key=lambda j: (self._padded(j), j[0]))
         for k in range(0, len(jobs), self.batch_size):
-            self._run_group(jobs[k : k + self.batch_size], canvases)
+            self._run_group(jobs[k : k + self.batch_size], canvases, net)
         return [self._upsample(c, img.shape) for c, img in zip(canvases, images)]
 
     def _padded(self, job) -> tuple[int, int]:
         h, w = job[3].shape[-2:]
         return _round_up(h, self.factor), _round_up(w, self.factor)
 
-    def _run_group(self, group, canvases) -> None:
+    def _run_group(self, group, canvases, net: nn.Module) -> None:
         # split the group where the padded size changes (sorted, so groups stay contiguous)
         by_size: dict[tuple[int, int], list] = {}
         for job in group:
             by_size.setdefault(self._padded(job), []).append(job)
         for (ph, pw), jobs in by_size.items():
             x = torch.cat([_pad_to(j[3], ph, pw) for j in jobs], dim=0)
-            out = self._forward(x)
+            out = self._forward(x, net)
             for o, (i, sy, sx, _, _) in zip(out, jobs):
                 canvases[i][:, sy.core_start : sy.core_stop, sx.core_start : sx.core_stop] = o[
                     :,
@@ -349,6 +370,7 @@ def engine(
     tile_overlap: int = 128,
     batch_size: int = 4,
     device=None,
+    precision: str = "fp32",
     **post_kw,
 ) -> tuple[PostOptions, Predictor, np.dtype]:
     """The postprocessing options, the network runner and the label dtype shared by 2D and 3D inference."""
@@ -360,6 +382,7 @@ def engine(
         tile_overlap=tile_overlap,
         batch_size=batch_size,
         device=device,
+        precision=precision,
     )
     return post, pred, label_dtype(pred.n_sem, post.label_divisor)
 
@@ -401,6 +424,7 @@ def segment_image(
     roi: np.ndarray | None = None,
     batch_size: int = 4,
     device=None,
+    precision: str = "fp32",
     irange: tuple[float, float] | None = None,
     label_divisor: int | None = None,
     seg_thr: float = 0.5,
@@ -439,6 +463,10 @@ def segment_image(
         Tiles per network call.
     device : str or torch.device, optional
         Default: the model's device.
+    precision : str
+        ``"fp32"`` (reference), ``"bf16"`` (CPUs with AMX/AVX512-BF16, or CUDA), ``"fp16"`` (CUDA) or
+        ``"auto"`` (the fastest the device runs natively); unsupported choices warn and run fp32.
+        See ``precision.resolve_precision`` and the speed page of the docs for the accuracy change.
     irange : tuple of float, optional
         Intensity range mapped to [0, 1]; default the image's own (see ``normalize_image``).
     label_divisor : int, optional
@@ -496,6 +524,7 @@ def segment_image(
         tile_overlap=tile_overlap,
         batch_size=batch_size,
         device=device,
+        precision=precision,
         seg_thr=seg_thr,
         center_thr=center_thr,
         min_distance=min_distance,

@@ -16,6 +16,7 @@ from typing import Any
 
 from .geometry import AXES
 from .inference import DOWNSAMPLES, segment_image
+from .precision import PRECISIONS
 from .volume import segment_ortho, segment_stack
 
 MODES = ("2d", "stack", "ortho")
@@ -89,6 +90,13 @@ class SegmentOptions:
     tile_overlap: int = _opt("tile_overlap", "int", "tile overlap", "overlap of tiles in network pixels", min=0)
     batch_size: int = _opt("batch_size", "int", "batch size", "slices or tiles per network call", min=1)
     device: str | None = _opt("device", "text?", "device", "torch device, e.g. cuda:0 (default: the model's)")
+    precision: str = _opt(
+        "precision",
+        "choice",
+        "precision",
+        "fp32: reference; bf16: fast on CPUs with AMX/AVX512-BF16 and on GPUs; fp16: GPU; auto: fastest native",
+        choices=PRECISIONS,
+    )
     # postprocessing
     seg_thr: float = _opt("seg_thr", "float", "segmentation threshold", "semantic confidence", group="post")
     center_thr: float = _opt("center_thr", "float", "center threshold", "center heatmap confidence", group="post")

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ._atomic import MARKER, PathLike, atomic_dir, atomic_path, claim, temp_dir
+from ._prefetch import prefetch
 from .cancel import Cancelled, check_cancel
 from .data.io import intensity_range, normalize_image
 from .geometry import AXES, axis_dim, check_axis
@@ -313,6 +314,7 @@ def segment_stack(
     tile_overlap: int = 128,
     batch_size: int = 4,
     device=None,
+    precision: str = "fp32",
     irange: tuple[float, float] | None = None,
     seg_thr: float = 0.5,
     center_thr: float = 0.1,
@@ -370,6 +372,8 @@ def segment_stack(
         Slices (or tiles) per network call.
     device : str or torch.device, optional
         Default: the model's device.
+    precision : str
+        ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``, as in ``segment_image``.
     irange : tuple of float, optional
         Intensity range; default estimated once from a few slices of the volume.
     label_divisor : int, optional
@@ -429,6 +433,7 @@ def segment_stack(
         tile_overlap=tile_overlap,
         batch_size=batch_size,
         device=device,
+        precision=precision,
         seg_thr=seg_thr,
         center_thr=center_thr,
         min_distance=min_distance,
@@ -519,8 +524,10 @@ def _stack_into(
             io.write(i - k + 1, slab[:k])
         bar.update(1)
 
-    with ProgressBar(n, f"{name}: infer", progress) as bar:
-        for j, maps in enumerate(maps_iter()):
+    # reading and the network run one batch ahead in a thread while this one postprocesses and links
+    ahead = contextlib.closing(prefetch(maps_iter(), pred.batch_size))
+    with ProgressBar(n, f"{name}: infer", progress) as bar, ahead as ahead:
+        for j, maps in enumerate(ahead):
             buf[j] = maps
             if j - r >= 0:
                 emit(j - r)

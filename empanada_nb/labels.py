@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._atomic import MARKER, atomic_dir, atomic_path, claim
+from .data.ignore import max_label
 from .geometry import n_slices, plane_index
 
 __all__ = [
@@ -259,7 +260,7 @@ def next_label(labels: np.ndarray, class_id: int | None = None, label_divisor: i
     if (class_id is None) != (label_divisor is None):
         raise ValueError("give class_id and label_divisor together (or neither)")
     if label_divisor is None:
-        return int(labels.max(initial=0)) + 1
+        return max_label(labels) + 1  # the unlabelled value (sparse labels) is no id
     lo, hi = class_id * label_divisor, (class_id + 1) * label_divisor
     in_cls = labels[(labels >= lo) & (labels < hi)]
     new = int(in_cls.max(initial=lo)) + 1

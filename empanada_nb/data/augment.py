@@ -39,11 +39,14 @@ def random_patch(
     rng: np.random.Generator,
     cfg: AugmentConfig | None = None,
     augment: bool = True,
+    center: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` patch of (image in [0,1] float32, mask int) with random geometry.
 
     Images smaller than the patch, and the parts of a rotated or scaled patch beyond the image, are
-    padded: the image by reflection, the mask with ``IGNORE_LABEL`` (unlabelled).
+    padded: the image by reflection, the mask with ``IGNORE_LABEL`` (unlabelled). ``center``, a
+    source pixel ``(row, col)``, fixes where the patch is: its pixel ``(size // 2, size // 2)`` shows
+    exactly that pixel (the sampler uses it to be sure a patch holds a labelled pixel).
     """
     cfg = cfg if cfg is not None else AugmentConfig()
     if mask.dtype.kind != "i":  # the padding value -1 needs a signed mask (ids kept: a wider signed type)
@@ -63,10 +66,14 @@ def random_patch(
         if rng.random() < 0.5:
             rot[:, 1] *= -1
     c = (size - 1) / 2
+    if center is not None:  # an integer source pixel onto an integer patch pixel: nearest sampling is exact there
+        cy, cx, c = int(center[0]), int(center[1]), size // 2
     offset = np.array([cy, cx]) - rot @ np.array([c, c])
     if not augment and h >= size and w >= size:
         y0 = int(rng.integers(0, h - size + 1))
         x0 = int(rng.integers(0, w - size + 1))
+        if center is not None:
+            y0, x0 = min(max(cy - c, 0), h - size), min(max(cx - c, 0), w - size)
         img = image[y0 : y0 + size, x0 : x0 + size].astype(np.float32)
         msk = mask[y0 : y0 + size, x0 : x0 + size]
     else:

@@ -180,7 +180,8 @@ class PanopticDataset(torch.utils.data.Dataset):
 
     Sparse labels: mask pixels holding the ignore value (``IGNORE_LABEL``, see ``data/ignore.py``) are
     unlabelled. Masks with no labelled pixel are left out (with a warning), and a random crop with no
-    labelled pixel is drawn again (up to ``CROP_TRIES`` times), so batches are not spent on nothing.
+    labelled pixel is drawn again (up to ``CROP_TRIES`` times, then around a labelled pixel), so no
+    patch of a batch is spent on nothing.
     """
 
     def __init__(
@@ -266,13 +267,22 @@ class PanopticDataset(torch.utils.data.Dataset):
         }
 
     def sample(self, rng: np.random.Generator, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """One (image, mask) crop; a crop with no labelled pixel is drawn again, ``CROP_TRIES`` times at most."""
+        """One (image, mask) crop that holds a labelled pixel.
+
+        A crop with no labelled pixel is drawn again, ``CROP_TRIES`` times at most; then the crop is
+        drawn around a random labelled pixel of the last image (every kept mask has one), which makes
+        sure of it without biasing the common case.
+        """
         for _ in range(CROP_TRIES):
             k = int(rng.choice(len(self.pairs), p=self.weights))
             img, msk = random_patch(self.images[k], self.masks[k], self.patch_size, rng, self.augment, augment)
             if (msk != IGNORE_LABEL).any():
-                break
-        return img, msk
+                return img, msk
+        ys, xs = np.nonzero(self.masks[k] != IGNORE_LABEL)
+        j = int(rng.integers(len(ys)))
+        return random_patch(
+            self.images[k], self.masks[k], self.patch_size, rng, self.augment, augment, center=(ys[j], xs[j])
+        )
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(i)])

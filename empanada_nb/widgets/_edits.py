@@ -107,10 +107,10 @@ class LabelEdits:
         >>> v = Viewer(np.zeros((2, 32, 32), np.uint8), labels=np.zeros((2, 32, 32), np.uint32))
         >>> v.paint([[4, 4], [4, 20]], size=3, label=5, index=0), int(v.labels[0].max()), int(v.labels[1].max())
         (True, 5, 0)
-        >>> v.paint([[20, 4], [20, 20]], size=3, index=1, unlabelled=True), int(v.labels[1, 20, 10])
-        (True, 4294967295)
         >>> v.paint([[4, 4], [4, 20]], size=5, erase=True, index=0), int(v.labels.max())
         (True, 0)
+        >>> v.paint([[20, 4], [20, 20]], size=3, index=1, unlabelled=True), int(v.labels[1, 20, 10])
+        (True, 4294967295)
         """
         with self._lock:
             lay = self._edit_layer(layer)

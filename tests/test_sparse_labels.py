@@ -260,3 +260,9 @@ def test_viewer_paints_unlabelled_with_the_layer_dtype_value():
     assert v.new_label() == 1  # the unlabelled value is no label id
     assert label_color(2**32 - 1, unlabelled=2**32 - 1) == UNLABELLED_COLOR != label_color(2**32 - 1)
     assert v.undo() and lab8.max() == 0
+
+
+def test_label_counts_leave_out_the_unlabelled_value():
+    lab = np.zeros((8, 8), np.uint16)
+    lab[1:3, 1:3], lab[5:7, 5:7], lab[0, :] = 4, 9, ignore_value(np.uint16)
+    assert enb.count_labels(lab) == {1: 2}

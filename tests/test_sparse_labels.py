@@ -163,8 +163,10 @@ def test_augmentation_keeps_the_unlabelled_value_exact(rng):
     for seed in range(4):
         _, m = random_patch(img, msk, 32, np.random.default_rng(seed), center=(12, 37))
         assert m[16, 16] == 7
-    # an unsigned file mask is converted: its 255 is unlabelled
+    # compact masks (uint8 without unlabelled pixels, int8 with them) keep their ids, 255 included
     _, m = random_patch(img, np.where(msk < 0, 255, msk).astype(np.uint8), 64, np.random.default_rng(1))
+    assert set(np.unique(m).tolist()) <= {IGNORE_LABEL, 0, 7, 255}
+    _, m = random_patch(img, msk.astype(np.int8), 64, np.random.default_rng(1))
     assert set(np.unique(m).tolist()) <= {IGNORE_LABEL, 0, 7}
 
 

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from .autosave import clear_autosave, list_autosaves
 from .bioimageio import export_bioimageio, load_bioimageio
 from .data import find_pairs, make_synthetic_dataset, normalize_image, read_image, synthetic_image, synthetic_volume
+from .data.ignore import IGNORE_LABEL, cast_labels, ignore_mask, ignore_value
 from .demo import run_demo
 from .distributed import default_halo, segment_distributed
 from .empanada_format import export_model, load_empanada_model, read_empanada_config

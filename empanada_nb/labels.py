@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._atomic import MARKER, atomic_dir, atomic_path, claim
+from .data.ignore import ignore_value, max_label
 from .geometry import n_slices, plane_index
 
 __all__ = [
@@ -66,14 +67,19 @@ def _ids(ids: int | Iterable[int]) -> np.ndarray:
 
 
 def _present(labels: np.ndarray) -> np.ndarray:
-    """Sorted nonzero ids present in ``labels`` (bincount when ids are small, else np.unique)."""
+    """Sorted nonzero ids present in ``labels`` (bincount when ids are small, else np.unique); the
+    unlabelled value of sparse labels (the dtype's ignore value) is no id."""
     flat = labels.ravel()
     top = int(flat.max()) if flat.size else 0
     if top < max(4 * flat.size, 1 << 20):
         counts = np.bincount(flat.astype(np.intp, copy=False), minlength=top + 1)
-        return np.flatnonzero(counts[1:]) + 1
-    u = np.unique(flat)
-    return u[u > 0].astype(np.int64)
+        ids = np.flatnonzero(counts[1:]) + 1
+    else:
+        u = np.unique(flat)
+        ids = u[u > 0].astype(np.int64)
+    if labels.dtype.kind == "u" and ids.size and ids[-1] == ignore_value(labels.dtype):
+        ids = ids[:-1]
+    return ids
 
 
 def label_boxes(labels: np.ndarray, ids: int | Iterable[int]) -> dict[int, tuple[slice, ...]]:
@@ -259,7 +265,7 @@ def next_label(labels: np.ndarray, class_id: int | None = None, label_divisor: i
     if (class_id is None) != (label_divisor is None):
         raise ValueError("give class_id and label_divisor together (or neither)")
     if label_divisor is None:
-        return int(labels.max(initial=0)) + 1
+        return max_label(labels) + 1  # the unlabelled value (sparse labels) is no id
     lo, hi = class_id * label_divisor, (class_id + 1) * label_divisor
     in_cls = labels[(labels >= lo) & (labels < hi)]
     new = int(in_cls.max(initial=lo)) + 1

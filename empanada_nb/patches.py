@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import MARKER, PathLike, atomic_path, atomic_paths, is_ours
+from .data.ignore import cast_labels
 from .geometry import AXIS_DIMS, check_axis, plane_index, plane_to_volume, shape3, volume_to_plane
 
 
@@ -374,10 +375,11 @@ def save_patches(
                 source = "model"
             else:
                 source = "empty"
+        # unlabelled pixels (sparse labels) stay unlabelled in the written dtype (cast_labels)
         if mask_dtype is not None:
-            mask = mask.astype(mask_dtype)
+            mask = cast_labels(mask, mask_dtype)
         elif mask.dtype == bool or mask.dtype.kind not in "ui":
-            mask = mask.astype(np.uint32)
+            mask = cast_labels(mask, np.uint32)
         # mask first: a kill -9 between the two renames leaves a mask without image, which the
         # next save redoes (taken() is False for half a pair of ours)
         with atomic_paths([msk_dir / fn, img_dir / fn], suffix=".tif") as (tmp_m, tmp_i):

@@ -41,6 +41,14 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--connected-components", action="store_true", help="binary masks: one instance per connected object"
     )
+    p.add_argument(
+        "--no-ignore-unlabelled",
+        dest="ignore_unlabelled",
+        action="store_false",
+        default=None,
+        help="the masks' ignore value (255 in uint8, 65535 in uint16, 4294967295 in uint32, -1 in signed masks) is "
+        "an ordinary label, not 'unlabelled' (sparse labels are on by default)",
+    )
     p.add_argument("--val-fraction", type=float, help="hold out this fraction of training images when no --val-dir")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int)
@@ -67,4 +75,6 @@ def config_from(args: argparse.Namespace, **extra) -> TrainConfig:
         changes["num_workers"] = w if w == "auto" else int(w)
     if args.connected_components:
         changes["connected_components"] = True
+    if args.ignore_unlabelled is not None:
+        changes["ignore_unlabelled"] = args.ignore_unlabelled
     return cfg.replace(**changes)

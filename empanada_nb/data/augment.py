@@ -2,7 +2,14 @@
 
 Sampling the output patch through a single inverse affine map costs O(patch) whatever the
 source size, and keeps image and mask geometrically identical (linear for the image, nearest
-for the mask). Photometric jitter follows. Everything draws from the generator it is given, so
+for the mask, so label values, the unlabelled value ``IGNORE_LABEL`` included, stay exact). Photometric
+jitter follows.
+
+Where the rotated or scaled patch reaches beyond the source, the image is mirrored (so the model sees
+no artificial edge) and the mask is ``IGNORE_LABEL``, unlabelled: the labels of mirrored content are
+not known (a mirrored object would need its own id), and calling it background would teach the model
+that mirrored objects are background. Objects cut by that border are then cut objects for the
+targets (no false centre, see ``targets.py``). Everything draws from the generator it is given, so
 a seed makes a batch reproducible.
 """
 
@@ -12,6 +19,8 @@ import dataclasses
 
 import numpy as np
 from scipy import ndimage
+
+from .ignore import IGNORE_LABEL
 
 
 @dataclasses.dataclass
@@ -30,12 +39,18 @@ def random_patch(
     rng: np.random.Generator,
     cfg: AugmentConfig | None = None,
     augment: bool = True,
+    center: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` patch of (image in [0,1] float32, mask int) with random geometry.
 
-    Images smaller than the patch are padded (image by reflection, mask with 0).
+    Images smaller than the patch, and the parts of a rotated or scaled patch beyond the image, are
+    padded: the image by reflection, the mask with ``IGNORE_LABEL`` (unlabelled). ``center``, a
+    source pixel ``(row, col)``, fixes where the patch is: its pixel ``(size // 2, size // 2)`` shows
+    exactly that pixel (the sampler uses it to be sure a patch holds a labelled pixel).
     """
     cfg = cfg if cfg is not None else AugmentConfig()
+    if mask.dtype.kind != "i":  # the padding value -1 needs a signed mask (ids kept: a wider signed type)
+        mask = mask.astype({1: np.int16, 2: np.int32}.get(mask.dtype.itemsize, np.int64))
     h, w = image.shape
     s = rng.uniform(*cfg.scale) if augment else 1.0
     theta = rng.uniform(0, 2 * np.pi) if (augment and cfg.rotate) else 0.0
@@ -51,17 +66,21 @@ def random_patch(
         if rng.random() < 0.5:
             rot[:, 1] *= -1
     c = (size - 1) / 2
+    if center is not None:  # an integer source pixel onto an integer patch pixel: nearest sampling is exact there
+        cy, cx, c = int(center[0]), int(center[1]), size // 2
     offset = np.array([cy, cx]) - rot @ np.array([c, c])
     if not augment and h >= size and w >= size:
         y0 = int(rng.integers(0, h - size + 1))
         x0 = int(rng.integers(0, w - size + 1))
+        if center is not None:
+            y0, x0 = min(max(cy - c, 0), h - size), min(max(cx - c, 0), w - size)
         img = image[y0 : y0 + size, x0 : x0 + size].astype(np.float32)
         msk = mask[y0 : y0 + size, x0 : x0 + size]
     else:
         img = ndimage.affine_transform(
             image.astype(np.float32, copy=False), rot, offset, (size, size), order=1, mode="mirror"
         )
-        msk = ndimage.affine_transform(mask, rot, offset, (size, size), order=0, mode="constant", cval=0)
+        msk = ndimage.affine_transform(mask, rot, offset, (size, size), order=0, mode="constant", cval=IGNORE_LABEL)
     if augment:
         img = _photometric(img, rng, cfg)
     return img, msk

@@ -18,6 +18,7 @@ import torch
 from scipy import ndimage
 
 from .augment import AugmentConfig, random_patch
+from .ignore import IGNORE_LABEL, training_mask
 from .io import IMAGE_SUFFIXES, intensity_range, read_image
 from .targets import panoptic_targets
 
@@ -115,8 +116,13 @@ def find_pairs(root: str | os.PathLike) -> list[Pair]:
     return pairs
 
 
-def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """Read and check one pair: 2D, same shape, integer mask."""
+#: tries at drawing a crop with a labelled pixel before a batch takes an unlabelled one (its loss is 0)
+CROP_TRIES = 10
+
+
+def load_pair(pair: Pair, ignore_unlabelled: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check one pair: 2D, same shape, integer mask; the mask as int64 with ``IGNORE_LABEL``
+    (-1) where the file holds its dtype's ignore value (unless ``ignore_unlabelled`` is False)."""
     img, msk = read_image(pair.image), read_image(pair.mask)
     if img.ndim == 3 and img.shape[-1] in (3, 4):
         raise ValueError(f"{pair.image}: has a colour/channel axis {img.shape}; save greyscale 2D images")
@@ -136,17 +142,21 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     if not (np.issubdtype(msk.dtype, np.integer) or msk.dtype == bool):
         if not np.all(np.mod(msk, 1) == 0):
             raise ValueError(f"{pair.mask}: mask has non-integer values ({msk.dtype}); masks hold label ids")
-    return img, msk.astype(np.int64)
+    return img, training_mask(msk, ignore_unlabelled)
 
 
 def compact_labels(mask: np.ndarray) -> np.ndarray:
-    """The mask in the smallest unsigned type that holds its ids (uint8 for most masks, never int64).
+    """The mask in the smallest unsigned type that holds its ids (uint8 for most masks, never int64);
+    a mask with unlabelled pixels (``IGNORE_LABEL``, -1) in the smallest signed one.
 
     The dataset keeps every mask in memory and worker processes read them: int64 masks of 165
     slices of 768 x 1024 would take 1 GiB, uint8 ones 130 MiB. Targets are computed per patch.
     """
     top = int(mask.max()) if mask.size else 0
     if int(mask.min(initial=0)) < 0:
+        for dt in (np.int8, np.int16, np.int32):
+            if top <= np.iinfo(dt).max:
+                return mask.astype(dt, copy=False)
         return mask
     for dt in (np.uint8, np.uint16, np.uint32):
         if top <= np.iinfo(dt).max:
@@ -167,6 +177,11 @@ class PanopticDataset(torch.utils.data.Dataset):
 
     Item ``i`` is the whole batch of iteration ``i``, drawn from a generator seeded by
     ``(seed, i)``, so batches do not depend on worker count or on where a run resumed.
+
+    Sparse labels: mask pixels holding the ignore value (``IGNORE_LABEL``, see ``data/ignore.py``) are
+    unlabelled. Masks with no labelled pixel are left out (with a warning), and a random crop with no
+    labelled pixel is drawn again (up to ``CROP_TRIES`` times, then around a labelled pixel), so no
+    patch of a batch is spent on nothing.
     """
 
     def __init__(
@@ -184,20 +199,29 @@ class PanopticDataset(torch.utils.data.Dataset):
         augment: AugmentConfig | None = None,
         gamma: float = 0.3,
         seed: int = 0,
+        ignore_unlabelled: bool = True,
     ):
-        self.pairs = list(pairs)
+        pairs = list(pairs)
         self.patch_size, self.batch_size, self.iterations = patch_size, batch_size, iterations
         self.label_divisor, self.thing_list, self.num_classes = label_divisor, list(thing_list), num_classes
         self.sigma, self.seed = sigma, seed
         self.augment = augment if augment is not None else AugmentConfig()
-        self.weights = group_weights(self.pairs, gamma)
-        self.images, self.masks = [], []
-        for p in self.pairs:
-            img, msk = load_pair(p)
+        self.pairs, self.images, self.masks = [], [], []
+        unlabelled, no_objects = [], []
+        for p in pairs:
+            img, msk = load_pair(p, ignore_unlabelled)
+            ignored = msk == IGNORE_LABEL
+            if ignored.all():
+                unlabelled.append(p.mask)
+                continue
+            if ignored.any() and not (msk > 0).any():
+                no_objects.append(p.mask)
             lo, hi = intensity_range(img)
+            self.pairs.append(p)
             self.images.append(np.clip((img.astype(np.float32) - lo) / (hi - lo), 0, 1))
             if connected_components:
                 msk = ndimage.label(msk > 0)[0].astype(np.int64)
+                msk[ignored] = IGNORE_LABEL
             elif label_divisor is None and msk.max() == 1 and (msk == 1).sum() > 0:
                 n = ndimage.label(msk > 0)[1]
                 if n > 1:
@@ -207,7 +231,24 @@ class PanopticDataset(torch.utils.data.Dataset):
                         stacklevel=2,
                     )
             self.masks.append(compact_labels(msk))
-        if self.masks and not any(m.any() for m in self.masks):
+        hint = (
+            "the ignore value (255 in uint8 masks, 65535 in uint16, 4294967295 in uint32, -1 in signed) marks "
+            "unlabelled pixels; if it marks objects in your masks, save them as 0/1 or set ignore_unlabelled=False"
+        )
+        if not self.masks:
+            raise ValueError(f"all {len(unlabelled)} training mask(s) are unlabelled everywhere: {hint}")
+        if unlabelled:
+            warnings.warn(
+                f"left out {len(unlabelled)} mask(s) with no labelled pixel (e.g. {unlabelled[0]}); {hint}",
+                stacklevel=2,
+            )
+        if no_objects and not any((m > 0).any() for m in self.masks):
+            raise ValueError(
+                f"the training masks hold only background and unlabelled pixels (e.g. {no_objects[0]}), "
+                f"no object to learn: {hint}"
+            )
+        self.weights = group_weights(self.pairs, gamma)
+        if self.masks and not any((m > 0).any() for m in self.masks):
             warnings.warn(
                 f"all {len(self.masks)} training mask(s) are background only (all zero): the model can only "
                 "learn to find nothing; check that the masks hold the labels",
@@ -226,8 +267,22 @@ class PanopticDataset(torch.utils.data.Dataset):
         }
 
     def sample(self, rng: np.random.Generator, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        k = int(rng.choice(len(self.pairs), p=self.weights))
-        return random_patch(self.images[k], self.masks[k], self.patch_size, rng, self.augment, augment)
+        """One (image, mask) crop that holds a labelled pixel.
+
+        A crop with no labelled pixel is drawn again, ``CROP_TRIES`` times at most; then the crop is
+        drawn around a random labelled pixel of the last image (every kept mask has one), which makes
+        sure of it without biasing the common case.
+        """
+        for _ in range(CROP_TRIES):
+            k = int(rng.choice(len(self.pairs), p=self.weights))
+            img, msk = random_patch(self.images[k], self.masks[k], self.patch_size, rng, self.augment, augment)
+            if (msk != IGNORE_LABEL).any():
+                return img, msk
+        ys, xs = np.nonzero(self.masks[k] != IGNORE_LABEL)
+        j = int(rng.integers(len(ys)))
+        return random_patch(
+            self.images[k], self.masks[k], self.patch_size, rng, self.augment, augment, center=(ys[j], xs[j])
+        )
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(i)])
@@ -239,6 +294,7 @@ class PanopticDataset(torch.utils.data.Dataset):
             "ctr_hmp": np.empty((n, 1, p, p), np.float32),
             "offsets": np.empty((n, 2, p, p), np.float32),
             "thing": np.empty((n, p, p), bool),
+            "ctr_valid": np.empty((n, p, p), bool),
         }
         for j in range(n):
             img, msk = self.sample(rng)
@@ -250,6 +306,6 @@ class PanopticDataset(torch.utils.data.Dataset):
                 sigma=self.sigma,
             )
             out["image"][j, 0] = img
-            for k in ("sem", "ctr_hmp", "offsets", "thing"):
+            for k in ("sem", "ctr_hmp", "offsets", "thing", "ctr_valid"):
                 out[k][j] = t[k]
         return {k: torch.from_numpy(v) for k, v in out.items()}

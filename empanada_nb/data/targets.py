@@ -8,6 +8,22 @@ Center choice: the paper and empanada use the centroid, which falls outside curv
 object's own pixel closest to its centroid: the centroid itself for convex objects, and always
 inside the object.
 
+Sparse labels: pixels holding ``IGNORE_LABEL`` (-1, see ``data/ignore.py``) are unlabelled. Their
+semantic target is ``IGNORE_LABEL`` (the loss skips it) and three rules keep the other targets honest:
+
+- An object that touches the unlabelled region (8-connected) is *cut*: part of it may lie under the
+  unlabelled pixels, so the centre of its visible part is not its centre. A cut object keeps its
+  semantic target (its pixels are foreground), but gets no centre and no offset targets: its offsets
+  are skipped, and so is the heatmap on and around it (below). A false centre would teach the model
+  to put centres on object edges.
+- The heatmap is unknown within ``2 * sigma`` of any unlabelled pixel or cut object: an unlabelled
+  object's centre lies somewhere under the unlabelled pixels, and its Gaussian reaches out of them.
+  Beyond ``2 * sigma`` a Gaussian has fallen below exp(-2) = 0.14 of its peak (and the centre is
+  further still, inside its object), so the zero target there is right to within that. ``ctr_valid``
+  marks where the heatmap target holds.
+- Background pixels next to the unlabelled region keep their semantic target: the user labelled
+  them background. Only their heatmap is unknown (the rule above); they have no offsets anyway.
+
 Cost is O(pixels + instances * window), never instances x pixels.
 """
 
@@ -16,6 +32,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
+
+from .ignore import IGNORE_LABEL
 
 
 def split_panoptic(
@@ -112,14 +131,61 @@ def panoptic_targets(
     num_classes: int = 1,
     sigma: float = 8.0,
 ) -> dict[str, np.ndarray]:
-    """Targets for one 2D mask: ``sem`` (H,W) int64, ``ctr_hmp`` (1,H,W), ``offsets`` (2,H,W), ``thing`` (H,W) bool."""
+    """Panoptic-DeepLab targets of one 2D mask, with unlabelled pixels (``IGNORE_LABEL``) left out.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        2D int labels (instance ids, or ``class * label_divisor + instance``); ``IGNORE_LABEL`` (-1)
+        marks unlabelled pixels (``training_mask`` maps a file's ignore value to it).
+    label_divisor : int, optional
+        None: every nonzero id is an instance of class 1.
+    thing_list : sequence of int
+        Classes with instances.
+    num_classes : int
+        Foreground classes.
+    sigma : float
+        Sigma of the centre Gaussians, in pixels.
+
+    Returns
+    -------
+    dict
+        ``sem`` (H, W) int64 (``IGNORE_LABEL`` where unlabelled), ``ctr_hmp`` (1, H, W) float32,
+        ``ctr_valid`` (H, W) bool (where the heatmap target holds), ``offsets`` (2, H, W) float32 and
+        ``thing`` (H, W) bool (where the offset target holds: pixels of uncut thing instances).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = np.zeros((32, 32), np.int64)
+    >>> m[4:10, 4:10] = 1; m[20:28, 20:26] = 2; m[26:, :] = -1  # object 2 is cut by the unlabelled rows
+    >>> t = panoptic_targets(m, sigma=2)
+    >>> int(t["sem"][30, 0]), bool(t["thing"][5, 5]), bool(t["thing"][22, 22]), bool(t["ctr_valid"][22, 22])
+    (-1, True, False, False)
+    """
     if mask.ndim != 2:
         raise ValueError(f"expected a 2D mask, got shape {mask.shape}")
-    sem, inst = split_panoptic(mask, label_divisor, thing_list, num_classes)
+    ignore = mask == IGNORE_LABEL
+    sparse = bool(ignore.any())
+    sem, inst = split_panoptic(np.where(ignore, 0, mask) if sparse else mask, label_divisor, thing_list, num_classes)
+    valid = np.ones(mask.shape, bool)
+    if sparse:
+        # instances with a pixel next to (or under) the unlabelled region are cut: no centre, no offsets
+        near = ndimage.binary_dilation(ignore, structure=np.ones((3, 3), bool))
+        cut = np.unique(inst[near])
+        cut = cut[cut != 0]
+        unknown = ignore.copy()
+        if cut.size:
+            is_cut = np.isin(inst, cut)
+            unknown |= is_cut
+            inst = np.where(is_cut, 0, inst)
+        valid = ndimage.distance_transform_edt(~unknown) > 2 * sigma
+        sem[ignore] = IGNORE_LABEL
     ids, centers = instance_centers(inst)
     return {
         "sem": sem,
         "ctr_hmp": center_heatmap(mask.shape, centers, sigma)[None],
+        "ctr_valid": valid,
         "offsets": center_offsets(inst, ids, centers),
         "thing": inst > 0,
     }

@@ -45,6 +45,11 @@ class TrainConfig:
         None: masks hold instance ids (one class); else masks are ``class * divisor + instance``.
     connected_components : bool
         Binary masks: one instance per connected component.
+    ignore_unlabelled : bool
+        Sparse labels: mask pixels holding the ignore value (``IGNORE_LABEL``: all bits set, i.e. 255
+        in uint8 masks, 65535 in uint16, 4294967295 in uint32, -1 in signed masks; the Viewer's
+        "unlabelled" tool paints it) are unlabelled, and every loss term skips them. False: that value
+        is an ordinary label (masks whose objects are 255).
     output_label_divisor : int
         ``label_divisor`` of the trained model's outputs.
     heatmap_sigma : float
@@ -151,6 +156,7 @@ class TrainConfig:
     # masks
     label_divisor: int | None = None  #: None: masks hold instance ids; else class * divisor + instance
     connected_components: bool = False  #: binary masks -> one instance per connected component
+    ignore_unlabelled: bool = True  #: the ignore value (255 in uint8 masks, ...) marks unlabelled pixels
     output_label_divisor: int = 1000
     heatmap_sigma: float = 8.0
     additional_train_dirs: list[str] = dataclasses.field(default_factory=list)  #: more dataset folders to train on

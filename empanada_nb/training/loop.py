@@ -223,6 +223,7 @@ def run_training(
         augment=AugmentConfig(tuple(cfg.scale), cfg.rotate, cfg.flip, cfg.brightness, cfg.contrast),
         gamma=cfg.group_gamma,
         seed=cfg.seed,
+        ignore_unlabelled=cfg.ignore_unlabelled,
     )
     check_classes(dataset.masks, cfg.label_divisor, model.num_classes, card, is_finetune, ", ".join(dirs))
     if data_norms and state is None:

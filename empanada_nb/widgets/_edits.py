@@ -69,9 +69,10 @@ class LabelEdits:
         index: int | None = None,
         erase: bool = False,
         layer=None,
+        unlabelled: bool = False,
         _stroke=None,
     ) -> bool:
-        """Paint (or erase) a stroke through ``points`` on one slice, as one undoable step.
+        """Paint (or erase, or mark unlabelled) a stroke through ``points`` on one slice, as one undoable step.
 
         Parameters
         ----------
@@ -89,6 +90,10 @@ class LabelEdits:
             Set the stroke's pixels to 0 instead.
         layer : str or int, optional
             The layer's name or uid (the active layer by default); it must be editable.
+        unlabelled : bool
+            Mark the stroke's pixels unlabelled for training (sparse labels): the layer dtype's ignore
+            value (``ignore_value``: 4294967295 in a uint32 layer), which ``save_patches`` keeps and
+            the training loss skips. The Viewer's "unlabelled" tool (U) paints with it.
 
         Returns
         -------
@@ -104,11 +109,15 @@ class LabelEdits:
         (True, 5, 0)
         >>> v.paint([[4, 4], [4, 20]], size=5, erase=True, index=0), int(v.labels.max())
         (True, 0)
+        >>> v.paint([[20, 4], [20, 20]], size=3, index=1, unlabelled=True), int(v.labels[1, 20, 10])
+        (True, 4294967295)
         """
         with self._lock:
             lay = self._edit_layer(layer)
             axis = check_axis(axis or self.axis)
             index = self.slice_index if index is None else int(index)
+            if unlabelled:
+                label = lay.ignore_value
             edit = apply_stroke(
                 lay,
                 axis,
@@ -116,7 +125,7 @@ class LabelEdits:
                 points,
                 size or self.brush_size,
                 self.current_label if label is None else label,
-                erase=erase,
+                erase=erase and not unlabelled,
             )
             if edit is None and _stroke is not None:  # let the browser drop its preview
                 self.send(S.noop_update(lay.uid, lay.version, axis, index, _stroke))

@@ -6,7 +6,8 @@ Messages, browser -> Python (``content["type"]``):
     ``pick`` {axis, index, row, col}; ``delete_pick`` {i}; ``clear_picks``; ``random_picks`` {n};
     ``suggest`` {n}; ``accept_suggestion`` {i}; ``reject_suggestion`` {i};
     ``region`` {shape, axis, index, points}; ``update_region`` {i, name?, all_slices?}; ``delete_region`` {i};
-    ``stroke`` {stroke, layer, axis, index, points, size, label, erase}; ``fill`` {layer, axis, index, row, col, label};
+    ``stroke`` {stroke, layer, axis, index, points, size, label, erase, unlabelled};
+    ``fill`` {layer, axis, index, row, col, label};
     ``undo``; ``redo``; ``new_label``; ``new_layer``; ``layer`` {layer, opacity?, visible?};
     ``save_patches`` {dataset_dir, name}; ``proofread`` {op, selection, axis, index, scope, ...}; ``ready``;
     ``marker`` {axis, index, row, col}; ``clear_markers``; ``jump`` {label}; ``new_label`` {class_id?};
@@ -122,6 +123,7 @@ class ViewerMessages:
             index=c["index"],
             erase=bool(c.get("erase")),
             layer=c.get("layer"),
+            unlabelled=bool(c.get("unlabelled")),
             _stroke=c.get("stroke"),
         )
 

@@ -406,13 +406,20 @@ def full_update(
     return dict(head, **meta), [buf]
 
 
-def label_color(label_id: int) -> tuple[int, int, int]:
-    """The RGB colour the viewer draws ``label_id`` with (the same hash as ``viewer.js``).
+#: the colour of unlabelled pixels (sparse labels), drawn hatched (codec.js ``UNLABELLED_RGB``)
+UNLABELLED_COLOR = (150, 150, 150)
+
+
+def label_color(label_id: int, unlabelled: int | None = None) -> tuple[int, int, int]:
+    """The RGB colour the viewer draws ``label_id`` with (the same hash as ``codec.js`` ``labelColor``).
 
     Parameters
     ----------
     label_id : int
         A label id (64-bit ids fold their high word in).
+    unlabelled : int, optional
+        The layer's ignore value (``ignore_value`` of its dtype): that id is ``UNLABELLED_COLOR``
+        (grey, drawn hatched).
 
     Returns
     -------
@@ -423,8 +430,12 @@ def label_color(label_id: int) -> tuple[int, int, int]:
     --------
     >>> label_color(1) == label_color(1) and label_color(1) != label_color(2)
     True
+    >>> label_color(255, unlabelled=255)
+    (150, 150, 150)
     """
     i = int(label_id)
+    if unlabelled is not None and i == int(unlabelled):
+        return UNLABELLED_COLOR
     m32 = 0xFFFFFFFF
     x = (((i & m32) ^ ((i >> 32) & m32)) * 0x9E3779B1) & m32
     x ^= x >> 15

@@ -47,6 +47,7 @@ def form_defaults(cfg: TrainConfig = DEFAULTS) -> dict[str, Any]:
         "classes": classes_to_text(cfg.class_names, cfg.thing_list),
         "label_divisor": cfg.label_divisor or 0,
         "connected_components": cfg.connected_components,
+        "ignore_unlabelled": cfg.ignore_unlabelled,
         "description": cfg.description,
         "val_fraction": cfg.val_fraction,
         "extra_dirs": "\n".join(cfg.additional_train_dirs),
@@ -99,6 +100,7 @@ class TrainingForm:
         changes.update(
             label_divisor=int(self.label_divisor) or None,
             connected_components=bool(self.connected_components),
+            ignore_unlabelled=bool(self.ignore_unlabelled),
             finetunable_layers=self.layers,
             max_minutes=float(self.max_minutes) or None,  # 0: train for the iterations
             additional_train_dirs=[],  # the form's folders are all passed as train_dir

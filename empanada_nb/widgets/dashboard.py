@@ -93,8 +93,8 @@ class TrainingDashboard(TrainingForm, ResumeRuns, anywidget.AnyWidget):
         Preset form fields: ``dataset_dir``, ``mode``, ``architecture``, ``encoder``, ``iterations``,
         ``max_minutes`` (a time budget; 0: the iterations),
         ``patch_size``, ``batch_size``, ``lr``, ``layers``, ``out``, ``preview_every``, ``classes``
-        (``id,name,thing|stuff`` lines), ``label_divisor``, ``connected_components``, ``description``,
-        ``val_fraction``, ``extra_dirs`` (more training folders, one a line), ...
+        (``id,name,thing|stuff`` lines), ``label_divisor``, ``connected_components``, ``ignore_unlabelled``,
+        ``description``, ``val_fraction``, ``extra_dirs`` (more training folders, one a line), ...
 
     Attributes
     ----------
@@ -151,6 +151,9 @@ class TrainingDashboard(TrainingForm, ResumeRuns, anywidget.AnyWidget):
         sync=True
     )
     connected_components = t.Bool(FORM["connected_components"]).tag(sync=True)
+    ignore_unlabelled = t.Bool(
+        FORM["ignore_unlabelled"], help="sparse labels: the masks' ignore value (255 in uint8, ...) is unlabelled"
+    ).tag(sync=True)
     description = t.Unicode(FORM["description"]).tag(sync=True)
     val_fraction = t.Float(FORM["val_fraction"]).tag(sync=True)
     extra_dirs = t.Unicode(FORM["extra_dirs"], help="more training folders, one a line").tag(sync=True)

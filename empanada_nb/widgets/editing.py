@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.ignore import ignore_value, max_label
 from ..geometry import check_axis, plane_index, plane_shape
 
 _uids = itertools.count(1)
@@ -99,13 +100,21 @@ class LabelLayer:
         return plane_index(axis, index, slice(r0, r1), slice(c0, c1))
 
     def max_label(self) -> int:
+        """The largest id in the layer; the unlabelled value (sparse labels) is no id."""
         if self._max is None:
-            self._max = int(self._vol.max()) if self._vol.size else 0
+            self._max = max_label(self._vol)
         return self._max
 
     def note_label(self, label: int) -> None:
+        if label == self.ignore_value:
+            return
         if self._max is not None and label > self._max:
             self._max = int(label)
+
+    @property
+    def ignore_value(self) -> int:
+        """The value that marks unlabelled pixels in this layer's dtype (``ignore_value``)."""
+        return ignore_value(self._vol.dtype)
 
     def forget_max(self) -> None:
         self._max = None
@@ -125,6 +134,7 @@ class LabelLayer:
             "version": self.version,
             "plane": list(self.plane) if self.plane is not None else None,
             "dtype": str(self._vol.dtype),
+            "unlabelled": self.ignore_value,  # drawn hatched grey by the browser
         }
 
 

@@ -150,7 +150,7 @@ class Viewer(
     layers = t.List(t.Dict(), help="label layer metadata (uid, name, opacity, visible, version, ...)").tag(sync=True)
     active_layer = t.Int(0, help="uid of the layer that editing tools change").tag(sync=True)
     tool = t.Enum(
-        ["pan", "pick", "rect", "polygon", "paint", "erase", "fill", "picker", "select", "marker"], "pan"
+        ["pan", "pick", "rect", "polygon", "paint", "erase", "unlabelled", "fill", "picker", "select", "marker"], "pan"
     ).tag(sync=True)
     brush_size = t.Int(10).tag(sync=True)
     current_label = t.Int(1).tag(sync=True)

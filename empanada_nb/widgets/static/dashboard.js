@@ -149,6 +149,8 @@ class Dashboard {
       label_divisor: this.field("label_divisor", "number", { label: "label divisor", step: "1",
         title: "masks hold class*divisor+instance (several classes); 0: masks hold instance ids of one class" }),
       connected_components: this.field("connected_components", "checkbox", { label: "binary masks: connected components" }),
+      ignore_unlabelled: this.field("ignore_unlabelled", "checkbox", { label: "sparse labels: skip unlabelled pixels",
+        title: "mask pixels holding the ignore value (255 in uint8 masks, 65535 in uint16, 4294967295 in uint32; the Viewer's unlabelled tool) are unlabelled and the loss skips them; untick if 255 marks objects in your masks" }),
       extra_dirs: this.field("extra_dirs", "textarea", { label: "more training folders", placeholder: "one folder a line (optional)" }),
       val_fraction: this.field("val_fraction", "number", { label: "validation fraction", float: true,
         title: "hold out this fraction of the training images when no validation folder is given" }),
@@ -195,7 +197,7 @@ class Dashboard {
     const F = this.f;
     const form = h("div", { class: "enb-d-form" }, F.mode, F.config, F.architecture, F.encoder, F.pretrained, F.model_source, this.givenModel,
       F.dataset_dir, F.extra_dirs, F.val_dir, F.val_fraction, F.classes, F.label_divisor, F.connected_components,
-      F.out, F.overwrite, F.layers, F.iterations, F.max_minutes, F.patch_size, F.batch_size, F.lr, F.description);
+      F.ignore_unlabelled, F.out, F.overwrite, F.layers, F.iterations, F.max_minutes, F.patch_size, F.batch_size, F.lr, F.description);
     // runs beside the output (checkpoints of runs whose kernel died, or stopped): Resume
     this.runsList = h("div", { class: "enb-d-runs" });
     const refresh = h("button", { class: "enb-d-btn", "data-action": "list_checkpoints", title: "look for checkpoints beside the output again" }, "↻");

@@ -49,8 +49,13 @@ export async function decodePart(p, buf) {
 // The same numbers as Python's label_color (viewer.py), which uses colorsys.hls_to_rgb and round():
 // the arithmetic below follows colorsys step by step and rounds half to even, so both agree exactly.
 const colorCache = new Map();
+// unlabelled pixels (sparse labels: the layer dtype's ignore value, layer meta `unlabelled`) are grey, drawn
+// hatched by draw.js; Python's UNLABELLED_COLOR
+export const UNLABELLED_RGB = [150, 150, 150];
+const UNLABELLED_PACKED = ((255 << 24) | (UNLABELLED_RGB[2] << 16) | (UNLABELLED_RGB[1] << 8) | UNLABELLED_RGB[0]) >>> 0;
 const roundHalfEven = (v) => { const r = Math.round(v); return v - Math.floor(v) === 0.5 && r % 2 ? r - 1 : r; };
-export function labelColor(id) {
+export function labelColor(id, unlabelled) {
+  if (unlabelled !== undefined && unlabelled !== null && id === unlabelled) return UNLABELLED_PACKED;
   let c = colorCache.get(id);
   if (c !== undefined) return c;
   let x = (Math.imul((id >>> 0) ^ Math.floor(id / 4294967296), 0x9e3779b1) >>> 0);
@@ -70,7 +75,7 @@ export function labelColor(id) {
   return c;
 }
 
-export function cssColor(id, alpha = 1) {
-  const c = labelColor(id);
+export function cssColor(id, alpha = 1, unlabelled = null) {
+  const c = labelColor(id, unlabelled);
   return `rgba(${c & 255},${(c >>> 8) & 255},${(c >>> 16) & 255},${alpha})`;
 }

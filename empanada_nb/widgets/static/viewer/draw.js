@@ -54,7 +54,8 @@ export class SliceRenderer {
     this.rendered.contrast = contrast;
   }
 
-  renderLabels(uid, c) {
+  // `unlabelled`: the layer's ignore value, drawn as grey diagonal stripes (hatched) over the image
+  renderLabels(uid, c, unlabelled = null) {
     let lc = this.labelCanvases.get(uid);
     const [hh, ww] = c.shape;
     if (!lc) {
@@ -69,9 +70,11 @@ export class SliceRenderer {
     if (!a) out.fill(0);
     else {
       let last = 0, lastC = 0;
+      const grey = unlabelled == null ? 0 : labelColor(unlabelled, unlabelled);
       for (let i = 0, n = a.length; i < n; i++) {
         const id = a[i];
         if (id === 0) out[i] = 0;
+        else if (id === unlabelled) out[i] = (((i % ww) + ((i / ww) | 0)) & 4) ? 0 : grey;
         else if (id === last) out[i] = lastC;
         else { last = id; lastC = labelColor(id); out[i] = lastC; }
       }
@@ -103,7 +106,7 @@ export class SliceRenderer {
       const c = e.labels.get(l.uid);
       if (!c || c.left || c.empty || !c.arr) continue;
       let lc = this.labelCanvases.get(l.uid);
-      if (!lc || lc.key !== c || lc.stamp !== c.stamp) lc = this.renderLabels(l.uid, c);
+      if (!lc || lc.key !== c || lc.stamp !== c.stamp) lc = this.renderLabels(l.uid, c, l.unlabelled);
       ctx.imageSmoothingEnabled = false;
       ctx.globalAlpha = l.opacity;
       ctx.drawImage(lc.canvas, 0, 0, plane[1], plane[0]);

@@ -13,6 +13,7 @@ const TOOLS = [
   ["polygon", "Polygon region (G)", "⬠"],
   ["paint", "Paint (P)", "✎"],
   ["erase", "Erase (E)", "⌫"],
+  ["unlabelled", "Mark unlabelled (U): training skips these pixels (sparse labels)", "▩"],
   ["fill", "Fill (F)", "▨"],
   ["picker", "Pick label under cursor (L)", "⊙"],
   ["select", "Select labels for proofreading (S)", "☝"],

@@ -6,7 +6,7 @@ import { cssColor } from "./codec.js";
 import { AXIS_DIMS, clampCenter, patchStart } from "./geometry.js";
 import { shapePath, suggestionBoxes } from "./draw.js";
 
-const TOOL_KEYS = { v: "pan", b: "pick", r: "rect", g: "polygon", p: "paint", e: "erase", f: "fill", l: "picker", s: "select", k: "marker" };
+const TOOL_KEYS = { v: "pan", b: "pick", r: "rect", g: "polygon", p: "paint", e: "erase", u: "unlabelled", f: "fill", l: "picker", s: "select", k: "marker" };
 
 const round2 = (v) => Math.round(v * 100) / 100;
 
@@ -67,11 +67,12 @@ export class PointerTools {
     }
     if (e.button !== 0) return;
     e.preventDefault();
-    if (tool === "paint" || tool === "erase") {
+    if (tool === "paint" || tool === "erase" || tool === "unlabelled") {
       const l = v.activeLayer();
       if (l && !l.editable) { v.msg.textContent = `layer ${l.name} is not editable`; return; }
       this.stroke = {
-        id: v.nextId(), axis: v.axis, index: v.index, erase: tool === "erase", size: v.model.get("brush_size"),
+        id: v.nextId(), axis: v.axis, index: v.index, erase: tool === "erase", unlabelled: tool === "unlabelled",
+        size: v.model.get("brush_size"),
         label: v.model.get("current_label"), points: [[round2(p.row), round2(p.col)]],
       };
       this.drag = { mode: "stroke" };
@@ -121,7 +122,7 @@ export class PointerTools {
       this.pendingStrokes.push(s);
       setTimeout(() => { this.pendingStrokes = this.pendingStrokes.filter((x) => x !== s); this.drawOverlay(); }, 5000);
       v.send({ type: "stroke", stroke: s.id, layer: l ? l.uid : null, axis: s.axis, index: s.index, points: s.points,
-        size: s.size, label: s.label, erase: s.erase });
+        size: s.size, label: s.label, erase: s.erase, unlabelled: s.unlabelled });
       this.drawOverlay();
     } else if (d.mode === "rect") {
       const a = d.start, b = [round2(p.row), round2(p.col)];
@@ -216,7 +217,7 @@ export class PointerTools {
       if (val != null) txt += `  value ${Number.isInteger(val) ? val : val.toPrecision(4)}`;
       for (const l of v.layers()) {
         const id = v.labelAt(l.uid, q);
-        if (id != null) txt += `  ${l.name}: ${id}`;
+        if (id != null) txt += `  ${l.name}: ${id === l.unlabelled ? "unlabelled" : id}`;
       }
       v.hover.textContent = txt;
       v.hover.dataset.label = String(v.activeLayer() ? v.labelAt(v.activeLayer().uid, q) ?? "" : "");
@@ -298,7 +299,7 @@ export class PointerTools {
     for (const s of strokes) {
       ctx.lineCap = "round"; ctx.lineJoin = "round";
       ctx.lineWidth = s.size;
-      ctx.strokeStyle = s.erase ? "rgba(0,0,0,0.55)" : cssColor(s.label, 0.6);
+      ctx.strokeStyle = s.erase ? "rgba(0,0,0,0.55)" : s.unlabelled ? "rgba(150,150,150,0.6)" : cssColor(s.label, 0.6);
       ctx.beginPath();
       s.points.forEach((p, i) => (i ? ctx.lineTo(p[1], p[0]) : ctx.moveTo(p[1], p[0])));
       if (s.points.length === 1) ctx.lineTo(s.points[0][1] + 0.001, s.points[0][0]);
@@ -330,7 +331,7 @@ export class PointerTools {
         ctx.setLineDash([6 * lw, 4 * lw]);
         ctx.strokeRect(c0, r0, c1 - c0, r1 - r0);
         ctx.setLineDash([]);
-      } else if (tool === "paint" || tool === "erase") {
+      } else if (tool === "paint" || tool === "erase" || tool === "unlabelled") {
         const r = Math.max(0.5, v.model.get("brush_size") / 2);
         ctx.strokeStyle = "rgba(255,255,255,0.9)";
         ctx.beginPath();

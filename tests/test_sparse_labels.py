@@ -189,14 +189,15 @@ def test_sampling_never_yields_an_unlabelled_patch(tmp_path):
         assert set(torch.unique(b["sem"]).tolist()) <= {IGNORE_LABEL, 0, 1}
 
 
-def test_masks_with_nothing_to_learn_are_refused(tmp_path):
+def test_binary_0_255_masks_train_as_objects(tmp_path):
     img = np.zeros((32, 32), np.uint8)
     binary255 = np.zeros((32, 32), np.uint8)
-    binary255[4:12, 4:12] = 255  # objects marked 255: reads as unlabelled
+    binary255[4:12, 4:12] = 255  # objects marked 255 (a common export): nothing else is labelled
     _write(tmp_path / "v" / "images" / "a.tif", img)
     _write(tmp_path / "v" / "masks" / "a.tif", binary255)
-    with pytest.raises(ValueError, match="ignore_unlabelled=False"):
-        PanopticDataset(find_pairs(tmp_path), patch_size=32, batch_size=1, iterations=1)
+    with pytest.warns(UserWarning, match="read as binary masks"):
+        ds = PanopticDataset(find_pairs(tmp_path), patch_size=32, batch_size=1, iterations=1)
+    assert not ds.ignore_unlabelled and ds.masks[0].max() == 255 and not (ds.masks[0] == IGNORE_LABEL).any()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = PanopticDataset(find_pairs(tmp_path), patch_size=32, batch_size=1, iterations=1, ignore_unlabelled=False)

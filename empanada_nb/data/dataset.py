@@ -206,31 +206,18 @@ class PanopticDataset(torch.utils.data.Dataset):
         self.label_divisor, self.thing_list, self.num_classes = label_divisor, list(thing_list), num_classes
         self.sigma, self.seed = sigma, seed
         self.augment = augment if augment is not None else AugmentConfig()
-        self.pairs, self.images, self.masks = [], [], []
-        unlabelled, no_objects = [], []
-        for p in pairs:
-            img, msk = load_pair(p, ignore_unlabelled)
-            ignored = msk == IGNORE_LABEL
-            if ignored.all():
-                unlabelled.append(p.mask)
-                continue
-            if ignored.any() and not (msk > 0).any():
-                no_objects.append(p.mask)
-            lo, hi = intensity_range(img)
-            self.pairs.append(p)
-            self.images.append(np.clip((img.astype(np.float32) - lo) / (hi - lo), 0, 1))
-            if connected_components:
-                msk = ndimage.label(msk > 0)[0].astype(np.int64)
-                msk[ignored] = IGNORE_LABEL
-            elif label_divisor is None and msk.max() == 1 and (msk == 1).sum() > 0:
-                n = ndimage.label(msk > 0)[1]
-                if n > 1:
-                    warnings.warn(
-                        f"{p.mask} is a binary mask with {n} separate objects, which would train as one "
-                        "instance; pass connected_components=True to make each object an instance",
-                        stacklevel=2,
-                    )
-            self.masks.append(compact_labels(msk))
+        self.ignore_unlabelled = bool(ignore_unlabelled)
+        unlabelled, no_objects = self._load(pairs, connected_components, label_divisor)
+        if self.ignore_unlabelled and no_objects and not any((m > 0).any() for m in self.masks) and not unlabelled:
+            # 0/255 binary masks (a common export) hold no object once 255 is read as "unlabelled": with
+            # nothing labelled anywhere they cannot be sparse labels, so 255 marks the objects
+            warnings.warn(
+                f"the masks hold only 0 and their dtype's maximum (e.g. {no_objects[0]}): read as binary "
+                "masks (the maximum marks objects, not unlabelled pixels)",
+                stacklevel=2,
+            )
+            self.ignore_unlabelled = False
+            unlabelled, no_objects = self._load(pairs, connected_components, label_divisor)
         hint = (
             "the ignore value (255 in uint8 masks, 65535 in uint16, 4294967295 in uint32, -1 in signed) marks "
             "unlabelled pixels; if it marks objects in your masks, save them as 0/1 or set ignore_unlabelled=False"
@@ -254,6 +241,35 @@ class PanopticDataset(torch.utils.data.Dataset):
                 "learn to find nothing; check that the masks hold the labels",
                 stacklevel=2,
             )
+
+    def _load(self, pairs, connected_components: bool, label_divisor) -> tuple[list, list]:
+        """Read every pair with ``self.ignore_unlabelled``; returns the masks left out and those without objects."""
+        self.pairs, self.images, self.masks = [], [], []
+        unlabelled, no_objects = [], []
+        for p in pairs:
+            img, msk = load_pair(p, self.ignore_unlabelled)
+            ignored = msk == IGNORE_LABEL
+            if ignored.all():
+                unlabelled.append(p.mask)
+                continue
+            if ignored.any() and not (msk > 0).any():
+                no_objects.append(p.mask)
+            lo, hi = intensity_range(img)
+            self.pairs.append(p)
+            self.images.append(np.clip((img.astype(np.float32) - lo) / (hi - lo), 0, 1))
+            if connected_components:
+                msk = ndimage.label(msk > 0)[0].astype(np.int64)
+                msk[ignored] = IGNORE_LABEL
+            elif label_divisor is None and msk.max() == 1 and (msk == 1).sum() > 0:
+                n = ndimage.label(msk > 0)[1]
+                if n > 1:
+                    warnings.warn(
+                        f"{p.mask} is a binary mask with {n} separate objects, which would train as one "
+                        "instance; pass connected_components=True to make each object an instance",
+                        stacklevel=2,
+                    )
+            self.masks.append(compact_labels(msk))
+        return unlabelled, no_objects
 
     def __len__(self) -> int:
         return self.iterations

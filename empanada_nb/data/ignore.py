@@ -8,8 +8,9 @@ collides with an instance id a mask of that dtype can otherwise use up to ``max 
 narrowing integer casts (uint32 -> uint8 keeps 255); widening casts do not keep it, so conversions go
 through ``cast_labels``. Floating masks use -1.0.
 
-A uint8 mask that marks objects with 255 (a 0/255 binary mask) reads as "unlabelled" under this rule:
-save such masks as 0/1, or train with ``TrainConfig(ignore_unlabelled=False)``.
+A uint8 mask that marks objects with 255 (a 0/255 binary mask) reads as "unlabelled" under this rule;
+``PanopticDataset`` reads 255 as objects when no mask holds anything else (they cannot be sparse then).
+Where both kinds are mixed, save binary masks as 0/1, or train with ``TrainConfig(ignore_unlabelled=False)``.
 """
 
 from __future__ import annotations

@@ -225,6 +225,8 @@ def run_training(
         seed=cfg.seed,
         ignore_unlabelled=cfg.ignore_unlabelled,
     )
+    if cfg.ignore_unlabelled and not dataset.ignore_unlabelled:  # 0/255 binary masks: validate them alike
+        cfg = cfg.replace(ignore_unlabelled=False)
     check_classes(dataset.masks, cfg.label_divisor, model.num_classes, card, is_finetune, ", ".join(dirs))
     if data_norms and state is None:
         model.norms = dataset.norms()

@@ -1,8 +1,10 @@
 import http.server
 import os
 import shutil
+import signal
 import threading
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,22 @@ def _drop_module_scratch(request, tmp_path_factory):
         return
     for p in set(base.iterdir()) - before:
         shutil.rmtree(p, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_default(request):
+    """Every test starts with Python's own Ctrl-C handler, and a test that leaves another one is named.
+
+    In a full CI run SIGINT was found ignored after the earlier modules (children then inherit SIG_IGN
+    and every Ctrl-C test fails); the training loop only takes Ctrl-C over from the default handler.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if main and signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        warnings.warn(f"{request.node.nodeid} left SIGINT handled by {signal.getsignal(signal.SIGINT)!r}", stacklevel=1)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

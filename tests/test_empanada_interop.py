@@ -31,7 +31,7 @@ from empanada_nb import published
 ROOT = Path(__file__).resolve().parents[1]
 # as tests/conftest.py (not imported from there: tests/browser/conftest.py shadows the module name)
 SHARED_DATA = Path(os.environ.get("EMPANADA_NB_DATA", ROOT / ".." / "shared" / "data"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.append(str(ROOT / "benchmarks"))  # appended: a benchmark must never shadow a package
 from peer_venv import PeerUnavailable, peer_python  # noqa: E402
 
 PEER = Path(__file__).resolve().parent / "peer" / "empanada_peer.py"

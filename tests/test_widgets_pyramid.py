@@ -49,7 +49,8 @@ def test_levels_voxel_size_and_level0_coordinates(pyramid):
     assert v.pyramid_scale == (1.0, 1.0, 1.0)  # picks are level 0's
     assert v.add_pick("xy", 2, row=120, col=40)["y"] == 120
     rec = Recorder(v)
-    v._on_custom_msg(v, {"type": "get", "rid": 1, "axis": "xy", "index": 2, "level": 2, "layers": [1]}, [])
+    uid = v.label_layers[-1].uid  # layer uids count over the whole process: never assume 1
+    v._on_custom_msg(v, {"type": "get", "rid": 1, "axis": "xy", "index": 2, "level": 2, "layers": [uid]}, [])
     (content, buffers), *_ = rec.msgs
     assert content["level"] == 2 and content["index"] == 2
     image, labels = content["parts"]

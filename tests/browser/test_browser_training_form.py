@@ -90,6 +90,9 @@ def test_classes_masks_folders_validation_description(nb):
     wait_py(nb, "d.max_minutes == 2.5")
     cfg = nb.py_json("d.train_config().to_dict()")
     assert cfg["max_minutes"] == 2.5
+    f.locator("input[data-field=max_minutes]").fill("0")  # back to iterations: the training test trains 2
+    wait_py(nb, "d.max_minutes == 0")
+    assert nb.py_json("d.train_config().max_minutes") is None
     assert cfg["num_classes"] == 2 and cfg["class_names"] == {"1": "mito", "2": "er"} and cfg["thing_list"] == [1]
     assert cfg["label_divisor"] == 1000 and cfg["val_fraction"] == 0.25
     assert cfg["description"] == "mitochondria and ER, HeLa FIB-SEM"

@@ -1,6 +1,6 @@
 """Throughput of segment_distributed with 1 and 2 LocalCluster workers against single-process segment_stack.
 
-    python benchmarks/distributed.py [--slices 32] [--size 256] [--workers 1 2] [--block 8]
+    python benchmarks/segment_cluster.py [--slices 32] [--size 256] [--workers 1 2] [--block 8]
 
 Reads a crop of the Lucchi++ volume from ../shared/data (or $EMPANADA_NB_DATA) into a zarr in a
 temporary folder, segments it with a resnet18 Panoptic-DeepLab (random weights: the work per voxel

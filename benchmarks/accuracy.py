@@ -20,6 +20,7 @@ import argparse
 import datetime
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -97,6 +98,9 @@ def run_dataset(name: str, args) -> dict:
         took = time.monotonic() - t
         steps = run.events("step")
         model = run.model.eval()
+        if args.save_dir is not None:  # kept for tuning postprocessing on the validation slices later
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(tmp) / "model.pth", args.save_dir / f"{name}.pth")
     preds, gts = [], []
     for z in val_z:
         preds.append(enb.segment_image(model, image[z]))
@@ -124,6 +128,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--patch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-dir", type=Path, default=None, help="keep each trained model here as <dataset>.pth")
     p.add_argument("--results", type=Path, default=RESULTS, help="markdown table the rows are appended to")
     args = p.parse_args()
     missing = [DATASETS[d][i] for d in args.datasets for i in (0, 1) if not (DATA / DATASETS[d][i]).is_file()]

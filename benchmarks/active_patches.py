@@ -1,19 +1,24 @@
-"""Suggested against random training patches, with the same labelling budget, on Lucchi++.
+"""Suggested against random training patches, with the same labelling budget, on real EM.
 
     python benchmarks/active_patches.py [--seeds 0 1] [--budget 16] [--patch 128] [--iters 150] [--ortho]
+        [--dataset lucchipp|vnc|cdeep3m] [--parent MODEL.pth]
 
 Per seed: a seed model is trained briefly (``--seed-iters``) on ``--seed-patches`` random patches of
-slices 0-124 of ``lucchipp_train_image.tif`` (masks: connected components of the semantic mask per
-slice, as a labeller would draw them). Then each arm adds ``--budget`` patches and finetunes the same
-seed model for the same ``--iters`` iterations with the same training seed:
+the training block of ``--dataset`` (the blocks of ``benchmarks/accuracy.py``: Lucchi++ 0-124, VNC and
+CDeep3M 0-14; masks: connected components of the semantic mask per slice, as a labeller would draw
+them), or, with ``--parent``, that model is the seed model (a model trained elsewhere, adapted to this
+data: the case users meet). Then each arm adds ``--budget`` patches and finetunes the same seed model
+for the same ``--iters`` iterations with the same training seed:
 
-- ``random``: ``empanada_nb.patches.random_patches`` over slices 0-124 (not overlapping the seed picks);
+- ``random``: ``empanada_nb.patches.random_patches`` over the training slices (not overlapping the seed
+  picks);
 - ``suggested``: ``empanada_nb.suggest_patches`` of the seed model (uncertainty sampling with flips)
-  on ``--candidates`` evenly spread slices of 0-124;
+  on ``--candidates`` evenly spread training slices;
+- ``mixed``: half the budget suggested, half random (not overlapping the suggested ones);
 - ``suggested+ortho`` (with ``--ortho``): the same plus the xy/xz/yz disagreement of the seed model
   (``ortho_disagreement`` at ``--ortho-downsample``).
 
-Validation: slices 125-164 (every ``--val-step``-th), whole 768x1024 slices through ``segment_image``,
+Validation: the validation block (every ``--val-step``-th slice), whole slices through ``segment_image``,
 ``evaluate`` per slice (foreground IoU, instance F1 at IoU 0.5), mean over slices. Prints a table.
 Run with one thread (``--threads 1``); a few CPU minutes per arm. Not a test.
 """
@@ -30,13 +35,13 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
+from accuracy import DATASETS  # this folder is on sys.path when run as a script
 from skimage.measure import label as cc_label
 
 import empanada_nb as enb
 from empanada_nb import patches as P
 
 DATA = Path(os.environ.get("EMPANADA_NB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
-TRAIN_SLICES = 125  # slices 0-124 to pick from; 125-164 validate
 
 
 def instance_labels(mask: np.ndarray) -> np.ndarray:
@@ -59,7 +64,7 @@ def config(args, iterations: int, seed: int) -> enb.TrainConfig:
 def fit(args, picks, image, labels, work: Path, name: str, seed: int, start=None):
     """Write ``picks`` as a dataset and train (``start`` None) or finetune ``start``; the model."""
     ds = work / f"ds_{name}"
-    P.save_patches(image, picks, ds, "lucchi", labels=labels)
+    P.save_patches(image, picks, ds, args.dataset, labels=labels)
     out = work / f"{name}.pth"
     if start is None:
         h = enb.train(ds, config=config(args, args.seed_iters, seed), out=out)
@@ -94,49 +99,62 @@ def main(argv=None):
     ap.add_argument("--ortho-downsample", type=int, default=4)
     ap.add_argument("--val-step", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dataset", choices=list(DATASETS), default="lucchipp")
+    ap.add_argument("--parent", type=Path, default=None, help="the seed model (no seed training, no seed patches)")
     ap.add_argument("--bin", type=int, default=1, help="bin the volume's xy by this factor first (2: 384x512 slices)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    image = tifffile.imread(DATA / "lucchipp_train_image.tif")
-    mask = tifffile.imread(DATA / "lucchipp_train_mito_semantic.tif")
+    image_file, mask_file, train_z, val_z = DATASETS[args.dataset]
+    image = tifffile.imread(DATA / image_file)
+    mask = tifffile.imread(DATA / mask_file)
     if args.bin > 1:  # block means of the image, every bin-th pixel of the mask
         b = args.bin
         z, y, x = image.shape[0], image.shape[1] // b * b, image.shape[2] // b * b
         image = image[:, :y, :x].reshape(z, y // b, b, x // b, b).mean((2, 4)).round().astype(np.uint8)
         mask = mask[:, :y:b, :x:b]
     labels = instance_labels(mask)
-    train_img, train_lab = image[:TRAIN_SLICES], labels[:TRAIN_SLICES]
-    val_idx = list(range(TRAIN_SLICES, image.shape[0], args.val_step))
+    train_img, train_lab = image[train_z.start : train_z.stop], labels[train_z.start : train_z.stop]
+    val_idx = list(range(val_z.start, val_z.stop, args.val_step))
     whole = [{"name": "all", "axis": "xy", "slice": 0, "shape": "rectangle", "all_slices": True,
               "points": [[0, 0], list(image.shape[1:])]}]  # fmt: skip
     rows = []
     work = Path(tempfile.mkdtemp(prefix="enb-active-"))
     try:
         for seed in args.seeds:
-            seed_picks = P.random_patches(whole, train_img.shape, args.seed_patches, args.patch, rng=1000 + seed)
             t = time.perf_counter()
-            seed_model = fit(args, seed_picks, train_img, train_lab, work, f"seed{seed}", seed)
+            if args.parent is not None:
+                seed_picks = []
+                shutil.copy2(args.parent, work / f"seed{seed}.pth")
+                seed_model = enb.load_model(args.parent)
+            else:
+                shape = train_img.shape
+                seed_picks = P.random_patches(whole, shape, args.seed_patches, args.patch, rng=1000 + seed)
+                seed_model = fit(args, seed_picks, train_img, train_lab, work, f"seed{seed}", seed)
             iou, f1 = validate(seed_model, image, labels, val_idx)
             rows.append((seed, "seed only", len(seed_picks), 0.0, time.perf_counter() - t, iou, f1))
-            arms = {"random": None, "suggested": {}}
+            arms = {"random": None, "suggested": {}, "mixed": "mixed"}
             if args.ortho:
                 arms["suggested+ortho"] = {"ortho": True, "ortho_kwargs": {"downsample": args.ortho_downsample}}
             for arm, kw in arms.items():
                 t = time.perf_counter()
+                shape = train_img.shape
                 if kw is None:
-                    shape = train_img.shape
                     new = P.random_patches(whole, shape, args.budget, args.patch, rng=seed, existing=seed_picks)
                 else:
+                    n_sug = args.budget // 2 if kw == "mixed" else args.budget
                     new = enb.suggest_patches(
                         seed_model,
                         train_img,
-                        n=args.budget,
+                        n=n_sug,
                         patch_size=args.patch,
                         exclude=seed_picks,
                         max_slices=args.candidates,
                         downsample=args.downsample,
-                        **kw,
+                        **({} if kw == "mixed" else kw),
                     )
+                    if kw == "mixed":
+                        rest = args.budget - len(new)
+                        new += P.random_patches(whole, shape, rest, args.patch, rng=seed, existing=seed_picks + new)
                 t_pick = time.perf_counter() - t
                 fg = np.mean([(P.crop_pick(train_lab, p) > 0).mean() for p in new])
                 start = enb.load_model(work / f"seed{seed}.pth")
@@ -146,8 +164,8 @@ def main(argv=None):
                 print(f"seed {seed} {arm}: {len(new)} patches, fg {fg:.3f}, IoU {iou:.3f}, F1 {f1:.3f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\nLucchi++ binned {args.bin}x ({image.shape[1]}x{image.shape[2]} slices), {args.patch}^2 patches, "
-          f"seed {args.seed_patches} + budget {args.budget}, "
+    print(f"\n{args.dataset} binned {args.bin}x ({image.shape[1]}x{image.shape[2]} slices), {args.patch}^2 patches, "
+          f"seed {'model ' + str(args.parent) if args.parent else args.seed_patches} + budget {args.budget}, "
           f"{args.seed_iters} + {args.iters} iterations, batch {args.batch}, "
           f"validation slices {val_idx[0]}-{val_idx[-1]} every {args.val_step}, {args.threads} thread(s)")  # fmt: skip
     print("| seed | patches | n | foreground in new patches | choosing s | val IoU | val F1@0.5 |")

@@ -211,3 +211,17 @@ def test_bad_images_are_refused(cone, bad, match):
 def test_roi_shape_mismatch(cone, cone_image):
     with pytest.raises(ValueError, match="roi shape"):
         segment_image(cone, cone_image, roi=np.ones((10, 10), bool))
+
+
+def test_min_area_drops_small_instances_in_2d_only():
+    small = ConeModel(radius=6)  # sections of ~110 px, under the 2D default MIN_AREA (128)
+    img = cone_volume((200, 200), CENTERS, 6)
+    kept = segment_image(small, img, irange=(0, 1), min_area=0)
+    assert len(np.unique(kept[kept > 0])) == 3
+    assert not segment_image(small, img, irange=(0, 1)).any()  # the default drops them
+    assert not segment_batch(small, img[None], irange=(0, 1))[0].any()  # segment_batch has the same default
+    ids = np.unique(kept[kept > 0])
+    areas = np.bincount(kept.ravel())[ids]
+    cut = segment_image(small, img, irange=(0, 1), min_area=int(areas.max()))
+    assert set(np.unique(cut[cut > 0])) == set(ids[areas >= areas.max()])  # the largest stay, ids and pixels kept
+    np.testing.assert_array_equal(cut[cut > 0], kept[cut > 0])

@@ -40,6 +40,9 @@ def test_loss_falls_and_model_is_saved_with_card(dataset, tmp_path):
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(m(x)["sem_logits"], h.model.eval()(x)["sem_logits"])
+    # it trained channels_last (the CPU default too) and the user gets plain NCHW weights back
+    assert card["config"]["channels_last"] is True
+    assert all(p.is_contiguous() for p in h.model.parameters())
 
 
 def test_one_cycle_lr_and_no_decay_on_biases_and_norms(dataset, tmp_path):

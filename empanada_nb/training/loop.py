@@ -3,7 +3,7 @@
 Iterations, not epochs, drive training (item i of the dataset is the batch of iteration i),
 so tiny datasets work (sampled with replacement) and a resumed run sees the same batches it
 would have seen. AdamW without decay on biases and norm layers, OneCycle LR, mixed precision
-and channels_last on CUDA, atomic checkpoints, and a model that is always saved at the end,
+on CUDA, channels_last on every device, atomic checkpoints, and a model that is always saved at the end,
 whether the run finished, was stopped, was interrupted with Ctrl-C or died of an error.
 """
 
@@ -248,7 +248,7 @@ def run_training(
 
     model.to(device)
     cuda = device.type == "cuda"
-    if cuda and cfg.channels_last:
+    if cfg.channels_last:  # NHWC: oneDNN's CPU convolutions are faster on it too (1.5x a step, see TrainConfig)
         model.to(memory_format=torch.channels_last)
     net = ddp.wrap(model, device)  # DistributedDataParallel under torchrun, else model itself
     criterion = PanopticLoss(cfg.ce_weight, cfg.mse_weight, cfg.l1_weight, cfg.pr_weight, cfg.top_k_percent)
@@ -393,7 +393,7 @@ def run_training(
                 stopped = True
                 break
             x = (batch["image"].to(device, non_blocking=True) - mean) / std
-            if cuda and cfg.channels_last:
+            if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             target = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "image"}
             with torch.autocast(device.type, enabled=use_amp):
@@ -470,6 +470,7 @@ def run_training(
         raise
     finally:
         model.eval()
+        model.to(memory_format=torch.contiguous_format)  # the user's model: plain NCHW for exports and eager use
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     handle.interrupted = sigint[0] or (stopped and not handle.stopping)

@@ -74,6 +74,20 @@ def stack_2d(labels: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def _commit() -> str:
+    """`` @<commit>`` of the code measured (``+`` when it has uncommitted changes), or nothing outside git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        kw = dict(cwd=root, capture_output=True, text=True)
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **kw)
+        dirty = subprocess.run(["git", "status", "--porcelain", "empanada_nb"], **kw)
+    except OSError:
+        return ""
+    return f" @{rev.stdout.strip()}{'+' if dirty.stdout.strip() else ''}" if rev.returncode == 0 else ""
+
+
 def run_dataset(name: str, args) -> dict:
     image_file, mask_file, train_z, val_z = DATASETS[name]
     image = tifffile.imread(DATA / image_file)
@@ -135,7 +149,7 @@ def main() -> int:
     if missing:
         print(f"accuracy.py: {', '.join(missing)} not found in {DATA} (set EMPANADA_NB_DATA)", file=sys.stderr)
         return 2
-    recipe = f"{args.arch} {args.encoder} bs {args.batch_size} patch {args.patch_size} seed {args.seed}"
+    recipe = f"{args.arch} {args.encoder} bs {args.batch_size} patch {args.patch_size} seed {args.seed}{_commit()}"
     machine = (
         f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} {torch.get_num_threads()} threads"
     )

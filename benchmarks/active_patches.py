@@ -56,6 +56,7 @@ def config(args, iterations: int, seed: int) -> enb.TrainConfig:
         batch_size=args.batch,
         patch_size=args.patch,
         seed=seed,
+        lr=args.lr,
         val_interval=iterations,
         checkpoint_interval=iterations,
     )
@@ -77,7 +78,8 @@ def fit(args, picks, image, labels, work: Path, name: str, seed: int, start=None
 def validate(model, image, gt, idx) -> tuple[float, float]:
     ious, f1s = [], []
     for i in idx:
-        pred = enb.segment_image(model, image[i], irange=(0, 255))
+        # a large divisor: a badly finetuned model can find more than 1000 objects in a slice (scored, not refused)
+        pred = enb.segment_image(model, image[i], irange=(0, 255), label_divisor=10**6)
         s = enb.evaluate(pred, gt[i])
         ious.append(s["iou"])
         f1s.append(s["f1"])
@@ -99,6 +101,7 @@ def main(argv=None):
     ap.add_argument("--ortho-downsample", type=int, default=4)
     ap.add_argument("--val-step", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (1e-3 suits finetuning --parent)")
     ap.add_argument("--dataset", choices=list(DATASETS), default="lucchipp")
     ap.add_argument("--parent", type=Path, default=None, help="the seed model (no seed training, no seed patches)")
     ap.add_argument("--bin", type=int, default=1, help="bin the volume's xy by this factor first (2: 384x512 slices)")

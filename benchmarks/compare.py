@@ -155,6 +155,9 @@ def job_train_step(a: dict) -> dict:
         "offsets": torch.randn(n, 2, s, s),
         "thing": torch.rand(n, s, s) > 0.8,
     }
+    if enb.TrainConfig().channels_last:  # as train() runs it (NHWC on every device since session 4)
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     set_train_mode(model, a["layers"] == "none")
     times = []
     for i in range(a["repeats"] + 1):

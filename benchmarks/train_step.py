@@ -41,9 +41,10 @@ def bench(arch, layers, args, device):
         "thing": torch.rand(n, s, s, device=device) > 0.8,
     }
     amp = device.type == "cuda"
-    if amp:
+    if cfg.channels_last:  # as train() runs it: NHWC on every device
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    if amp:
         torch.cuda.reset_peak_memory_stats()
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     times = []

@@ -309,8 +309,9 @@ class Predictor:
 
 
 #: 2D default of ``min_area``: instances of fewer pixels are dropped. Chosen on a validation block
-#: (Lucchi++ slices 125-164, ``benchmarks/tune_postprocess.py``): F1@0.5 0.824 (0 px) -> 0.865 (128)
-#: -> 0.892 (512) at 5 nm pixels; 128 keeps a 200 nm mitochondrion section at pixels up to ~15 nm.
+#: (Lucchi++ slices 125-164, ``benchmarks/tune_postprocess.py``, a 15-minute model, with that search's
+#: thresholds): F1@0.5 0.824 (0 px) -> 0.865 (128) -> 0.892 (512) at 5 nm pixels; a second model
+#: 0.789 -> 0.844 -> 0.863. 128 keeps a 200 nm mitochondrion section at pixels up to ~15 nm.
 MIN_AREA = 128
 
 

@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
-from accuracy import DATASETS  # this folder is on sys.path when run as a script
+from accuracy import DATASETS, stack_2d  # this folder is on sys.path when run as a script
 from scipy import ndimage
 
 import empanada_nb as enb
 from empanada_nb.data.ignore import ignore_value
-from empanada_nb.training.validate import _mosaic
 
 DATA = Path(os.environ.get("EMPANADA_NB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
@@ -91,13 +90,10 @@ def write_dataset(root, patches, kept, mode, margin):
 def score(model, image, mask, slices):
     preds, gts = [], []
     for z in slices:
-        img = np.asarray(image[z])
         # a large divisor: a badly trained arm can find more than 1000 objects in a slice (scored, not refused)
-        div = 10**6
-        preds.append(enb.segment_image(model, img, label_divisor=div))
-        gts.append(np.where(ndimage.label(mask[z] > 0)[0] > 0, div + ndimage.label(mask[z] > 0)[0], 0))
-    big = 10**12
-    r = enb.evaluate(_mosaic(preds, div, big), _mosaic(gts, div, big), label_divisor=big)
+        preds.append(enb.segment_image(model, np.asarray(image[z]), label_divisor=10**6))
+        gts.append(ndimage.label(mask[z] > 0)[0])
+    r = enb.evaluate(stack_2d(preds), stack_2d(gts))
     return float(r["iou"]), float(r["f1"]), float(r["recall_50"])
 
 

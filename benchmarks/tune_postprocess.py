@@ -31,9 +31,8 @@ import empanada_nb as enb
 from empanada_nb.inference import engine, intensity_range, model_norms, normalize_image
 
 
-def network_maps(model, images) -> list[torch.Tensor]:
+def network_maps(model, pred, images) -> list[torch.Tensor]:
     """Stitched maps of each image, with ``segment_image``'s defaults (its normalisation and tiling)."""
-    post, pred, _ = engine(model)
     out = []
     for img in images:
         x = normalize_image(img, model_norms(model), intensity_range(img))
@@ -64,9 +63,9 @@ def main() -> int:
     gts = stack_2d([ndimage.label(m > 0, structure=np.ones((3, 3)))[0] for m in mask])
     model = enb.load_model(a.model).eval()
     t = time.monotonic()
-    maps = network_maps(model, image)
+    base, pred, _ = engine(model)
+    maps = network_maps(model, pred, image)
     print(f"{len(maps)} validation slices of {a.dataset}: network {time.monotonic() - t:.1f} s", flush=True)
-    base, _, _ = engine(model)
     lines = []
 
     def run(stage: str, grid: dict, keep: dict) -> dict:

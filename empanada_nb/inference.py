@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from . import postprocess as pp
 from ._device import resolve_device
 from .data.io import intensity_range, normalize_image
+from .labels import filter_labels
 from .model_io import card_for
 from .models.blocks import semantic_channels
 from .models.fuse import fuse_for_inference, is_eager
@@ -361,10 +362,13 @@ class PostOptions:
 def drop_small_instances(labels: np.ndarray, min_area: int, label_divisor: int) -> np.ndarray:
     """``labels`` with every instance smaller than ``min_area`` pixels set to 0 (stuff ids are kept).
 
+    ``filter_labels`` does the counting; stuff regions (ids that are a multiple of ``label_divisor``)
+    have their own threshold, ``stuff_area``, so they are put back.
+
     Parameters
     ----------
     labels : numpy.ndarray
-        Panoptic ids ``class * label_divisor + instance``; modified in place and returned.
+        Panoptic ids ``class * label_divisor + instance``.
     min_area : int
         Instances with fewer pixels are removed.
     label_divisor : int
@@ -373,7 +377,7 @@ def drop_small_instances(labels: np.ndarray, min_area: int, label_divisor: int) 
     Returns
     -------
     numpy.ndarray
-        ``labels``.
+        The filtered labels (a copy).
 
     Examples
     --------
@@ -383,21 +387,10 @@ def drop_small_instances(labels: np.ndarray, min_area: int, label_divisor: int) 
     array([[1001, 1001,    0],
            [   0, 2000, 2000]])
     """
-    if labels.size == 0:
-        return labels
-    top = int(labels.max())
-    if labels.min() >= 0 and top < 1 << 24:  # one counting pass (np.unique sorts: ~10x slower on a 1024^2 slice)
-        counts = np.bincount(labels.ravel(), minlength=top + 1)
-        ids = np.arange(top + 1)
-        drop = (counts > 0) & (counts < min_area) & (ids % label_divisor != 0)
-        if drop.any():
-            labels[drop[labels]] = 0
-        return labels
-    ids, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    drop = (counts < min_area) & (ids % label_divisor != 0)
-    if drop.any():
-        labels[drop[inverse.reshape(labels.shape)]] = 0
-    return labels
+    out = filter_labels(labels, min_area)
+    stuff = (labels % label_divisor == 0) & (labels != 0)
+    out[stuff] = labels[stuff]
+    return out
 
 
 def post_options(model: nn.Module, label_divisor: int | None = None, **kw) -> PostOptions:

@@ -65,6 +65,7 @@ from .tiles import create_tiles, merge_tiles, read_tiles, write_tile_masks
 from .training import (
     TrainConfig,
     TrainingHandle,
+    calibrate_threshold,
     config_from_empanada_yaml,
     events_path,
     find_checkpoints,

@@ -71,6 +71,9 @@ class ModelCard:
         What the model is for (shown by ``model_info``).
     lineage : dict
         Where the model comes from: training data, pretrained weights, parent model (set by training).
+    calibration : dict
+        The foreground threshold fitted at the end of training and folded into the semantic head's
+        bias (``threshold``, ``iou_at_0.5``, ``iou``, ``images``, ``source``); empty when none was fitted.
     fixed_bn : list of str
         BatchNorm layers that stand for the bias of a fused conv (empanada's quantizable models fuse
         conv + BatchNorm; loading splits them back): training keeps them in eval mode, so the loaded
@@ -105,6 +108,8 @@ class ModelCard:
     #: where the model came from: training data, settings, parent model, pretrained weights
     lineage: dict[str, Any] = dataclasses.field(default_factory=dict)
     fixed_bn: list[str] = dataclasses.field(default_factory=list)
+    #: the foreground threshold fitted at the end of training and folded into the model (training/calibrate.py)
+    calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The card as a plain dict (what is written to the ``.pth`` and ``.yaml`` files).

@@ -68,6 +68,17 @@ def test_time_budget_fits_iterations_and_completes_the_cycle(dataset, tmp_path, 
     assert m.card.config["iterations"] == end["iteration"]
 
 
+def test_budget_keeps_time_for_the_threshold_fit():
+    from empanada_nb.training.budget import TimeBudget
+
+    b = TimeBudget(1.0, started=0.0)
+    b.step(2.0, 1, first=True)
+    b.step(1.0, 2, first=False)
+    args = (2, None, lambda n: 10**6, 0.0, 0.0)
+    assert b.fit(*args, now=0.0) == 2 + 60  # 60 s left at 1 s a step
+    assert b.fit(*args, now=0.0, end_s=10.0) == 2 + 50  # 10 s kept for the fit after the last step
+
+
 def test_budget_validates_and_reaches_the_config_from_the_cli():
     with pytest.raises(ValueError, match="max_minutes"):
         enb.TrainConfig(max_minutes=0)
@@ -77,7 +88,8 @@ def test_budget_validates_and_reaches_the_config_from_the_cli():
     add_common(p)
     args = p.parse_args(["--train-dir", "d", "--out", "m.pth", "--max-minutes", "2.5", "--num-workers", "0"])
     cfg = config_from(args)
-    assert cfg.max_minutes == 2.5 and cfg.num_workers == 0
+    assert cfg.max_minutes == 2.5 and cfg.num_workers == 0 and cfg.calibrate is True
+    assert config_from(p.parse_args(["--train-dir", "d", "--out", "m.pth", "--no-calibrate"])).calibrate is False
     assert config_from(p.parse_args(["--train-dir", "d", "--out", "m.pth"])).num_workers == "auto"
 
 

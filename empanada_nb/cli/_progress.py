@@ -25,10 +25,23 @@ def progress_callback(total: int) -> Callable[[dict], None]:
                 f"iteration {e['iteration']}: validation IoU {e.get('iou', float('nan')):.3f} "
                 f"PQ {e.get('pq', float('nan')):.3f} F1 {e.get('f1', float('nan')):.3f}"
             )
+        elif e["type"] == "calibration":
+            bar.write(calibration_line(e))
         elif e["type"] == "end":
             bar.close()
 
     return on_event
+
+
+def calibration_line(e: dict) -> str:
+    """One line on the foreground threshold fitted at the end of a run (a ``calibration`` event)."""
+    where = f"on {e['images']} {e['source']}"
+    if e.get("applied"):
+        return (
+            f"foreground threshold {e['threshold']:.2f} {where} (IoU {e['iou_at_0.5']:.3f} at 0.5 -> "
+            f"{e['iou']:.3f}), folded into the model"
+        )
+    return f"foreground threshold 0.5 kept {where} (IoU {e['iou_at_0.5']:.3f}; no threshold did better)"
 
 
 def print_summary(handle) -> None:

@@ -49,6 +49,14 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="the masks' ignore value (255 in uint8, 65535 in uint16, 4294967295 in uint32, -1 in signed masks) is "
         "an ordinary label, not 'unlabelled' (sparse labels are on by default)",
     )
+    p.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        default=None,
+        help="keep the trained foreground threshold at 0.5 (by default the best threshold on the validation "
+        "images, or 8 training images, is fitted at the end and folded into the model)",
+    )
     p.add_argument("--val-fraction", type=float, help="hold out this fraction of training images when no --val-dir")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int)
@@ -77,4 +85,6 @@ def config_from(args: argparse.Namespace, **extra) -> TrainConfig:
         changes["connected_components"] = True
     if args.ignore_unlabelled is not None:
         changes["ignore_unlabelled"] = args.ignore_unlabelled
+    if args.calibrate is not None:
+        changes["calibrate"] = args.calibrate
     return cfg.replace(**changes)

@@ -1,5 +1,6 @@
 """Training: the config, the one loop behind train() and finetune(), checkpoints, the handle, empanada's rules."""
 
+from .calibrate import calibrate_threshold
 from .checkpoint import checkpoint_path, load_checkpoint
 from .config import TrainConfig, classes_from_text, classes_to_text
 from .distributed import events_path, follow_events

@@ -145,11 +145,13 @@ class TimeBudget:
         val_s: float,
         checkpoint_s: float,
         now: float | None = None,
+        end_s: float = 0.0,
     ) -> int:
         """The iteration count that ends the run (last validation and save included) at the deadline.
 
         ``val_every`` / ``checkpoint_every``: callables of the total count giving the interval (or
-        None for no validation); ``val_s`` / ``checkpoint_s``: the expected cost of one.
+        None for no validation); ``val_s`` / ``checkpoint_s``: the expected cost of one; ``end_s``:
+        work after the last step besides the saves (the threshold fit).
         """
         step = self.step_s or 1.0
         left = self.remaining(now)
@@ -157,7 +159,7 @@ class TimeBudget:
         for _ in range(4):  # the intervals depend on the total (iterations // 5 by default)
             n_val = _events_after(done, total, val_every(total)) if val_every is not None else 0
             n_ckpt = _events_after(done, total, checkpoint_every(total), last=False)
-            spare = left - n_val * val_s - n_ckpt * checkpoint_s - self.save_estimate(checkpoint_s)
+            spare = left - n_val * val_s - n_ckpt * checkpoint_s - self.save_estimate(checkpoint_s) - end_s
             total = done + max(0, int(spare / step))
         return total  # == done: the budget is spent, the run ends at this iteration
 

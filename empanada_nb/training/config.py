@@ -119,6 +119,11 @@ class TrainConfig:
         channels_last (NHWC) memory format for the model and its inputs, on every device: a training
         step of the default PanopticBiFPN-R18 (batch 16, 256^2) took 1.5x less time on a 2-core CPU
         (``benchmarks/train_step.py``) and cuDNN's tensor cores want it.
+    calibrate : bool
+        At the end of a run, fit the foreground threshold on the validation images (or
+        ``CALIBRATION_IMAGES`` training images spread over the set) and fold it into the semantic
+        head's bias, so 0.5 gives the best-scoring threshold everywhere the model is used
+        (``training/calibrate.py``). The checkpoint keeps the trained bias; the card records the fit.
     seg_thr : float
         Foreground threshold for validation (see ``panoptic_postprocess``).
     center_thr : float
@@ -193,6 +198,7 @@ class TrainConfig:
     device: str | None = None
     amp: bool = True  #: mixed precision on CUDA
     channels_last: bool = True  #: NHWC model and inputs (CPU and CUDA)
+    calibrate: bool = True  #: fit the foreground threshold at the end and fold it into the model
     # postprocessing for validation
     seg_thr: float = 0.5
     center_thr: float = 0.1

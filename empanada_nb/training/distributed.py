@@ -134,6 +134,17 @@ class Distributed:
             if b.device.type == self._device.type:
                 dist.broadcast(b.data, 0)
 
+    def broadcast(self, tensor: torch.Tensor) -> None:
+        """Give every rank rank 0's values of ``tensor`` (in place); nothing outside torchrun."""
+        if not self.active:
+            return
+        if tensor.device.type == self._device.type:
+            dist.broadcast(tensor, 0)
+        else:  # a CPU tensor under NCCL: through the collective's device
+            buf = tensor.to(self._device)
+            dist.broadcast(buf, 0)
+            tensor.copy_(buf.to(tensor.device))
+
     @property
     def _device(self) -> torch.device:
         if dist.get_backend() == "nccl":

@@ -31,6 +31,7 @@ from ..losses import PanopticLoss
 from ..model_io import ModelCard, card_for, load_model, save_model
 from ..models import build_model, check_patch_size, load_encoder_weights, resolve_pretrained, set_finetunable
 from .budget import PROVISIONAL_ITERATIONS, REFIT_TOLERANCE, TimeBudget, estimate_validation_s, fit_one_cycle
+from .calibrate import CALIBRATION_IMAGES, calibrate_foreground, semantic_predictor, spread
 from .checkpoint import checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
 from .checks import check_classes
 from .config import TrainConfig
@@ -82,7 +83,16 @@ def set_train_mode(model: nn.Module, freeze_all_bn: bool) -> None:
 
 
 #: settings a resumed run may change; the others define the run and must stay as they were
-RESUMABLE = ("iterations", "device", "num_workers", "val_interval", "checkpoint_interval", "amp", "channels_last")
+RESUMABLE = (
+    "iterations",
+    "device",
+    "num_workers",
+    "val_interval",
+    "checkpoint_interval",
+    "amp",
+    "channels_last",
+    "calibrate",
+)
 
 
 def _check_out(out: Path, overwrite: bool, resume) -> None:
@@ -337,12 +347,15 @@ def run_training(
         vals, ckpts = budget.overheads["validation"], budget.overheads["checkpoint"]
         val_s = max(vals) if vals else estimate_validation_s(val_pixels, budget.step_s or 1.0, batch_pixels)
         ckpt_s = max(ckpts) if ckpts else state_bytes / 2e8  # ~200 MB/s until one is timed
+        # the threshold fit at the end: a forward over its images, priced like validation pixels
+        cal_s = estimate_validation_s(cal_pixels, budget.step_s or 1.0, batch_pixels) if cfg.calibrate else 0.0
         total = budget.fit(
             it,
             (lambda n: cfg.replace(iterations=n).val_every) if val_set is not None else None,
             lambda n: cfg.replace(iterations=n).checkpoint_every,
             val_s,
             ckpt_s,
+            end_s=cal_s,
         )
         total = max(total, it, 1)
         # more iterations only when worth a change of schedule; fewer when 2 or more (one is step-time noise)
@@ -370,6 +383,29 @@ def run_training(
         )
 
     batch_pixels = cfg.batch_size * cfg.patch_size**2
+    cal_source = "validation images" if val_set is not None else "training images"
+    cal_pairs = spread(pairs, CALIBRATION_IMAGES) if val_set is None else []
+    cal_images = spread(dataset.images, CALIBRATION_IMAGES)  # the same spread as cal_pairs
+    cal_pixels = val_pixels if val_set is not None else sum(int(np.prod(a.shape)) for a in cal_images)
+
+    def fit_threshold_at_end(model: nn.Module, it: int) -> None:
+        """The foreground threshold fitted on rank 0 and folded into the model; every rank gets the bias."""
+        fit = None
+        if ddp.is_main and not handle.interrupted:
+            try:
+                data = val_set if val_set is not None else load_validation_set(cal_pairs, cfg, card)
+            except Exception as e:  # unreadable training images were read before: this is not expected
+                warnings.warn(f"the foreground threshold could not be fitted ({e}); the model keeps 0.5", stacklevel=4)
+                data = None
+            fit = calibrate_foreground(model, data, device, cal_source)
+        conv = semantic_predictor(model)
+        if conv is not None:
+            ddp.broadcast(conv.bias.data)  # under torchrun all ranks hold the saved model
+        if fit is None:
+            return
+        card.calibration = {k: fit[k] for k in ("threshold", "iou_at_0.5", "iou", "images", "source", "applied")}
+        handle.emit({"type": "calibration", "iteration": it, **card.calibration})
+
     t_mark = time.monotonic()  # the end of the previous iteration: a step's time includes waiting for its batch
     # Ctrl-C is taken at the end of an iteration, so that the checkpoint holds exactly `it`
     # optimizer steps; a second Ctrl-C interrupts at once (the checkpoint before it is kept)
@@ -482,7 +518,9 @@ def run_training(
     else:
         if not hard_stop:
             ddp.sync_buffers(model)  # every rank ends holding the saved model (BatchNorm statistics included)
-        checkpoint(it)
+        checkpoint(it)  # the trained bias: a resumed run continues from it (and fits the threshold again)
+        if cfg.calibrate and not hard_stop:
+            fit_threshold_at_end(model, it)
     if ddp.is_main:  # the only writer under torchrun
         model.to("cpu")
         try:

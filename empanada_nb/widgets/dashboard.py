@@ -507,17 +507,24 @@ class TrainingDashboard(TrainingForm, ResumeRuns, anywidget.AnyWidget):
         kind = e.get("type")
         if kind == "end":
             self._flush()
-            self.running = False
-            self._refresh_checkpoints()
             err = self.handle.error if self.handle is not None else None
+            fits = [x for x in self._events if x.get("type") == "calibration"]
+            fitted = (
+                f"; foreground threshold {fits[-1]['threshold']:.2f} folded into the model"
+                if fits and fits[-1].get("applied")
+                else ""
+            )
+            # the outcome (and the runs listing) before `running` drops: whoever waits on `running` reads them
             self.status = (
                 (
                     f"{'stopped' if e.get('stopped') else 'finished'} at iteration {e.get('iteration')}; "
-                    f"model saved to {e.get('path')}"
+                    f"model saved to {e.get('path')}{fitted}"
                 )
                 if err is None
                 else f"training failed: {err}"
             )
+            self._refresh_checkpoints()
+            self.running = False
             return
         if kind == "step" and self.preview and self.viewer is not None and self.handle is not None:
             it = int(e.get("iteration", 0))

@@ -74,7 +74,11 @@ def test_training_run_progress_plot_preview(nb):
         "() => document.querySelector('.enb-d-bar-text').textContent.includes('ETA done')", timeout=10_000
     )
     assert page.evaluate("() => window.__enb.dashboards[0].drawn") == 4  # loss points drawn in the browser
-    assert "finished at iteration 4" in page.inner_text(".enb-d-status")
+    # the status reaches the page as a trait change: wait for it rather than read it once
+    page.wait_for_function(
+        "() => document.querySelector('.enb-d-status').textContent.includes('finished at iteration 4')",
+        timeout=30_000,
+    )
     # the live preview reached the viewer as a slice layer on the shown slice
     assert wait_py(nb, "[l['name'] for l in v.layers if l['plane']]") == ["preview"]
     page.wait_for_function("() => window.__enb.views[0].layers().some((l) => l.name === 'preview')", timeout=10_000)

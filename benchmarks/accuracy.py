@@ -10,13 +10,17 @@ empanada's layout into a temporary folder; masks are binary, so instances are th
 components (``connected_components=True``), per slice. The model trains from random init through the
 public API with ``max_minutes`` (``train(..., max_minutes=...)``), then segments every validation
 slice (``segment_image``) and is scored on the stack of 2D results (``evaluate``): foreground IoU,
-instance F1@0.5, precision and recall. One row per dataset is printed and appended to
-``benchmarks/ACCURACY.md`` (``--results``), with the recipe, the budget and the machine. Not a test.
+instance F1@0.5, precision and recall. Training ends with the foreground-threshold fit
+(``TrainConfig.calibrate``, on 8 training slices: the run has no validation images); when the fit moved
+the threshold, the same model without it is scored too, so each row gives the fit's held-out effect.
+One row per dataset is printed and appended to ``benchmarks/ACCURACY.md`` (``--results``), with the
+recipe, the budget and the machine. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import os
 import platform
@@ -34,6 +38,7 @@ from scipy import ndimage
 
 import empanada_nb as enb
 from empanada_nb._atomic import atomic_path
+from empanada_nb.training.calibrate import shift_semantic_bias
 
 DATA = Path(os.environ.get("EMPANADA_NB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 #: name -> (image file, mask file, training slices, validation slices): contiguous blocks
@@ -115,22 +120,41 @@ def run_dataset(name: str, args) -> dict:
         if args.save_dir is not None:  # kept for tuning postprocessing on the validation slices later
             args.save_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy2(Path(tmp) / "model.pth", args.save_dir / f"{name}.pth")
-    preds, gts = [], []
-    for z in val_z:
-        preds.append(enb.segment_image(model, image[z]))
-        gts.append(ndimage.label(mask[z] > 0, structure=np.ones((3, 3)))[0])
-    scores = enb.evaluate(stack_2d(preds), stack_2d(gts))
+    gts = [ndimage.label(mask[z] > 0, structure=np.ones((3, 3)))[0] for z in val_z]
+    scores = score(model, [image[z] for z in val_z], gts)
+    fits = run.events("calibration")
+    fit = fits[-1] if fits else None
+    unfitted = None
+    if fit is not None and fit["applied"]:  # the same model without the fit: the fit's held-out effect
+        plain = copy.deepcopy(model)
+        shift_semantic_bias(plain, 1.0 - fit["threshold"])  # logit(1 - t) = -logit(t) undoes the shift
+        unfitted = score(plain, [image[z] for z in val_z], gts)
     n = len(steps)
     return {
+        "threshold": fit["threshold"] if fit is not None else None,
+        "unfitted": unfitted,
         "dataset": name,
         "iterations": n,
         "train_s": took,
         "images_per_s": n * args.batch_size / max(1e-9, steps[-1]["elapsed"]) if steps else 0.0,
-        "iou": scores["iou"],
-        "f1": scores["f1_50"],
-        "precision": scores["precision_50"],
-        "recall": scores["recall_50"],
+        **scores,
     }
+
+
+def _fit_text(r: dict) -> str:
+    """The threshold fit of a run, and what the same model scored without it."""
+    if r["threshold"] is None:
+        return ""
+    if r["unfitted"] is None:
+        return "threshold fit kept 0.5"
+    u = r["unfitted"]
+    return f"threshold fit {r['threshold']:.2f} (without it: IoU {u['iou']:.3f}, F1 {u['f1']:.3f})"
+
+
+def score(model, images: list[np.ndarray], gts: list[np.ndarray]) -> dict:
+    """Each validation slice segmented in 2D, scored on the stack: IoU, F1, precision, recall at 0.5."""
+    r = enb.evaluate(stack_2d([enb.segment_image(model, img) for img in images]), stack_2d(gts))
+    return {"iou": r["iou"], "f1": r["f1_50"], "precision": r["precision_50"], "recall": r["recall_50"]}
 
 
 def main() -> int:
@@ -157,13 +181,16 @@ def main() -> int:
     rows = []
     for name in args.datasets:
         r = run_dataset(name, args)
+        fitted = _fit_text(r)
         print(
             f"{name:9s} iterations {r['iterations']:5d} ({r['images_per_s']:.2f} img/s, {r['train_s'] / 60:.1f} min)  "
-            f"IoU {r['iou']:.3f}  F1@0.5 {r['f1']:.3f}  precision {r['precision']:.3f}  recall {r['recall']:.3f}",
+            f"IoU {r['iou']:.3f}  F1@0.5 {r['f1']:.3f}  precision {r['precision']:.3f}  recall {r['recall']:.3f}"
+            f"{'  ' + fitted if fitted else ''}",
             flush=True,
         )
         rows.append(
-            f"| {datetime.date.today()} | {name} | {recipe} | {args.minutes:g} | {r['iterations']} | "
+            f"| {datetime.date.today()} | {name} | {recipe}{'; ' + fitted if fitted else ''} | {args.minutes:g} | "
+            f"{r['iterations']} | "
             f"{r['images_per_s']:.2f} | {r['iou']:.3f} | {r['f1']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
             f"{machine} |\n"
         )

@@ -133,6 +133,11 @@ def model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+#: test-time flips besides the image as is: left-right, up-down and both. The four form a group, so
+#: the averaged maps are exactly equivariant to those flips (a flipped image gives the flipped result)
+FLIPS = ((-1,), (-2,), (-2, -1))
+
+
 def probs_to_logits(sem: torch.Tensor) -> torch.Tensor:
     """Inverse of sigmoid (one channel) or a softmax-equivalent log (several); postprocessing takes logits."""
     p = sem.clamp(_EPS, 1 - _EPS)
@@ -156,8 +161,10 @@ class Predictor:
         batch_size: int = 4,
         device=None,
         precision: str = "fp32",
+        flips: bool = False,
     ):
         self.model = model
+        self.flips = bool(flips)
         self.device = resolve_device(device) if device is not None else model_device(model)
         if device is not None:
             model.to(self.device)
@@ -236,16 +243,37 @@ class Predictor:
         return maps
 
     def maps(self, images: Sequence[np.ndarray], rois: Sequence[np.ndarray | None] | None = None) -> list[torch.Tensor]:
-        """Stitched full-resolution maps for normalized float32 2D ``images`` (any sizes)."""
+        """Stitched full-resolution maps for normalized float32 2D ``images`` (any sizes).
+
+        With ``flips``, the mean of the maps of each image as is, flipped left-right, up-down and both
+        (each flipped back, the offsets along a flipped axis negated): test-time augmentation, 4
+        network passes.
+        """
         net = self.network()
         if net is not self.model:  # an eval copy: the user's model keeps its mode
-            return self._maps(images, rois, net)
+            return self._all_maps(images, rois, net)
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._maps(images, rois, net)
+            return self._all_maps(images, rois, net)
         finally:
             self.model.train(was_training)
+
+    def _all_maps(self, images, rois, net: nn.Module) -> list[torch.Tensor]:
+        out = self._maps(images, rois, net)
+        if not self.flips:
+            return out
+        for dims in FLIPS:
+            views = [np.ascontiguousarray(np.flip(img, axis=dims)) for img in images]
+            vrois = [None if r is None else np.ascontiguousarray(np.flip(r, axis=dims)) for r in rois] if rois else rois
+            for acc, m in zip(out, self._maps(views, vrois, net)):
+                m = torch.flip(m, dims=dims)
+                for d in dims:  # an offset along a flipped axis points the other way: dy is channel -2, dx -1
+                    m[d] *= -1
+                acc += m
+        for acc in out:
+            acc /= 1 + len(FLIPS)
+        return out
 
     def _maps(self, images, rois, net: nn.Module) -> list[torch.Tensor]:
         d = self.downsample
@@ -417,6 +445,7 @@ def engine(
     batch_size: int = 4,
     device=None,
     precision: str = "fp32",
+    flips: bool = False,
     **post_kw,
 ) -> tuple[PostOptions, Predictor, np.dtype]:
     """The postprocessing options, the network runner and the label dtype shared by 2D and 3D inference."""
@@ -429,6 +458,7 @@ def engine(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        flips=flips,
     )
     return post, pred, label_dtype(pred.n_sem, post.label_divisor)
 
@@ -471,6 +501,7 @@ def segment_image(
     batch_size: int = 4,
     device=None,
     precision: str = "fp32",
+    flips: bool = False,
     irange: tuple[float, float] | None = None,
     label_divisor: int | None = None,
     seg_thr: float = 0.5,
@@ -514,6 +545,9 @@ def segment_image(
         ``"fp32"`` (reference), ``"bf16"`` (CPUs with AMX/AVX512-BF16, or CUDA), ``"fp16"`` (CUDA) or
         ``"auto"`` (the fastest the device runs natively); unsupported choices warn and run fp32.
         See ``precision.resolve_precision`` and the speed page of the docs for the accuracy change.
+    flips : bool
+        Test-time augmentation: average the network's maps of the image as is, flipped left-right,
+        up-down and both (4 passes: 4x the network time).
     irange : tuple of float, optional
         Intensity range mapped to [0, 1]; default the image's own (see ``normalize_image``).
     label_divisor : int, optional
@@ -576,6 +610,7 @@ def segment_image(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        flips=flips,
         seg_thr=seg_thr,
         center_thr=center_thr,
         min_distance=min_distance,

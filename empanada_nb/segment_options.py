@@ -97,6 +97,7 @@ class SegmentOptions:
         "fp32: reference; bf16: fast on CPUs with AMX/AVX512-BF16 and on GPUs; fp16: GPU; auto: fastest native",
         choices=PRECISIONS,
     )
+    flips: bool = _opt("flips", "bool", "test-time flips", "average the image as is and flipped 3 ways (4x slower)")
     # postprocessing
     seg_thr: float = _opt("seg_thr", "float", "segmentation threshold", "semantic confidence", group="post")
     center_thr: float = _opt("center_thr", "float", "center threshold", "center heatmap confidence", group="post")

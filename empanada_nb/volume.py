@@ -315,6 +315,7 @@ def segment_stack(
     batch_size: int = 4,
     device=None,
     precision: str = "fp32",
+    flips: bool = False,
     irange: tuple[float, float] | None = None,
     seg_thr: float = 0.5,
     center_thr: float = 0.1,
@@ -374,6 +375,8 @@ def segment_stack(
         Default: the model's device.
     precision : str
         ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``, as in ``segment_image``.
+    flips : bool
+        Test-time flips, as in ``segment_image`` (4x the network time).
     irange : tuple of float, optional
         Intensity range; default estimated once from a few slices of the volume.
     label_divisor : int, optional
@@ -434,6 +437,7 @@ def segment_stack(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        flips=flips,
         seg_thr=seg_thr,
         center_thr=center_thr,
         min_distance=min_distance,

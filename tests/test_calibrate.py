@@ -164,3 +164,34 @@ def test_calibrate_false_fits_nothing(dataset, tmp_path):
         warnings.simplefilter("ignore")
         h = enb.train(dataset, out=tmp_path / "m.pth", iterations=3, calibrate=False, **TINY)
     assert h.events("calibration") == [] and h.model.card.calibration == {}
+
+
+def _plant(monkeypatch, best: float, gain: float) -> None:
+    monkeypatch.setattr(
+        calibrate,
+        "foreground_iou_by_threshold",
+        lambda probs, masks, ts: {float(t): (0.5 + gain if t == best else 0.5) for t in ts},
+    )
+
+
+def test_training_images_move_the_threshold_only_for_a_large_gain(dataset, tmp_path, monkeypatch):
+    _plant(monkeypatch, 0.3, 0.03)  # enough on validation images, not on training images
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h = enb.train(dataset, out=tmp_path / "m.pth", iterations=2, **TINY)
+    fit = h.events("calibration")[-1]
+    assert fit["source"] == "training images" and fit["threshold"] == 0.5 and not fit["applied"]
+
+
+def test_the_calibrated_model_is_validated_again(dataset, tmp_path, monkeypatch):
+    _plant(monkeypatch, 0.3, 0.03)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h = enb.train(dataset, out=tmp_path / "m.pth", iterations=4, val_fraction=0.34, **TINY)
+    fit = h.events("calibration")[-1]
+    assert fit["source"] == "validation images" and fit["images"] == 2 and fit["applied"]
+    vals = h.events("validation")
+    assert vals[-1].get("calibrated") is True and "calibrated" not in vals[-2]
+    assert vals[-1]["iteration"] == vals[-2]["iteration"] == 4
+    card = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    assert card["history_summary"]["iou"] == round(vals[-1]["iou"], 4) == h.summary()["iou"]

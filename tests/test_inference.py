@@ -225,3 +225,53 @@ def test_min_area_drops_small_instances_in_2d_only():
     cut = segment_image(small, img, irange=(0, 1), min_area=int(areas.max()))
     assert set(np.unique(cut[cut > 0])) == set(ids[areas >= areas.max()])  # the largest stay, ids and pixels kept
     np.testing.assert_array_equal(cut[cut > 0], kept[cut > 0])
+
+
+def _asymmetric_model():
+    """A random PanopticDeepLab whose heads give outputs large enough to tell a flip's sign apart."""
+    import empanada_nb as enb
+    from empanada_nb.models.blocks import PanopticHead
+
+    torch.manual_seed(0)
+    model = enb.build_model("PanopticDeepLab", "resnet18").eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, PanopticHead):
+                m.head[-1].weight.mul_(300.0)  # initialised at std 0.001
+    return model
+
+
+def _flip_back(maps: torch.Tensor, dims: tuple) -> torch.Tensor:
+    m = torch.flip(maps, dims=dims)
+    for d in dims:
+        m[d] *= -1  # dy is channel -2, dx channel -1
+    return m
+
+
+def test_test_time_flips_give_flip_equivariant_maps():
+    model = _asymmetric_model()
+    x = np.random.default_rng(0).random((64, 96), dtype=np.float32)  # multiples of 16: no padding
+    plain, tta = Predictor(model), Predictor(model, flips=True)
+    for dims in ((-1,), (-2,)):
+        flipped = np.ascontiguousarray(np.flip(x, axis=dims))
+        # without flips the network is not equivariant, so the check below can fail ...
+        off = _flip_back(plain.maps([flipped])[0], dims) - plain.maps([x])[0]
+        assert off[-2:].abs().max() > 1e-2 and off[:1].abs().max() > 1e-3
+        # ... with them, a flipped image gives the flipped maps, offsets pointing the other way
+        torch.testing.assert_close(_flip_back(tta.maps([flipped])[0], dims), tta.maps([x])[0], rtol=1e-4, atol=1e-4)
+    # the average of the 4 views, not the first one
+    assert (tta.maps([x])[0] - plain.maps([x])[0]).abs().max() > 1e-3
+
+
+def test_flips_reach_every_face():
+    import empanada_nb as enb
+
+    model = _asymmetric_model()
+    image, _ = enb.synthetic_image(64, n_objects=3, seed=2)
+    a = segment_image(model, image, flips=True, semantic_only=True, return_probs=True)[1]
+    b = segment_image(model, np.ascontiguousarray(image[:, ::-1]), flips=True, semantic_only=True, return_probs=True)[1]
+    np.testing.assert_allclose(a, b[:, ::-1], atol=1e-4)
+    assert segment_batch(model, np.stack([image, image]), flips=True).shape == (2, 64, 64)
+    vol = np.stack([image] * 3)
+    assert enb.segment_stack(model, vol, flips=True, progress=False, min_size=0).shape == vol.shape
+    assert enb.SegmentOptions(mode="stack", flips=True).kwargs()["flips"] is True

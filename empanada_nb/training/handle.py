@@ -14,7 +14,9 @@ class TrainingHandle:
 
     Returned by ``train`` and ``finetune``. ``history`` holds every event emitted so far as a dict
     with a ``"type"``: ``step`` (``iteration``, ``loss``, ``terms``, ``lr``, ...), ``validation``
-    (``iou``, ``pq``, ``f1``, ...), ``checkpoint`` and ``end``.
+    (``iou``, ``pq``, ``f1``, ...; ``"calibrated": True`` on the one after the threshold fit),
+    ``checkpoint``, ``calibration`` (the foreground threshold fitted at the end, see
+    ``TrainConfig.calibrate``) and ``end``.
 
     Parameters
     ----------

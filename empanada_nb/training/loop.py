@@ -347,8 +347,10 @@ def run_training(
         vals, ckpts = budget.overheads["validation"], budget.overheads["checkpoint"]
         val_s = max(vals) if vals else estimate_validation_s(val_pixels, budget.step_s or 1.0, batch_pixels)
         ckpt_s = max(ckpts) if ckpts else state_bytes / 2e8  # ~200 MB/s until one is timed
-        # the threshold fit at the end: a forward over its images, priced like validation pixels
+        # the threshold fit at the end: a forward over its images, priced like validation pixels, and with
+        # validation images one more validation (of the calibrated model)
         cal_s = estimate_validation_s(cal_pixels, budget.step_s or 1.0, batch_pixels) if cfg.calibrate else 0.0
+        cal_s += val_s if cfg.calibrate and val_set is not None else 0.0
         total = budget.fit(
             it,
             (lambda n: cfg.replace(iterations=n).val_every) if val_set is not None else None,
@@ -405,6 +407,10 @@ def run_training(
             return
         card.calibration = {k: fit[k] for k in ("threshold", "iou_at_0.5", "iou", "images", "source", "applied")}
         handle.emit({"type": "calibration", "iteration": it, **card.calibration})
+        if fit["applied"] and val_set is not None:  # the run's final metrics are the saved model's
+            metrics = validate(model, val_set, cfg, card, device)
+            handle.emit({"type": "validation", "iteration": it, "calibrated": True, **metrics})
+            card.history_summary = handle.summary()
 
     t_mark = time.monotonic()  # the end of the previous iteration: a step's time includes waiting for its batch
     # Ctrl-C is taken at the end of an iteration, so that the checkpoint holds exactly `it`

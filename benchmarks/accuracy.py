@@ -12,7 +12,9 @@ public API with ``max_minutes`` (``train(..., max_minutes=...)``), then segments
 slice (``segment_image``) and is scored on the stack of 2D results (``evaluate``): foreground IoU,
 instance F1@0.5, precision and recall. Training ends with the foreground-threshold fit
 (``TrainConfig.calibrate``, on 8 training slices: the run has no validation images); when the fit moved
-the threshold, the same model without it is scored too, so each row gives the fit's held-out effect.
+the threshold, the same model without it is scored too, so each row gives the fit's held-out effect. Each row names the
+2D ``min_area`` the model learned from its training objects (``training/object_size.py``), which
+``segment_image`` used.
 One row per dataset is printed and appended to ``benchmarks/ACCURACY.md`` (``--results``), with the
 recipe, the budget and the machine. Not a test.
 """
@@ -38,6 +40,7 @@ from scipy import ndimage
 
 import empanada_nb as enb
 from empanada_nb._atomic import atomic_path
+from empanada_nb.inference import default_min_area
 from empanada_nb.training.calibrate import shift_semantic_bias
 
 DATA = Path(os.environ.get("EMPANADA_NB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -131,6 +134,7 @@ def run_dataset(name: str, args) -> dict:
         unfitted = score(plain, [image[z] for z in val_z], gts)
     n = len(steps)
     return {
+        "min_area": default_min_area(model),
         "threshold": fit["threshold"] if fit is not None else None,
         "unfitted": unfitted,
         "dataset": name,
@@ -142,13 +146,14 @@ def run_dataset(name: str, args) -> dict:
 
 
 def _fit_text(r: dict) -> str:
-    """The threshold fit of a run, and what the same model scored without it."""
+    """The threshold fit of a run and what the same model scored without it; the 2D min_area it used."""
+    area = f"2D min_area {r['min_area']}"
     if r["threshold"] is None:
-        return ""
+        return area
     if r["unfitted"] is None:
-        return "threshold fit kept 0.5"
+        return f"threshold fit kept 0.5; {area}"
     u = r["unfitted"]
-    return f"threshold fit {r['threshold']:.2f} (without it: IoU {u['iou']:.3f}, F1 {u['f1']:.3f})"
+    return f"threshold fit {r['threshold']:.2f} (without it: IoU {u['iou']:.3f}, F1 {u['f1']:.3f}); {area}"
 
 
 def score(model, images: list[np.ndarray], gts: list[np.ndarray]) -> dict:

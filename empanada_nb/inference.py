@@ -337,11 +337,40 @@ class Predictor:
 # --------------------------------------------------------------------------------------------
 
 
-#: 2D default of ``min_area``: instances of fewer pixels are dropped. Chosen on a validation block
+#: 2D ``min_area`` of a model that learned none from its training objects (``default_min_area``):
+#: instances of fewer pixels are dropped. Chosen on a validation block
 #: (Lucchi++ slices 125-164, ``benchmarks/tune_postprocess.py``, a 15-minute model, with that search's
 #: thresholds): F1@0.5 0.824 (0 px) -> 0.865 (128) -> 0.892 (512) at 5 nm pixels; a second model
 #: 0.789 -> 0.844 -> 0.863. 128 keeps a 200 nm mitochondrion section at pixels up to ~15 nm.
 MIN_AREA = 128
+
+
+def default_min_area(model: nn.Module) -> int:
+    """The 2D ``min_area`` used when none is given: the one the model learned from its training
+    objects (``card.min_area``, ``training/object_size.py``), else ``MIN_AREA``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model with or without a card.
+
+    Returns
+    -------
+    int
+        Pixels; instances with fewer are dropped.
+
+    Examples
+    --------
+    >>> import empanada_nb as enb
+    >>> model = enb.build_model("PanopticDeepLab", "resnet18")
+    >>> default_min_area(model)
+    128
+    >>> card_for(model).min_area = 300  # what training sets
+    >>> default_min_area(model)
+    300
+    """
+    learned = getattr(getattr(model, "card", None), "min_area", None)
+    return int(learned) if learned is not None else MIN_AREA
 
 
 @dataclass
@@ -423,6 +452,8 @@ def drop_small_instances(labels: np.ndarray, min_area: int, label_divisor: int) 
 
 def post_options(model: nn.Module, label_divisor: int | None = None, **kw) -> PostOptions:
     card = card_for(model)
+    if "min_area" in kw and kw["min_area"] is None:  # 2D: the model's learned minimum, else MIN_AREA
+        kw["min_area"] = default_min_area(model)
     return PostOptions(thing_list=list(card.thing_list), label_divisor=check_divisor(label_divisor, card), **kw)
 
 
@@ -512,7 +543,7 @@ def segment_image(
     fine_boundaries: bool = False,
     fill_holes: bool = False,
     split_fragments: bool = True,
-    min_area: int = MIN_AREA,
+    min_area: int | None = None,
     return_probs: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Panoptic labels ``(H, W)`` (``class * label_divisor + instance``) for one 2D image.
@@ -568,10 +599,11 @@ def segment_image(
         Fill background holes enclosed by one instance.
     split_fragments : bool
         Give disconnected pieces of a label their own ids (empanada's ``force_connected``).
-    min_area : int
+    min_area : int, optional
         Drop instances smaller than this many (full-resolution) pixels: most false positives of a
-        briefly trained model are small (``MIN_AREA``; 0 keeps everything). At ~5 nm pixels
-        512-1024 scored best on a Lucchi++ validation block; lower it for coarse pixels.
+        briefly trained model are small; 0 keeps everything. Default: the minimum the model learned
+        from its training objects (``model.card.min_area``, see ``training/object_size.py``), else
+        ``MIN_AREA``.
     return_probs : bool
         Also return the semantic probabilities.
 
@@ -698,7 +730,7 @@ def segment_batch(
     if "roi" in kwargs or "return_probs" in kwargs:
         raise ValueError("segment_batch takes no roi/return_probs; call segment_image per image")
     post_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in PostOptions.__dataclass_fields__}
-    post_kw.setdefault("min_area", MIN_AREA)  # segment_image's default (PostOptions' 0 is for stack inference)
+    post_kw.setdefault("min_area", None)  # segment_image's default (PostOptions' 0 is for stack inference)
     post = post_options(model, post_kw.pop("label_divisor", None), **post_kw)
     pred = Predictor(model, batch_size=batch_size, **kwargs)
     is_array = isinstance(images, np.ndarray)

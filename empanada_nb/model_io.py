@@ -74,6 +74,10 @@ class ModelCard:
     calibration : dict
         The foreground threshold fitted at the end of training and folded into the semantic head's
         bias (``threshold``, ``iou_at_0.5``, ``iou``, ``images``, ``source``); empty when none was fitted.
+    min_area : int, optional
+        The 2D minimum object area (pixels) that inference uses when ``min_area`` is not given: the
+        5th percentile of the training objects' areas (``training/object_size.py``); None before any
+        training on 20 objects or more (inference then uses ``MIN_AREA``).
     fixed_bn : list of str
         BatchNorm layers that stand for the bias of a fused conv (empanada's quantizable models fuse
         conv + BatchNorm; loading splits them back): training keeps them in eval mode, so the loaded
@@ -110,6 +114,8 @@ class ModelCard:
     fixed_bn: list[str] = dataclasses.field(default_factory=list)
     #: the foreground threshold fitted at the end of training and folded into the model (training/calibrate.py)
     calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the 2D minimum object area learned from the training objects (training/object_size.py)
+    min_area: int | None = None
 
     def to_dict(self) -> dict:
         """The card as a plain dict (what is written to the ``.pth`` and ``.yaml`` files).

@@ -111,9 +111,10 @@ class SegmentOptions:
     split_fragments: bool = _opt(
         "split_fragments", "bool", "split fragments", "give disconnected pieces their own ids", group="post"
     )
-    min_area: int = _opt(
-        "min_area", "int", "min area (px)", "drop smaller objects (2D; stack and ortho use min size)", ("2d",),
-        "post", min=0,
+    min_area: int | None = _opt(
+        "min_area", "int?", "min area (px)",
+        "drop smaller objects (2D; default: the model's, learned from its training objects; 3D uses min size)",
+        ("2d",), "post", min=0,
     )  # fmt: skip
     label_divisor: int | None = _opt(
         "label_divisor", "int?", "label divisor", "max objects per class (default: the model card's)", group="post"

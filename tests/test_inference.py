@@ -227,6 +227,19 @@ def test_min_area_drops_small_instances_in_2d_only():
     np.testing.assert_array_equal(cut[cut > 0], kept[cut > 0])
 
 
+def test_the_default_min_area_is_the_one_the_model_learned():
+    from empanada_nb.model_io import card_for
+
+    small = ConeModel(radius=6)  # sections of ~110 px: dropped by MIN_AREA (128), kept by a learned 50
+    img = cone_volume((200, 200), CENTERS, 6)
+    card_for(small).min_area = 50
+    assert len(np.unique(segment_image(small, img, irange=(0, 1)))) == 4  # 3 objects and background
+    assert len(np.unique(segment_batch(small, img[None], irange=(0, 1))[0])) == 4
+    assert not segment_image(small, img, irange=(0, 1), min_area=128).any()  # a given min_area wins
+    card_for(small).min_area = None  # a card without one (an older model): MIN_AREA
+    assert not segment_image(small, img, irange=(0, 1)).any()
+
+
 def _asymmetric_model():
     """A random PanopticDeepLab whose heads give outputs large enough to tell a flip's sign apart."""
     import empanada_nb as enb

@@ -39,6 +39,7 @@ from .distributed import EventsLog, env_rank, events_path, launched, setup
 from .handle import TrainingHandle
 from .lineage import HashJob, compact, weights_sha256
 from .loader import batch_loader, resolve_workers
+from .object_size import instance_areas, min_area_from_objects
 from .rules import batch_size_warning, check_finetune_classes, pairs_of, patch_size_warning
 from .validate import load_validation_set, validate
 
@@ -238,6 +239,11 @@ def run_training(
     if cfg.ignore_unlabelled and not dataset.ignore_unlabelled:  # 0/255 binary masks: validate them alike
         cfg = cfg.replace(ignore_unlabelled=False)
     check_classes(dataset.masks, cfg.label_divisor, model.num_classes, card, is_finetune, ", ".join(dirs))
+    # the smallest plausible object at this data's pixel size, for inference's min_area (a finetune on too
+    # few objects keeps the parent's)
+    if cfg.label_divisor is not None or model.num_classes == 1:
+        learned = min_area_from_objects(instance_areas(dataset.masks, cfg.label_divisor, card.thing_list))
+        card.min_area = learned if learned is not None else card.min_area
     if data_norms and state is None:
         model.norms = dataset.norms()
     card.norms = dict(model.norms)

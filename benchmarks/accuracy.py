@@ -12,11 +12,11 @@ public API with ``max_minutes`` (``train(..., max_minutes=...)``), then segments
 slice (``segment_image``) and is scored on the stack of 2D results (``evaluate``): foreground IoU,
 instance F1@0.5, precision and recall. Training ends with the foreground-threshold fit
 (``TrainConfig.calibrate``, on 8 training slices: the run has no validation images); when the fit moved
-the threshold, the same model without it is scored too, so each row gives the fit's held-out effect. Each row names the
-2D ``min_area`` the model learned from its training objects (``training/object_size.py``), which
-``segment_image`` used.
-One row per dataset is printed and appended to ``benchmarks/ACCURACY.md`` (``--results``), with the
-recipe, the budget and the machine. Not a test.
+the threshold, the same model without it is scored too, so each row gives the fit's held-out effect.
+Each row also names the 2D ``min_area`` the model learned from its training objects
+(``training/object_size.py``), which ``segment_image`` used. One row per dataset is printed and
+appended to ``benchmarks/ACCURACY.md`` (``--results``), with the recipe, the budget and the machine.
+Not a test.
 """
 
 from __future__ import annotations

@@ -452,7 +452,7 @@ def drop_small_instances(labels: np.ndarray, min_area: int, label_divisor: int) 
 
 def post_options(model: nn.Module, label_divisor: int | None = None, **kw) -> PostOptions:
     card = card_for(model)
-    if "min_area" in kw and kw["min_area"] is None:  # 2D: the model's learned minimum, else MIN_AREA
+    if kw.get("min_area", 0) is None:  # 2D: the model's learned minimum, else MIN_AREA
         kw["min_area"] = default_min_area(model)
     return PostOptions(thing_list=list(card.thing_list), label_divisor=check_divisor(label_divisor, card), **kw)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
+
+from ..postprocess import split_fragments
 
 #: the percentile of the training objects' areas taken as the minimum: 1 object in 20 is smaller
 AREA_PERCENTILE = 5.0
@@ -61,16 +62,11 @@ def instance_areas(masks: Sequence[np.ndarray], label_divisor: int | None, thing
     """
     out = [np.zeros(0, np.int64)]
     for m in masks:
-        fg = m > 0
-        if not fg.any():
-            continue
-        pieces = ndimage.label(fg, structure=np.ones((3, 3)))[0][fg].astype(np.int64)
-        ids = m[fg].astype(np.int64)
-        _, first, counts = np.unique(pieces * (int(ids.max()) + 1) + ids, return_index=True, return_counts=True)
-        ids = ids[first]
-        if label_divisor is not None:
-            counts = counts[np.isin(ids // label_divisor, list(thing_list)) & (ids % label_divisor != 0)]
-        out.append(counts.astype(np.int64))
+        m = np.where(m > 0, m, 0).astype(np.int64)  # unlabelled (negative) is no object
+        if label_divisor is not None:  # stuff and classes without instances are no object either
+            m[~np.isin(m // label_divisor, list(thing_list)) | (m % label_divisor == 0)] = 0
+        pieces = split_fragments(m)  # each connected piece of an id gets its own (touching ids stay apart)
+        out.append(np.unique(pieces[pieces > 0], return_counts=True)[1])
     return np.concatenate(out)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
-from accuracy import DATASETS  # this folder is on sys.path when run as a script
+from accuracy import DATASETS, read_mask  # this folder is on sys.path when run as a script
 from skimage.measure import label as cc_label
 
 import empanada_nb as enb
@@ -107,9 +107,9 @@ def main(argv=None):
     ap.add_argument("--bin", type=int, default=1, help="bin the volume's xy by this factor first (2: 384x512 slices)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    image_file, mask_file, train_z, val_z = DATASETS[args.dataset]
+    image_file, _, train_z, val_z = DATASETS[args.dataset]
     image = tifffile.imread(DATA / image_file)
-    mask = tifffile.imread(DATA / mask_file)
+    mask = read_mask(args.dataset)
     if args.bin > 1:  # block means of the image, every bin-th pixel of the mask
         b = args.bin
         z, y, x = image.shape[0], image.shape[1] // b * b, image.shape[2] // b * b

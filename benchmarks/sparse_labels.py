@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
-from accuracy import DATASETS, stack_2d  # this folder is on sys.path when run as a script
+from accuracy import DATASETS, read_mask, stack_2d  # this folder is on sys.path when run as a script
 from scipy import ndimage
 
 import empanada_nb as enb
@@ -116,9 +116,9 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = Path(args.data)
-    image_file, mask_file, train_z, val_z = DATASETS[args.dataset]
+    image_file, _, train_z, val_z = DATASETS[args.dataset]
     image = tifffile.imread(data / image_file)
-    mask = tifffile.imread(data / mask_file)
+    mask = read_mask(args.dataset, data=data)
     d = args.downsample
     if d > 1:  # d x d means for the image, every d-th pixel for the mask: CPU time for more context per patch
         z, hh, ww = image.shape

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
-from accuracy import DATA, DATASETS, stack_2d  # this folder is on sys.path when run as a script
+from accuracy import DATA, DATASETS, read_mask, stack_2d  # this folder is on sys.path when run as a script
 from scipy import ndimage
 
 import empanada_nb as enb
@@ -57,9 +57,9 @@ def main() -> int:
     p.add_argument("--dataset", choices=list(DATASETS), default="lucchipp")
     p.add_argument("--results", type=Path, default=None, help="a markdown file the stages are appended to")
     a = p.parse_args()
-    image_file, mask_file, _, val_z = DATASETS[a.dataset]
+    image_file, _, _, val_z = DATASETS[a.dataset]
     image = tifffile.imread(DATA / image_file, key=list(val_z))
-    mask = tifffile.imread(DATA / mask_file, key=list(val_z))
+    mask = read_mask(a.dataset, key=list(val_z))
     gts = stack_2d([ndimage.label(m > 0, structure=np.ones((3, 3)))[0] for m in mask])
     model = enb.load_model(a.model).eval()
     t = time.monotonic()

@@ -3,11 +3,13 @@ import warnings
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 import yaml
 
 import empanada_nb as enb
 from empanada_nb.training import checkpoint_path, load_checkpoint, make_optimizer
+from empanada_nb.training.checks import warn_unannotated
 
 TINY = dict(architecture="PanopticDeepLab", encoder="resnet18", patch_size=64, batch_size=4)
 
@@ -124,6 +126,37 @@ def test_small_dataset_sampled_with_replacement_warning(tmp_path):
     with pytest.warns(UserWarning, match="with replacement"):
         h = enb.train(tmp_path / "ds", out=tmp_path / "m.pth", iterations=2, **{**TINY, "batch_size": 8})
     assert h.events("end")[-1]["iteration"] == 2
+
+
+def test_unannotated_masks_among_filled_ones_warn(tmp_path):
+    # an all-zero mask among filled ones: probably an image nobody annotated (3 VNC slices in ../shared)
+    enb.make_synthetic_dataset(tmp_path / "ds", n_images=4, size=96, seed=2)
+    masks = sorted((tmp_path / "ds").rglob("masks/*.tif"))
+    tifffile.imwrite(masks[1], np.zeros_like(tifffile.imread(masks[1])))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enb.train(tmp_path / "ds", out=tmp_path / "m.pth", iterations=1, **TINY)
+    hits = [str(w.message) for w in caught if "hold no object" in str(w.message)]
+    assert len(hits) == 1 and masks[1].name in hits[0] and hits[0].startswith("1 of 4 training masks")
+
+
+def test_unannotated_rule_spares_sparse_and_all_empty_data():
+    full, sparse, empty = np.zeros((3, 100, 100), np.int64)
+    full[:30, :30] = 1  # 9 % foreground
+    sparse[:5, :5] = 1  # 0.25 %: organelles this rare make an empty image plausible
+    names = [f"{i}.tif" for i in range(7)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none of these may warn
+        assert warn_unannotated([sparse, sparse, empty], names) == []
+        assert warn_unannotated([empty, empty], names) == []
+        assert warn_unannotated([full, full], names) == []
+        # sparse labels: background drawn on purpose beside unlabelled pixels is a negative example
+        drawn = np.full((100, 100), -1, np.int64)
+        drawn[:50] = 0
+        assert warn_unannotated([full, full, drawn], names) == []
+    shown = r"6 of 7 training masks hold no object \(1.tif, 2.tif, 3.tif, 4.tif, 5.tif, ...\)"
+    with pytest.warns(UserWarning, match=shown):
+        assert warn_unannotated([full] + [empty] * 6, names) == [1, 2, 3, 4, 5, 6]
 
 
 def test_bad_arguments_fail_before_training(dataset, tmp_path):

@@ -33,7 +33,7 @@ from ..models import build_model, check_patch_size, load_encoder_weights, resolv
 from .budget import PROVISIONAL_ITERATIONS, REFIT_TOLERANCE, TimeBudget, estimate_validation_s, fit_one_cycle
 from .calibrate import CALIBRATION_IMAGES, calibrate_foreground, semantic_predictor, spread
 from .checkpoint import checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
-from .checks import check_classes
+from .checks import check_classes, warn_unannotated
 from .config import TrainConfig
 from .distributed import EventsLog, env_rank, events_path, launched, setup
 from .handle import TrainingHandle
@@ -239,6 +239,7 @@ def run_training(
     if cfg.ignore_unlabelled and not dataset.ignore_unlabelled:  # 0/255 binary masks: validate them alike
         cfg = cfg.replace(ignore_unlabelled=False)
     check_classes(dataset.masks, cfg.label_divisor, model.num_classes, card, is_finetune, ", ".join(dirs))
+    warn_unannotated(dataset.masks, [p.mask for p in dataset.pairs])
     # the smallest plausible object at this data's pixel size, for inference's min_area (a finetune on too
     # few objects keeps the parent's)
     if cfg.label_divisor is not None or model.num_classes == 1:

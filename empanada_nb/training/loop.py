@@ -40,6 +40,7 @@ from .handle import TrainingHandle
 from .lineage import HashJob, compact, weights_sha256
 from .loader import batch_loader, resolve_workers
 from .object_size import instance_areas, min_area_from_objects
+from .prior import class_prior, init_semantic_prior
 from .rules import batch_size_warning, check_finetune_classes, pairs_of, patch_size_warning
 from .validate import load_validation_set, validate
 
@@ -240,6 +241,8 @@ def run_training(
         cfg = cfg.replace(ignore_unlabelled=False)
     check_classes(dataset.masks, cfg.label_divisor, model.num_classes, card, is_finetune, ", ".join(dirs))
     warn_unannotated(dataset.masks, [p.mask for p in dataset.pairs])
+    if state is None and not is_finetune:  # a fresh semantic head starts at the data's class frequencies
+        init_semantic_prior(model, class_prior(dataset.masks, cfg.label_divisor, model.num_classes))
     # the smallest plausible object at this data's pixel size, for inference's min_area (a finetune on too
     # few objects keeps the parent's)
     if cfg.label_divisor is not None or model.num_classes == 1:

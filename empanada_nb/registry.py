@@ -166,6 +166,8 @@ def _card_summary(card) -> dict[str, Any]:
         "history": dict(card.history_summary or {}),
         "lineage": lineage,
         "created": card.created,
+        "min_area": getattr(card, "min_area", None),
+        "calibration": dict(getattr(card, "calibration", None) or {}),
     }
 
 

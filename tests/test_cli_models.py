@@ -8,7 +8,9 @@ from empanada_nb.cli import main
 
 def _model_file(tmp_path):
     # a valid empanada_nb model file without weights: the registry reads only its card
-    card = enb.ModelCard(class_names={1: "mito", 2: "er"}, num_classes=2, thing_list=[1])
+    card = enb.ModelCard(class_names={1: "mito", 2: "er"}, num_classes=2, thing_list=[1], min_area=371)
+    card.calibration = {"threshold": 0.35, "iou_at_0.5": 0.79, "iou": 0.825, "images": 8, "source": "training images"}
+    card.calibration["applied"] = True
     path = tmp_path / "m.pth"
     torch.save({"format": enb.model_io.FORMAT, "card": card.to_dict(), "state_dict": {}}, path)
     return path
@@ -23,6 +25,7 @@ def test_models_register_list_info_export_import_remove(tmp_path, capsys):
     assert main(["models", "info", "cli-m"]) == 0
     out = capsys.readouterr().out
     assert "1: mito (thing), 2: er (stuff)" in out and "from the CLI" in out
+    assert "371 px" in out and "threshold 0.35 folded into the bias (foreground IoU 0.790 at 0.5, 0.825 at 0.35" in out
     assert main(["models", "info", "MitoNet_v1", "--json"]) == 0
     assert '"padding_factor": 16' in capsys.readouterr().out
     assert main(["models", "export", "cli-m", str(tmp_path / "x.empanada")]) == 0

@@ -40,6 +40,15 @@ def _print_info(info: dict) -> None:
         print(f"{'norms':15s}mean {norms.get('mean')}, std {norms.get('std')}")
     classes = ", ".join(f"{c}: {v['name']} ({v['kind']})" for c, v in sorted(info.get("classes", {}).items()))
     print(f"{'classes':15s}{classes}")
+    if info.get("min_area") is not None:
+        print(f"{'min_area':15s}{info['min_area']} px (2D, learned from the training objects; the default of segment)")
+    cal = info.get("calibration") or {}
+    if "threshold" in cal:
+        fit = f"threshold {cal['threshold']:.2f} folded into the bias" if cal.get("applied") else "kept 0.5"
+        print(
+            f"{'calibration':15s}{fit} (foreground IoU {cal.get('iou_at_0.5', float('nan')):.3f} at 0.5, "
+            f"{cal.get('iou', float('nan')):.3f} at {cal['threshold']:.2f}; {cal.get('images')} {cal.get('source')})"
+        )
     for k in ("history", "lineage"):
         if info.get(k):  # the dataset's files are a count here (registry summary); the card lists them
             print(f"{k:15s}{json.dumps(info[k], default=str)}")

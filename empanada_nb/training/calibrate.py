@@ -2,10 +2,11 @@
 
 A briefly trained model often ranks pixels well but is not calibrated at 0.5: after ~125 steps from
 random init on 2 CPU cores, one VNC model's foreground probabilities stopped at 0.496 (its foreground
-pixels sat at the semantic head's bias) and scored IoU 0 at 0.5, against 0.59 at 0.40. Rather than a
-threshold that every caller would have to carry (API, CLI, widgets, exports, empanada's own tools),
-the threshold that scores best on labelled images is folded into the bias of the semantic predictor,
-the last 1x1 convolution of the semantic head, so that 0.5 *is* that threshold:
+pixels sat at the semantic head's bias: ``prior.py`` says why and how training now avoids it) and
+scored IoU 0 at 0.5, against 0.59 at 0.40. Rather than a threshold that every caller would have to
+carry (API, CLI, widgets, exports, empanada's own tools), the threshold that scores best on labelled
+images is folded into the bias of the semantic predictor, the last 1x1 convolution of the semantic
+head, so that 0.5 *is* that threshold:
 
 - one channel (sigmoid): ``sigmoid(z) >= t`` is ``sigmoid(z - logit(t)) >= 0.5``, so ``b -= logit(t)``;
 - several channels (softmax, channel 0 background): ``1 - p(background) >= t`` is

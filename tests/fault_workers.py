@@ -32,6 +32,34 @@ def context() -> mp.context.BaseContext:
     return ctx
 
 
+def strays(test_id: str, wait_s: float = 15.0) -> list[str]:
+    """Processes still running that a killed child of test ``test_id`` started (Linux ``/proc``).
+
+    Found by the ``PYTEST_CURRENT_TEST`` they inherited; this process, the fault forkserver and its
+    children (the next writers) are ours. Waits up to ``wait_s`` for them to end first.
+    """
+    from multiprocessing import forkserver
+
+    ours = {os.getpid(), getattr(forkserver._forkserver, "_forkserver_pid", None)}
+    deadline = time.time() + wait_s
+    while True:
+        found = []
+        for d in Path("/proc").glob("[0-9]*"):
+            try:
+                env = (d / "environ").read_bytes().split(b"\0")
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError, IndexError):
+                continue
+            if int(d.name) in ours or ppid in ours:
+                continue
+            if any(e.startswith(b"PYTEST_CURRENT_TEST=" + test_id.encode()) for e in env):
+                found.append(f"{d.name} (parent {ppid}): {cmd[:120]}")
+        if not found or time.time() > deadline:
+            return found
+        time.sleep(0.5)
+
+
 def leftovers(folder: Path) -> list[str]:
     """Temporaries of ours anywhere under ``folder``."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if TMP.match(p.name))

@@ -24,24 +24,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """Stop the multiprocessing forkserver the fault tests start (``fault_workers.context``).
-
-    It preloads torch (~400 MB) and should exit with pytest; forkserver processes were found alive hours
-    after earlier runs on a machine that ran the suite repeatedly, until the OOM killer stopped a run.
-    Stopping it here makes sure this run's never outlives it.
-    """
-    from multiprocessing import forkserver
-
-    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-            os.waitpid(pid, 0)
-        except OSError:  # already gone, or reaped
-            pass
-
-
 _FAILED_MODULES: set[str] = set()
 
 

@@ -41,6 +41,7 @@ from scipy import ndimage
 import empanada_nb as enb
 from empanada_nb._atomic import atomic_path
 from empanada_nb.inference import default_min_area
+from empanada_nb.precision import resolve_precision
 from empanada_nb.training.calibrate import shift_semantic_bias
 
 DATA = Path(os.environ.get("EMPANADA_NB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -130,6 +131,7 @@ def run_dataset(name: str, args) -> dict:
                 connected_components=True,
                 max_minutes=args.minutes,
                 seed=args.seed,
+                amp=args.amp,
             )
         took = time.monotonic() - t
         steps = run.events("step")
@@ -185,6 +187,9 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--patch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=True, help="TrainConfig.amp (--no-amp: float32)"
+    )
     p.add_argument("--save-dir", type=Path, default=None, help="keep each trained model here as <dataset>.pth")
     p.add_argument("--results", type=Path, default=RESULTS, help="markdown table the rows are appended to")
     args = p.parse_args()
@@ -192,7 +197,11 @@ def main() -> int:
     if missing:
         print(f"accuracy.py: {', '.join(missing)} not found in {DATA} (set EMPANADA_NB_DATA)", file=sys.stderr)
         return 2
-    recipe = f"{args.arch} {args.encoder} bs {args.batch_size} patch {args.patch_size} seed {args.seed}{_commit()}"
+    steps = resolve_precision("auto" if args.amp else "fp32", torch.device("cpu")).name  # what train() runs
+    recipe = (
+        f"{args.arch} {args.encoder} bs {args.batch_size} patch {args.patch_size} seed {args.seed} "
+        f"steps {steps}{_commit()}"
+    )
     machine = (
         f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} {torch.get_num_threads()} threads"
     )

@@ -1,7 +1,9 @@
 """Training-step throughput and peak memory: images/s for bs 16, 256^2, ResNet-50, each
-architecture, finetunable layers "none" and "all". Prints figures; not a test.
+architecture, finetunable layers "none" and "all", each step precision (fp32 and what ``amp=True``
+runs on the device: fp16 on CUDA, bf16 on AVX512-BF16/AMX CPUs). Prints figures; not a test.
 
     python benchmarks/train_step.py [--steps 3] [--batch-size 16] [--size 256] [--device cuda]
+                                    [--encoder resnet50] [--precisions fp32 auto]
 
 The baseline in the same run is the forward pass alone (inference throughput), so the ratio
 says what backward + optimizer cost on this machine.
@@ -19,6 +21,7 @@ import torch
 
 import empanada_nb as enb
 from empanada_nb.losses import PanopticLoss
+from empanada_nb.precision import PRECISIONS, resolve_precision
 from empanada_nb.training.loop import make_optimizer, set_train_mode
 
 
@@ -26,7 +29,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench(arch, layers, args, device):
+def bench(arch, layers, args, device, precision="fp32"):
     model = enb.build_model(arch, args.encoder).to(device)
     trainable = enb.set_finetunable(model, layers)
     cfg = enb.TrainConfig()
@@ -40,20 +43,21 @@ def bench(arch, layers, args, device):
         "offsets": torch.randn(n, 2, s, s, device=device),
         "thing": torch.rand(n, s, s, device=device) > 0.8,
     }
-    amp = device.type == "cuda"
+    prec = resolve_precision(precision, device)  # as train() resolves TrainConfig.amp ("auto") or amp=False
+    amp = device.type == "cuda"  # CUDA: synchronise and report GPU memory
     if cfg.channels_last:  # as train() runs it: NHWC on every device
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     if amp:
         torch.cuda.reset_peak_memory_stats()
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=prec.dtype is torch.float16)
     times = []
     set_train_mode(model, False)
     for i in range(args.steps + 1):
         if amp:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        with torch.autocast(device.type, enabled=amp):
+        with prec.autocast(device):
             out = model(x)
         loss, _ = crit(out, tgt)
         opt.zero_grad(set_to_none=True)
@@ -65,7 +69,7 @@ def bench(arch, layers, args, device):
         if i:
             times.append(time.perf_counter() - t)
     model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
+    with torch.inference_mode(), prec.autocast(device):
         t = time.perf_counter()
         model(x)
         if amp:
@@ -74,7 +78,7 @@ def bench(arch, layers, args, device):
     mem = torch.cuda.max_memory_allocated() / 2**20 if amp else peak_rss_mb()
     step = float(np.median(times))
     print(
-        f"{arch:16s} {layers:5s} trainable {trainable / 1e6:6.2f} M  step {step:6.2f} s  "
+        f"{arch:16s} {layers:5s} {prec.name:4s} trainable {trainable / 1e6:6.2f} M  step {step:6.2f} s  "
         f"{n / step:7.2f} img/s  forward-only {n / fwd:7.2f} img/s  (train/forward {fwd / step:.2f})  "
         f"peak {'GPU' if amp else 'RSS'} {mem:8.0f} MiB",
         flush=True,
@@ -88,6 +92,13 @@ def main():
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--encoder", default="resnet50")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["fp32", "auto"],
+        help="step precisions to compare: fp32 is train(amp=False), auto is the default amp=True",
+    )
     args = p.parse_args()
     device = torch.device(args.device)
     print(
@@ -98,9 +109,10 @@ def main():
     ctx = mp.get_context("spawn")
     for arch in ("PanopticDeepLab", "PanopticBiFPN"):
         for layers in ("none", "all"):
-            proc = ctx.Process(target=bench, args=(arch, layers, args, device))
-            proc.start()
-            proc.join()
+            for precision in args.precisions:
+                proc = ctx.Process(target=bench, args=(arch, layers, args, device, precision))
+                proc.start()
+                proc.join()
 
 
 if __name__ == "__main__":

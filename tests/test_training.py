@@ -47,6 +47,34 @@ def test_loss_falls_and_model_is_saved_with_card(dataset, tmp_path):
     assert all(p.is_contiguous() for p in h.model.parameters())
 
 
+def test_steps_run_bfloat16_where_the_cpu_has_it_and_float32_when_amp_is_off(dataset, tmp_path):
+    from empanada_nb.precision import native_bf16_cpu
+
+    convs: list[torch.dtype] = []
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d) and module.training and torch.is_grad_enabled():
+            convs.append(output.dtype)  # the training steps' convolutions, not validation's
+
+    ran = {}
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        for amp in (True, False):
+            convs.clear()
+            h = _quiet(enb.train, dataset, out=tmp_path / f"{amp}.pth", iterations=3, amp=amp, **TINY)
+            ran[amp] = (set(convs), yaml.safe_load((tmp_path / f"{amp}.yaml").read_text()), h)
+    finally:
+        handle.remove()
+    native = native_bf16_cpu()
+    assert ran[True][0] == {torch.bfloat16 if native else torch.float32}
+    assert ran[True][1]["lineage"]["step_precision"] == ("bf16" if native else "fp32")
+    assert ran[False][0] == {torch.float32} and ran[False][1]["lineage"]["step_precision"] == "fp32"
+    # the weights stay float32 (autocast casts per operation) and the loss is a finite number
+    for amp in (True, False):
+        assert all(p.dtype == torch.float32 for p in ran[amp][2].model.parameters())
+        assert all(np.isfinite(s["loss"]) for s in ran[amp][2].events("step"))
+
+
 def test_one_cycle_lr_and_no_decay_on_biases_and_norms(dataset, tmp_path):
     h = _quiet(enb.train, dataset, out=tmp_path / "m.pth", iterations=10, lr=1e-3, **TINY)
     lrs = [s["lr"] for s in h.events("step")]

@@ -114,7 +114,9 @@ class TrainConfig:
     device : str, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; default CUDA when available.
     amp : bool
-        Mixed precision on CUDA.
+        Mixed precision where the device computes it natively (``precision.resolve_precision("auto")``):
+        float16 with loss scaling on CUDA, bfloat16 on CPUs with AVX512-BF16 or AMX, float32 elsewhere.
+        Weights, optimizer and loss stay float32; the card's ``lineage["step_precision"]`` says what ran.
     channels_last : bool
         channels_last (NHWC) memory format for the model and its inputs, on every device: a training
         step of the default PanopticBiFPN-R18 (batch 16, 256^2) took 1.5x less time on a 2-core CPU
@@ -196,7 +198,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int | str = "auto"  #: DataLoader worker processes, or "auto" (resolve_workers)
     device: str | None = None
-    amp: bool = True  #: mixed precision on CUDA
+    amp: bool = True  #: mixed precision where native: fp16 on CUDA, bf16 on AVX512-BF16/AMX CPUs
     channels_last: bool = True  #: NHWC model and inputs (CPU and CUDA)
     calibrate: bool = True  #: fit the foreground threshold at the end and fold it into the model
     # postprocessing for validation

@@ -91,6 +91,8 @@ def test_budget_validates_and_reaches_the_config_from_the_cli():
     assert cfg.max_minutes == 2.5 and cfg.num_workers == 0 and cfg.calibrate is True
     assert config_from(p.parse_args(["--train-dir", "d", "--out", "m.pth", "--no-calibrate"])).calibrate is False
     assert config_from(p.parse_args(["--train-dir", "d", "--out", "m.pth"])).num_workers == "auto"
+    assert cfg.amp is True
+    assert config_from(p.parse_args(["--train-dir", "d", "--out", "m.pth", "--no-amp"])).amp is False
 
 
 def test_dashboard_form_has_the_time_budget():

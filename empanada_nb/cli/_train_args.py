@@ -57,6 +57,14 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="keep the trained foreground threshold at 0.5 (by default the best threshold on the validation "
         "images, or 8 training images, is fitted at the end and folded into the model)",
     )
+    p.add_argument(
+        "--no-amp",
+        dest="amp",
+        action="store_false",
+        default=None,
+        help="train in float32 (by default steps run mixed precision where the device computes it natively: "
+        "float16 on CUDA, bfloat16 on CPUs with AVX512-BF16 or AMX)",
+    )
     p.add_argument("--val-fraction", type=float, help="hold out this fraction of training images when no --val-dir")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int)
@@ -87,4 +95,6 @@ def config_from(args: argparse.Namespace, **extra) -> TrainConfig:
         changes["ignore_unlabelled"] = args.ignore_unlabelled
     if args.calibrate is not None:
         changes["calibrate"] = args.calibrate
+    if args.amp is not None:
+        changes["amp"] = args.amp
     return cfg.replace(**changes)

@@ -41,7 +41,6 @@ from scipy import ndimage
 import empanada_nb as enb
 from empanada_nb._atomic import atomic_path
 from empanada_nb.inference import default_min_area
-from empanada_nb.precision import resolve_precision
 from empanada_nb.training.calibrate import shift_semantic_bias
 
 DATA = Path(os.environ.get("EMPANADA_NB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -197,7 +196,7 @@ def main() -> int:
     if missing:
         print(f"accuracy.py: {', '.join(missing)} not found in {DATA} (set EMPANADA_NB_DATA)", file=sys.stderr)
         return 2
-    steps = resolve_precision("auto" if args.amp else "fp32", torch.device("cpu")).name  # what train() runs
+    steps = enb.TrainConfig(amp=args.amp).step_precision("cpu").name  # what train() runs
     recipe = (
         f"{args.arch} {args.encoder} bs {args.batch_size} patch {args.patch_size} seed {args.seed} "
         f"steps {steps}{_commit()}"

@@ -139,7 +139,6 @@ def job_train_step(a: dict) -> dict:
 
     import empanada_nb as enb
     from empanada_nb.losses import PanopticLoss
-    from empanada_nb.precision import resolve_precision
     from empanada_nb.training.loop import make_optimizer, set_train_mode
 
     torch.manual_seed(0)
@@ -161,7 +160,7 @@ def job_train_step(a: dict) -> dict:
         x = x.contiguous(memory_format=torch.channels_last)
     set_train_mode(model, a["layers"] == "none")
     # the step precision train() runs by default (TrainConfig.amp): bfloat16 on AVX512-BF16/AMX CPUs
-    prec = resolve_precision("auto" if enb.TrainConfig().amp else "fp32", torch.device("cpu"))
+    prec = enb.TrainConfig().step_precision("cpu")
     times = []
     for i in range(a["repeats"] + 1):
         t = time.perf_counter()

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from .._atomic import atomic_path
+from ..precision import Precision, resolve_precision
 
 
 @dataclasses.dataclass
@@ -298,6 +300,30 @@ class TrainConfig:
         50
         """
         return int(self.checkpoint_interval or max(1, self.iterations // 5))
+
+    def step_precision(self, device: Any) -> Precision:
+        """What a training step runs on ``device`` under ``amp``: the one rule for train() and the benchmarks.
+
+        Parameters
+        ----------
+        device : torch.device or str
+            Where the steps run.
+
+        Returns
+        -------
+        Precision
+            ``amp=True``: the fastest native precision (``resolve_precision("auto")``: fp16 on CUDA, bf16
+            on CPUs with AVX512-BF16 or AMX, else fp32); ``amp=False``: fp32.
+
+        Examples
+        --------
+        >>> import empanada_nb as enb
+        >>> enb.TrainConfig(amp=False).step_precision("cpu").name
+        'fp32'
+        >>> enb.TrainConfig().step_precision("cpu").name in ("fp32", "bf16")
+        True
+        """
+        return resolve_precision("auto" if self.amp else "fp32", torch.device(device))
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed (validated like a new config).

@@ -69,11 +69,11 @@ def resolve_workers(num_workers: int | str, device: torch.device) -> int:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except OSError:  # exists, owned by someone else (never the case for our parent; be safe)
-        return True
+    except PermissionError:  # it exists, owned by someone else
+        pass
     return True
 
 

@@ -30,7 +30,6 @@ from ..data.dataset import PanopticDataset
 from ..losses import PanopticLoss
 from ..model_io import ModelCard, card_for, load_model, save_model
 from ..models import build_model, check_patch_size, load_encoder_weights, resolve_pretrained, set_finetunable
-from ..precision import resolve_precision
 from .budget import PROVISIONAL_ITERATIONS, REFIT_TOLERANCE, TimeBudget, estimate_validation_s, fit_one_cycle
 from .calibrate import CALIBRATION_IMAGES, calibrate_foreground, semantic_predictor, spread
 from .checkpoint import checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
@@ -278,7 +277,7 @@ def run_training(
     # mixed precision where the device computes it natively: float16 on CUDA (with loss scaling), bfloat16
     # on CPUs with AVX512-BF16/AMX (no scaling: bfloat16 has float32's range); a default-recipe step on a
     # 2-core AVX512-BF16 CPU took 2.1 s instead of 3.1 s (benchmarks/train_step.py)
-    amp = resolve_precision("auto" if cfg.amp else "fp32", device)
+    amp = cfg.step_precision(device)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and amp.dtype is torch.float16)
     start = 0
     if state is not None:
